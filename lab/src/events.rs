@@ -1,0 +1,173 @@
+//! What happened in a lab, in order, stamped with CLOCK_MONOTONIC (one clock for every namespace, and the clock
+//! the agent and other observers stamp their own events with).
+
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// Nanoseconds of CLOCK_MONOTONIC.
+pub fn monotonic_ns() -> u64 {
+    let now =
+        nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).expect("CLOCK_MONOTONIC");
+    now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// CLOCK_MONOTONIC, nanoseconds.
+    pub at_ns: u64,
+    /// The host the event belongs to; `None` for the lab itself.
+    pub host: Option<String>,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EventKind {
+    LabUp {
+        lab: String,
+        build_ms: f64,
+    },
+    LabDown {
+        lab: String,
+    },
+    ServiceStarted {
+        service: String,
+        pid: u32,
+    },
+    ServiceReady {
+        service: String,
+    },
+    ServiceOutput {
+        service: String,
+        stream: Stream,
+        line: String,
+    },
+    ServiceStopping {
+        service: String,
+        signal: String,
+    },
+    ServiceExited {
+        service: String,
+        status: ExitStatus,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExitStatus {
+    Code(i32),
+    Signal(i32),
+}
+
+impl From<std::process::ExitStatus> for ExitStatus {
+    fn from(status: std::process::ExitStatus) -> Self {
+        use std::os::unix::process::ExitStatusExt;
+        match status.code() {
+            Some(code) => ExitStatus::Code(code),
+            None => ExitStatus::Signal(status.signal().unwrap_or(0)),
+        }
+    }
+}
+
+impl std::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExitStatus::Code(code) => write!(f, "exit code {code}"),
+            ExitStatus::Signal(signal) => match nix::sys::signal::Signal::try_from(*signal) {
+                Ok(sig) => write!(f, "killed by {sig}"),
+                Err(_) => write!(f, "killed by signal {signal}"),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let host = self.host.as_deref().unwrap_or("lab");
+        match &self.kind {
+            EventKind::LabUp { lab, build_ms } => {
+                write!(f, "{host}: lab {lab} is up (built in {build_ms:.1} ms)")
+            }
+            EventKind::LabDown { lab } => write!(f, "{host}: lab {lab} is down"),
+            EventKind::ServiceStarted { service, pid } => {
+                write!(f, "{host}/{service}: started, pid {pid}")
+            }
+            EventKind::ServiceReady { service } => write!(f, "{host}/{service}: ready"),
+            EventKind::ServiceOutput {
+                service,
+                stream,
+                line,
+            } => {
+                let mark = if *stream == Stream::Stderr { "!" } else { "|" };
+                write!(f, "{host}/{service} {mark} {line}")
+            }
+            EventKind::ServiceStopping { service, signal } => {
+                write!(f, "{host}/{service}: stopping with {signal}")
+            }
+            EventKind::ServiceExited { service, status } => {
+                write!(f, "{host}/{service}: exited, {status}")
+            }
+        }
+    }
+}
+
+/// The lab's events, shared by the threads that produce them and whoever waits for one.
+#[derive(Default)]
+pub struct EventLog {
+    events: Mutex<Vec<Event>>,
+    changed: Condvar,
+}
+
+impl EventLog {
+    pub fn push(&self, host: Option<&str>, kind: EventKind) {
+        let event = Event {
+            at_ns: monotonic_ns(),
+            host: host.map(str::to_string),
+            kind,
+        };
+        self.events.lock().unwrap().push(event);
+        self.changed.notify_all();
+    }
+
+    pub fn all(&self) -> Vec<Event> {
+        self.events.lock().unwrap().clone()
+    }
+
+    /// Events from position `from` on, waiting up to `timeout` for at least one.
+    pub fn since(&self, from: usize, timeout: Duration) -> Vec<Event> {
+        let events = self.events.lock().unwrap();
+        let (events, _) = self
+            .changed
+            .wait_timeout_while(events, timeout, |e| e.len() <= from)
+            .unwrap();
+        events
+            .get(from..)
+            .map(<[Event]>::to_vec)
+            .unwrap_or_default()
+    }
+
+    /// The first event (already recorded or still to come) that matches, or `None` after `timeout`.
+    pub fn wait_for(&self, timeout: Duration, matches: impl Fn(&Event) -> bool) -> Option<Event> {
+        let deadline = Instant::now() + timeout;
+        let mut events = self.events.lock().unwrap();
+        let mut checked = 0;
+        loop {
+            if let Some(found) = events[checked..].iter().find(|e| matches(e)) {
+                return Some(found.clone());
+            }
+            checked = events.len();
+            let left = deadline.checked_duration_since(Instant::now())?;
+            events = self.changed.wait_timeout(events, left).unwrap().0;
+        }
+    }
+}

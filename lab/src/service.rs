@@ -1,0 +1,259 @@
+//! Services: long-running programs declared in the topology, started in their host in topology order, their
+//! output kept in per-service log files and turned into events, stopped with their own signal and grace period.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+
+use crate::events::{EventKind, EventLog, ExitStatus, Stream};
+use crate::net::netns;
+use crate::process::HostCommand;
+use crate::topology::{Readiness, Service};
+
+/// A started service.
+pub struct RunningService {
+    pub host: String,
+    pub spec: Service,
+    pub pid: u32,
+    pub log: PathBuf,
+    exit: Arc<(Mutex<Option<ExitStatus>>, Condvar)>,
+}
+
+impl RunningService {
+    /// Starts `spec` inside the host described by `identity`; output goes to `log` and to `events`.
+    pub fn start(
+        host: &str,
+        spec: &Service,
+        identity: &HostCommand,
+        log: &Path,
+        events: &Arc<EventLog>,
+    ) -> io::Result<RunningService> {
+        let mut command = identity.command(&spec.argv[0])?;
+        command
+            .args(&spec.argv[1..])
+            .envs(&spec.env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group, so the stop signal reaches whatever the service forks too.
+            .process_group(0);
+        if let Some(cwd) = &spec.cwd {
+            command.current_dir(cwd);
+        }
+        let mut child: Child = command.spawn().map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot start service {host}/{} ({}): {e}",
+                    spec.name, spec.argv[0]
+                ),
+            )
+        })?;
+        let pid = child.id();
+        events.push(
+            Some(host),
+            EventKind::ServiceStarted {
+                service: spec.name.clone(),
+                pid,
+            },
+        );
+
+        let file = Arc::new(Mutex::new(
+            OpenOptions::new().create(true).append(true).open(log)?,
+        ));
+        let pipes = [
+            (
+                child
+                    .stdout
+                    .take()
+                    .map(|s| Box::new(s) as Box<dyn Read + Send>),
+                Stream::Stdout,
+            ),
+            (
+                child
+                    .stderr
+                    .take()
+                    .map(|s| Box::new(s) as Box<dyn Read + Send>),
+                Stream::Stderr,
+            ),
+        ];
+        for (pipe, stream) in pipes {
+            let Some(pipe) = pipe else { continue };
+            let (file, events, host, service) = (
+                file.clone(),
+                events.clone(),
+                host.to_string(),
+                spec.name.clone(),
+            );
+            std::thread::spawn(move || copy_lines(pipe, stream, &file, &events, &host, &service));
+        }
+
+        let exit = Arc::new((Mutex::new(None), Condvar::new()));
+        {
+            let (exit, events, host, service) = (
+                exit.clone(),
+                events.clone(),
+                host.to_string(),
+                spec.name.clone(),
+            );
+            std::thread::spawn(move || {
+                let status: ExitStatus =
+                    child.wait().map(Into::into).unwrap_or(ExitStatus::Code(-1));
+                *exit.0.lock().unwrap() = Some(status);
+                exit.1.notify_all();
+                events.push(Some(&host), EventKind::ServiceExited { service, status });
+            });
+        }
+        Ok(RunningService {
+            host: host.to_string(),
+            spec: spec.clone(),
+            pid,
+            log: log.to_path_buf(),
+            exit,
+        })
+    }
+
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        *self.exit.0.lock().unwrap()
+    }
+
+    /// Waits until the service has exited or `timeout` has passed.
+    pub fn wait_exit(&self, timeout: Duration) -> Option<ExitStatus> {
+        let guard = self.exit.0.lock().unwrap();
+        let (guard, _) = self
+            .exit
+            .1
+            .wait_timeout_while(guard, timeout, |s| s.is_none())
+            .unwrap();
+        *guard
+    }
+
+    /// Waits for the service's readiness check; a service without one is ready once started.
+    pub fn wait_ready(&self, netns_name: &str, events: &EventLog) -> io::Result<()> {
+        let Some(ready) = &self.spec.ready else {
+            return Ok(());
+        };
+        let deadline = Instant::now() + self.spec.ready_timeout;
+        let not_ready = |why: String| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "service {}/{} {why} (log: {})",
+                    self.host,
+                    self.spec.name,
+                    self.log.display()
+                ),
+            )
+        };
+        loop {
+            if let Some(status) = self.exit_status() {
+                return Err(not_ready(format!("exited before it was ready: {status}")));
+            }
+            let is_ready = match ready {
+                Readiness::Tcp(port) => tcp_listening(netns_name, *port),
+                Readiness::File(path) => path.exists(),
+                Readiness::Log(text) => events
+                    .wait_for(Duration::ZERO, |e| {
+                        e.host.as_deref() == Some(self.host.as_str())
+                            && matches!(&e.kind, EventKind::ServiceOutput { service, line, .. }
+                                if service == &self.spec.name && line.contains(text.as_str()))
+                    })
+                    .is_some(),
+            };
+            if is_ready {
+                events.push(
+                    Some(&self.host),
+                    EventKind::ServiceReady {
+                        service: self.spec.name.clone(),
+                    },
+                );
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(not_ready(format!(
+                    "was not ready after {:?} ({ready:?})",
+                    self.spec.ready_timeout
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Sends the stop signal, then SIGKILL after the grace period; returns how the service ended.
+    pub fn stop(&self, events: &EventLog) -> ExitStatus {
+        if let Some(status) = self.exit_status() {
+            return status;
+        }
+        let group = Pid::from_raw(self.pid as i32);
+        let signal = self.spec.stop_signal;
+        events.push(
+            Some(&self.host),
+            EventKind::ServiceStopping {
+                service: self.spec.name.clone(),
+                signal: signal.to_string(),
+            },
+        );
+        let _ = killpg(group, signal);
+        if let Some(status) = self.wait_exit(self.spec.grace) {
+            return status;
+        }
+        let _ = killpg(group, Signal::SIGKILL);
+        self.wait_exit(Duration::from_secs(10))
+            .unwrap_or(ExitStatus::Signal(Signal::SIGKILL as i32))
+    }
+}
+
+fn copy_lines(
+    pipe: Box<dyn Read + Send>,
+    stream: Stream,
+    file: &Mutex<File>,
+    events: &EventLog,
+    host: &str,
+    service: &str,
+) {
+    let mut reader = BufReader::new(pipe);
+    let mut line = Vec::new();
+    while matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+        let _ = file.lock().unwrap().write_all(&line);
+        let text = String::from_utf8_lossy(&line)
+            .trim_end_matches(['\n', '\r'])
+            .to_string();
+        events.push(
+            Some(host),
+            EventKind::ServiceOutput {
+                service: service.to_string(),
+                stream,
+                line: text,
+            },
+        );
+        line.clear();
+    }
+}
+
+/// Whether a socket listens on TCP `port` inside the namespace. Reads the kernel's table rather than connecting,
+/// so the check itself never shows up as a client to the service.
+fn tcp_listening(netns_name: &str, port: u16) -> bool {
+    netns::run_in(netns_name, move || {
+        // thread-self: /proc/self/net would show the namespace of the process's main thread.
+        let table = std::fs::read_to_string("/proc/thread-self/net/tcp")?;
+        Ok(table.lines().skip(1).any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // Field 1 is local address:port in hex, field 3 the state; 0A is LISTEN.
+            fields.len() > 3
+                && fields[3] == "0A"
+                && fields[1]
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| u16::from_str_radix(p, 16).ok())
+                    == Some(port)
+        }))
+    })
+    .unwrap_or(false)
+}
