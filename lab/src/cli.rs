@@ -17,11 +17,7 @@ use crate::state::{self, LabState};
 use crate::topology::Topology;
 
 #[derive(Parser)]
-#[command(
-    name = "lab",
-    version,
-    about = "Network-namespace lab for high-availability setups"
-)]
+#[command(name = "lab", version, about = "Network-namespace lab for high-availability setups")]
 pub struct Cli {
     #[command(subcommand)]
     command: Verb,
@@ -119,9 +115,7 @@ fn up(file: &Path, name: Option<&str>, json: bool, supervise: bool) -> anyhow::R
     let topology = load(file, name)?;
     lab::check_privileges()?;
     // Block the stop signals before any thread exists, so they all inherit the mask and one thread waits for them.
-    let stop_signals: SigSet = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP]
-        .into_iter()
-        .collect();
+    let stop_signals: SigSet = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP].into_iter().collect();
     stop_signals.thread_block()?;
     let (stop_tx, stop_rx) = mpsc::channel::<Option<control::Request>>();
     {
@@ -146,9 +140,7 @@ fn up(file: &Path, name: Option<&str>, json: bool, supervise: bool) -> anyhow::R
         // The parent waits for this line, then the supervisor writes its events to the run directory only.
         eprintln!("ready");
         redirect_stdio_to_null()?;
-        Box::new(std::fs::File::create(
-            state::run_dir(lab.name()).join("events.log"),
-        )?)
+        Box::new(std::fs::File::create(state::run_dir(lab.name()).join("events.log"))?)
     } else {
         Box::new(io::stdout())
     };
@@ -199,9 +191,7 @@ fn up_detached(file: &Path, name: Option<&str>) -> anyhow::Result<ExitCode> {
     let topology = load(file, name)?;
     lab::check_privileges()?;
     let mut command = std::process::Command::new(std::env::current_exe()?);
-    command
-        .args(["up", "--supervise", "--name", &topology.name])
-        .arg(file);
+    command.args(["up", "--supervise", "--name", &topology.name]).arg(file);
     command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -242,8 +232,7 @@ fn lab_name(argument: &str) -> anyhow::Result<String> {
     let path = Path::new(argument);
     if path.is_file() {
         let text = std::fs::read_to_string(path)?;
-        let value: toml::Table =
-            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let value: toml::Table = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         return match value.get("name").and_then(|v| v.as_str()) {
             Some(name) => Ok(name.to_string()),
             None => anyhow::bail!("{}: no `name`", path.display()),
@@ -257,9 +246,7 @@ fn down(labs: Vec<String>, all: bool) -> anyhow::Result<ExitCode> {
     let names = if all {
         state::labs()
     } else {
-        labs.iter()
-            .map(|l| lab_name(l))
-            .collect::<anyhow::Result<_>>()?
+        labs.iter().map(|l| lab_name(l)).collect::<anyhow::Result<_>>()?
     };
     if names.is_empty() && !all {
         anyhow::bail!("name a lab (or a topology file), or use --all");
@@ -274,25 +261,18 @@ fn down(labs: Vec<String>, all: bool) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 fn down_one(name: &str) -> anyhow::Result<&'static str> {
     let state = match LabState::load(name) {
         Ok(state) => state,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => anyhow::bail!(
-            "no such lab (nothing in {})",
-            state::run_dir(name).display()
-        ),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            anyhow::bail!("no such lab (nothing in {})", state::run_dir(name).display())
+        }
         Err(e) => return Err(e.into()),
     };
-    if state.runner_alive()
-        && control::request_down(name, Duration::from_secs(120)).unwrap_or(false)
-    {
+    if state.runner_alive() && control::request_down(name, Duration::from_secs(120)).unwrap_or(false) {
         return Ok("stopped by its supervisor");
     }
     state::remove(&state)?;
@@ -412,10 +392,7 @@ fn status(lab: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
         };
         println!("lab {} ({:?}, {runner})", lab.lab, lab.phase);
         for host in lab.hosts {
-            println!(
-                "  {} (hostname {}, netns {})",
-                host.host, host.hostname, host.netns
-            );
+            println!("  {} (hostname {}, netns {})", host.host, host.hostname, host.netns);
             for i in host.interfaces {
                 let state = match i.up {
                     Some(true) => "up",
@@ -432,12 +409,7 @@ fn status(lab: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
             }
             for s in host.services {
                 let pid = s.pid.map(|p| format!(" pid {p}")).unwrap_or_default();
-                println!(
-                    "    service {}: {}{pid} (log {})",
-                    s.name,
-                    s.state,
-                    s.log.display()
-                );
+                println!("    service {}: {}{pid} (log {})", s.name, s.state, s.log.display());
             }
         }
     }
@@ -446,22 +418,12 @@ fn status(lab: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
 
 fn process_alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|stat| {
-            !stat
-                .rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with('Z')
-        })
+        .map(|stat| !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
         .unwrap_or(false)
 }
 
 pub fn format_mac(mac: &[u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
 fn exec(lab: &str, host: &str, command: Vec<String>) -> anyhow::Result<ExitCode> {
@@ -486,8 +448,6 @@ fn exec(lab: &str, host: &str, command: Vec<String>) -> anyhow::Result<ExitCode>
     let status = child.wait()?;
     use std::os::unix::process::ExitStatusExt;
     Ok(ExitCode::from(
-        status
-            .code()
-            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)) as u8,
+        status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)) as u8,
     ))
 }

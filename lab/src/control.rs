@@ -46,10 +46,7 @@ pub fn serve(lab: &str, requests: mpsc::Sender<Request>) -> io::Result<()> {
                     }
                 }
                 other => {
-                    let _ = writeln!(
-                        stream,
-                        "error: unknown request `{other}` (expected status or down)"
-                    );
+                    let _ = writeln!(stream, "error: unknown request `{other}` (expected status or down)");
                 }
             }
         }

@@ -8,8 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// Nanoseconds of CLOCK_MONOTONIC.
 pub fn monotonic_ns() -> u64 {
-    let now =
-        nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).expect("CLOCK_MONOTONIC");
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).expect("CLOCK_MONOTONIC");
     now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64
 }
 
@@ -103,11 +102,7 @@ impl std::fmt::Display for Event {
                 write!(f, "{host}/{service}: started, pid {pid}")
             }
             EventKind::ServiceReady { service } => write!(f, "{host}/{service}: ready"),
-            EventKind::ServiceOutput {
-                service,
-                stream,
-                line,
-            } => {
+            EventKind::ServiceOutput { service, stream, line } => {
                 let mark = if *stream == Stream::Stderr { "!" } else { "|" };
                 write!(f, "{host}/{service} {mark} {line}")
             }
@@ -150,10 +145,7 @@ impl EventLog {
             .changed
             .wait_timeout_while(events, timeout, |e| e.len() <= from)
             .unwrap();
-        events
-            .get(from..)
-            .map(<[Event]>::to_vec)
-            .unwrap_or_default()
+        events.get(from..).map(<[Event]>::to_vec).unwrap_or_default()
     }
 
     /// The first event (already recorded or still to come) that matches, or `None` after `timeout`.

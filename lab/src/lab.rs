@@ -24,9 +24,7 @@ pub enum LabError {
     /// Not root, or a capability is missing: the CLI exits with code 2.
     #[error("{0}")]
     Permission(String),
-    #[error(
-        "lab `{0}` is already up (state in /run/lab/{0}); take it down first with `lab down {0}`"
-    )]
+    #[error("lab `{0}` is already up (state in /run/lab/{0}); take it down first with `lab down {0}`")]
     AlreadyUp(String),
     #[error("building lab `{lab}` failed: {source}")]
     Build { lab: String, source: io::Error },
@@ -176,9 +174,7 @@ impl Lab {
     }
 
     pub fn service(&self, host: &str, name: &str) -> Option<&RunningService> {
-        self.services
-            .iter()
-            .find(|s| s.host == host && s.spec.name == name)
+        self.services.iter().find(|s| s.host == host && s.spec.name == name)
     }
 
     /// Rewrites the state file with each service's current state (for `lab status`).
@@ -238,12 +234,7 @@ impl Lab {
     fn write_hosts_files(&self) -> io::Result<()> {
         let content = self.topology.etc_hosts();
         for record in self.state.hosts.values() {
-            std::fs::create_dir_all(
-                record
-                    .hosts_file
-                    .parent()
-                    .expect("hosts file has a directory"),
-            )?;
+            std::fs::create_dir_all(record.hosts_file.parent().expect("hosts file has a directory"))?;
             std::fs::write(&record.hosts_file, &content)?;
         }
         Ok(())
@@ -258,8 +249,7 @@ impl Lab {
                 let log = state::run_dir(&self.topology.name)
                     .join("logs")
                     .join(format!("{}.{}.log", host.name, spec.name));
-                let service =
-                    RunningService::start(&host.name, spec, &identity, &log, &self.events)?;
+                let service = RunningService::start(&host.name, spec, &identity, &log, &self.events)?;
                 let ready = service.wait_ready(&netns_name, &self.events);
                 self.services.push(service);
                 self.save_state()?;
@@ -336,10 +326,7 @@ fn initial_state(topology: &Topology) -> LabState {
 
 /// How to enter `host` of a recorded lab.
 pub fn host_command(state: &LabState, host: &str) -> io::Result<HostCommand> {
-    let record = state
-        .hosts
-        .get(host)
-        .ok_or_else(|| unknown_host(&state.name, host))?;
+    let record = state.hosts.get(host).ok_or_else(|| unknown_host(&state.name, host))?;
     Ok(HostCommand::new(&record.netns).with_identity(&record.hostname, &record.hosts_file))
 }
 
@@ -358,9 +345,7 @@ pub fn links_in(netns_name: &str) -> io::Result<Vec<LinkInfo>> {
             for attribute in m.attributes {
                 match attribute {
                     LinkAttribute::IfName(name) => info.name = name,
-                    LinkAttribute::Address(bytes) if bytes.len() == 6 => {
-                        info.mac = bytes.try_into().ok()
-                    }
+                    LinkAttribute::Address(bytes) if bytes.len() == 6 => info.mac = bytes.try_into().ok(),
                     _ => {}
                 }
             }
@@ -370,10 +355,7 @@ pub fn links_in(netns_name: &str) -> io::Result<Vec<LinkInfo>> {
 }
 
 fn unknown_host(lab: &str, host: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::NotFound,
-        format!("lab {lab} has no host `{host}`"),
-    )
+    io::Error::new(io::ErrorKind::NotFound, format!("lab {lab} has no host `{host}`"))
 }
 
 /// Building a lab takes root's namespace and network powers; say which one is missing in one sentence.

@@ -58,17 +58,14 @@ impl HostCommand {
         // SAFETY: the closure only makes raw system calls on values prepared above; it allocates nothing and takes
         // no lock, so it is safe to run in the child of a multi-threaded process.
         unsafe {
-            command.pre_exec(move || {
-                enter_host(&netns_fd, hostname.as_deref(), hosts_file.as_deref())
-            });
+            command.pre_exec(move || enter_host(&netns_fd, hostname.as_deref(), hosts_file.as_deref()));
         }
         Ok(command)
     }
 }
 
 fn cstring(text: &str) -> io::Result<CString> {
-    CString::new(text)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("NUL byte in `{text}`")))
+    CString::new(text).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("NUL byte in `{text}`")))
 }
 
 fn enter_host(
@@ -92,27 +89,15 @@ fn enter_host(
     // A fresh sysfs shows this namespace's interfaces under /sys/class/net; if the mount is refused, the
     // machine's view stays, as with a bare setns.
     if umount2("/sys", MntFlags::MNT_DETACH).is_ok() {
-        let _ = mount(
-            Some("sysfs"),
-            "/sys",
-            Some("sysfs"),
-            MsFlags::empty(),
-            None::<&str>,
-        );
+        let _ = mount(Some("sysfs"), "/sys", Some("sysfs"), MsFlags::empty(), None::<&str>);
     }
     if let Some(hosts) = hosts_file {
-        mount(
-            Some(hosts),
-            "/etc/hosts",
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )?;
+        mount(Some(hosts), "/etc/hosts", None::<&str>, MsFlags::MS_BIND, None::<&str>)?;
     }
     if let Some(name) = hostname {
-        nix::unistd::sethostname(
-            <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name.to_bytes()),
-        )
+        nix::unistd::sethostname(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(
+            name.to_bytes(),
+        ))
         .map_err(io::Error::from)?;
     }
     Ok(())

@@ -50,10 +50,7 @@ impl RunningService {
         let mut child: Child = command.spawn().map_err(|e| {
             io::Error::new(
                 e.kind(),
-                format!(
-                    "cannot start service {host}/{} ({}): {e}",
-                    spec.name, spec.argv[0]
-                ),
+                format!("cannot start service {host}/{} ({}): {e}", spec.name, spec.argv[0]),
             )
         })?;
         let pid = child.id();
@@ -65,47 +62,28 @@ impl RunningService {
             },
         );
 
-        let file = Arc::new(Mutex::new(
-            OpenOptions::new().create(true).append(true).open(log)?,
-        ));
+        let file = Arc::new(Mutex::new(OpenOptions::new().create(true).append(true).open(log)?));
         let pipes = [
             (
-                child
-                    .stdout
-                    .take()
-                    .map(|s| Box::new(s) as Box<dyn Read + Send>),
+                child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
                 Stream::Stdout,
             ),
             (
-                child
-                    .stderr
-                    .take()
-                    .map(|s| Box::new(s) as Box<dyn Read + Send>),
+                child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
                 Stream::Stderr,
             ),
         ];
         for (pipe, stream) in pipes {
             let Some(pipe) = pipe else { continue };
-            let (file, events, host, service) = (
-                file.clone(),
-                events.clone(),
-                host.to_string(),
-                spec.name.clone(),
-            );
+            let (file, events, host, service) = (file.clone(), events.clone(), host.to_string(), spec.name.clone());
             std::thread::spawn(move || copy_lines(pipe, stream, &file, &events, &host, &service));
         }
 
         let exit = Arc::new((Mutex::new(None), Condvar::new()));
         {
-            let (exit, events, host, service) = (
-                exit.clone(),
-                events.clone(),
-                host.to_string(),
-                spec.name.clone(),
-            );
+            let (exit, events, host, service) = (exit.clone(), events.clone(), host.to_string(), spec.name.clone());
             std::thread::spawn(move || {
-                let status: ExitStatus =
-                    child.wait().map(Into::into).unwrap_or(ExitStatus::Code(-1));
+                let status: ExitStatus = child.wait().map(Into::into).unwrap_or(ExitStatus::Code(-1));
                 *exit.0.lock().unwrap() = Some(status);
                 exit.1.notify_all();
                 events.push(Some(&host), EventKind::ServiceExited { service, status });
@@ -127,11 +105,7 @@ impl RunningService {
     /// Waits until the service has exited or `timeout` has passed.
     pub fn wait_exit(&self, timeout: Duration) -> Option<ExitStatus> {
         let guard = self.exit.0.lock().unwrap();
-        let (guard, _) = self
-            .exit
-            .1
-            .wait_timeout_while(guard, timeout, |s| s.is_none())
-            .unwrap();
+        let (guard, _) = self.exit.1.wait_timeout_while(guard, timeout, |s| s.is_none()).unwrap();
         *guard
     }
 

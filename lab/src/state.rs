@@ -81,17 +81,13 @@ impl LabState {
     pub fn save(&self) -> io::Result<()> {
         let path = Self::path(&self.name);
         let temporary = path.with_extension("json.tmp");
-        std::fs::write(
-            &temporary,
-            serde_json::to_vec_pretty(self).expect("serializable state"),
-        )?;
+        std::fs::write(&temporary, serde_json::to_vec_pretty(self).expect("serializable state"))?;
         std::fs::rename(&temporary, &path)
     }
 
     /// Whether the process that recorded this state is still alive.
     pub fn runner_alive(&self) -> bool {
-        self.runner_pid != std::process::id()
-            && Path::new(&format!("/proc/{}", self.runner_pid)).exists()
+        self.runner_pid != std::process::id() && Path::new(&format!("/proc/{}", self.runner_pid)).exists()
     }
 }
 
@@ -152,10 +148,7 @@ pub fn kill_namespace_processes(namespaces: &[String]) {
             return;
         }
         for pid in victims {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
         }
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -170,9 +163,6 @@ pub fn processes_in(inodes: &[u64]) -> Vec<i32> {
     proc.filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| *pid != std::process::id() as i32)
-        .filter(|pid| {
-            std::fs::metadata(format!("/proc/{pid}/ns/net"))
-                .is_ok_and(|m| inodes.contains(&m.ino()))
-        })
+        .filter(|pid| std::fs::metadata(format!("/proc/{pid}/ns/net")).is_ok_and(|m| inodes.contains(&m.ino())))
         .collect()
 }

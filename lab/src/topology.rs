@@ -149,9 +149,7 @@ fn parse_net(text: &str) -> Result<(Ipv4Addr, Option<u8>), String> {
         Some((a, p)) => (a, Some(p)),
         None => (text, None),
     };
-    let addr: Ipv4Addr = addr
-        .parse()
-        .map_err(|_| format!("`{text}` is not an IPv4 address"))?;
+    let addr: Ipv4Addr = addr.parse().map_err(|_| format!("`{text}` is not an IPv4 address"))?;
     let prefix = match prefix {
         None => None,
         Some(p) => match p.parse::<u8>() {
@@ -489,11 +487,7 @@ impl Checker<'_> {
             let field = |f: &str| format!("segments[{i}].{f}");
             let name = seg.name.get_ref();
             if let Err(why) = check_identifier(name) {
-                self.report(
-                    seg.name.span(),
-                    &field("name"),
-                    format!("segment name `{name}` {why}"),
-                );
+                self.report(seg.name.span(), &field("name"), format!("segment name `{name}` {why}"));
             } else if name.len() > IFNAME_MAX {
                 self.report(
                     seg.name.span(),
@@ -519,11 +513,7 @@ impl Checker<'_> {
                         self.report(
                             seg.subnet.span(),
                             &field("subnet"),
-                            format!(
-                                "`{}` has host bits set; did you mean {}/{prefix}?",
-                                net,
-                                net.network()
-                            ),
+                            format!("`{}` has host bits set; did you mean {}/{prefix}?", net, net.network()),
                         );
                     }
                     net
@@ -581,7 +571,8 @@ impl Checker<'_> {
             let field = |f: &str| format!("hosts[{h}].{f}");
             let name = raw_host.name.get_ref().clone();
             self.check_host_names(&lab, &name, raw_host.name.span(), &field("name"));
-            if host_names.insert(name.clone(), h).is_some() {
+            let duplicate = host_names.insert(name.clone(), h).is_some();
+            if duplicate {
                 self.report(
                     raw_host.name.span(),
                     &field("name"),
@@ -611,26 +602,20 @@ impl Checker<'_> {
                 }
             }
             // Every name this host answers to in /etc/hosts must be unique across the lab.
-            let mut own: Vec<(String, Range<usize>, String)> =
-                vec![(name.clone(), raw_host.name.span(), field("name"))];
+            let mut own: Vec<(String, Range<usize>, String)> = Vec::new();
+            if !duplicate {
+                own.push((name.clone(), raw_host.name.span(), field("name")));
+            }
             if let Some(hn) = &raw_host.hostname {
                 own.push((hn.get_ref().clone(), hn.span(), field("hostname")));
             }
             for (a, alias) in raw_host.aliases.iter().enumerate() {
-                own.push((
-                    alias.get_ref().clone(),
-                    alias.span(),
-                    field(&format!("aliases[{a}]")),
-                ));
+                own.push((alias.get_ref().clone(), alias.span(), field(&format!("aliases[{a}]"))));
             }
             let mut seen_here = HashSet::new();
             for (n, span, f) in own {
                 if seen_here.insert(n.clone()) && !etc_names.insert(n.clone()) {
-                    self.report(
-                        span,
-                        &f,
-                        format!("name `{n}` is already used by another host"),
-                    );
+                    self.report(span, &f, format!("name `{n}` is already used by another host"));
                 }
             }
 
@@ -652,7 +637,10 @@ impl Checker<'_> {
                     self.report(
                         name_span.clone(),
                         &ifield("name"),
-                        format!("interface name `{if_name}` is {} bytes, over the kernel's limit of {IFNAME_MAX}", if_name.len()),
+                        format!(
+                            "interface name `{if_name}` is {} bytes, over the kernel's limit of {IFNAME_MAX}",
+                            if_name.len()
+                        ),
                     );
                 } else if let Err(why) = check_identifier(&if_name) {
                     self.report(
@@ -661,11 +649,7 @@ impl Checker<'_> {
                         format!("interface name `{if_name}` {why}"),
                     );
                 } else if if_name == "lo" {
-                    self.report(
-                        name_span.clone(),
-                        &ifield("name"),
-                        "`lo` is the loopback interface",
-                    );
+                    self.report(name_span.clone(), &ifield("name"), "`lo` is the loopback interface");
                 }
                 if !if_names.insert(if_name.clone()) {
                     self.report(
@@ -682,9 +666,7 @@ impl Checker<'_> {
                         format!("the switch-side interface name `{port}` is over the kernel's limit of {IFNAME_MAX}"),
                     );
                 }
-                let segment = segments
-                    .iter()
-                    .find(|s| &s.name == raw_if.segment.get_ref());
+                let segment = segments.iter().find(|s| &s.name == raw_if.segment.get_ref());
                 if segment.is_none() {
                     let known: Vec<&str> = segments.iter().map(|s| s.name.as_str()).collect();
                     self.report(
@@ -704,10 +686,7 @@ impl Checker<'_> {
                                 self.report(
                                     raw_if.address.span(),
                                     &ifield("address"),
-                                    format!(
-                                        "prefix /{p} differs from segment `{}` ({})",
-                                        seg.name, seg.subnet
-                                    ),
+                                    format!("prefix /{p} differs from segment `{}` ({})", seg.name, seg.subnet),
                                 );
                                 p
                             }
@@ -728,14 +707,10 @@ impl Checker<'_> {
                             self.report(
                                 raw_if.address.span(),
                                 &ifield("address"),
-                                format!(
-                                    "{address} is outside segment `{}` ({})",
-                                    seg.name, seg.subnet
-                                ),
+                                format!("{address} is outside segment `{}` ({})", seg.name, seg.subnet),
                             );
                         } else if seg.subnet.prefix < 31
-                            && (address == seg.subnet.network()
-                                || address == seg.subnet.broadcast())
+                            && (address == seg.subnet.network() || address == seg.subnet.broadcast())
                         {
                             self.report(
                                 raw_if.address.span(),
@@ -786,11 +761,7 @@ impl Checker<'_> {
                         Ok((addr, Some(prefix))) => Some(Ipv4Net { addr, prefix }),
                         Ok((addr, None)) => Some(Ipv4Net { addr, prefix: 32 }),
                         Err(why) => {
-                            self.report(
-                                raw_route.to.span(),
-                                &rfield("to"),
-                                format!("{why} (or `default`)"),
-                            );
+                            self.report(raw_route.to.span(), &rfield("to"), format!("{why} (or `default`)"));
                             None
                         }
                     }
@@ -833,9 +804,7 @@ impl Checker<'_> {
                     self.report(
                         value.span(),
                         &sfield,
-                        format!(
-                            "`{key}` is not a per-namespace sysctl: only net.* keys are allowed"
-                        ),
+                        format!("`{key}` is not a per-namespace sysctl: only net.* keys are allowed"),
                     );
                 }
                 let text = match value.get_ref() {
@@ -846,10 +815,7 @@ impl Checker<'_> {
                         self.report(
                             value.span(),
                             &sfield,
-                            format!(
-                                "expected a string, integer or boolean, found {}",
-                                other.type_str()
-                            ),
+                            format!("expected a string, integer or boolean, found {}", other.type_str()),
                         );
                         String::new()
                     }
@@ -890,11 +856,9 @@ impl Checker<'_> {
                                 addr,
                                 prefix: prefix.unwrap_or(32),
                             }),
-                            Err(why) => self.report(
-                                src.span(),
-                                &format!("hosts[{h}].firewall.allow[{a}].from[{f}]"),
-                                why,
-                            ),
+                            Err(why) => {
+                                self.report(src.span(), &format!("hosts[{h}].firewall.allow[{a}].from[{f}]"), why)
+                            }
                         }
                     }
                     allow.push(FirewallAllow {
@@ -911,11 +875,7 @@ impl Checker<'_> {
             hosts.push(Host {
                 name,
                 hostname,
-                aliases: raw_host
-                    .aliases
-                    .iter()
-                    .map(|a| a.get_ref().clone())
-                    .collect(),
+                aliases: raw_host.aliases.iter().map(|a| a.get_ref().clone()).collect(),
                 interfaces,
                 routes,
                 sysctls,
@@ -958,18 +918,10 @@ impl Checker<'_> {
         }
     }
 
-    fn check_service(
-        &mut self,
-        raw: &RawService,
-        field: &dyn Fn(&str) -> String,
-    ) -> Option<Service> {
+    fn check_service(&mut self, raw: &RawService, field: &dyn Fn(&str) -> String) -> Option<Service> {
         let name = raw.name.get_ref().clone();
         if let Err(why) = check_identifier(&name) {
-            self.report(
-                raw.name.span(),
-                &field("name"),
-                format!("service name `{name}` {why}"),
-            );
+            self.report(raw.name.span(), &field("name"), format!("service name `{name}` {why}"));
         }
         let argv = raw.argv.get_ref().clone();
         match argv.first() {
@@ -991,11 +943,7 @@ impl Checker<'_> {
                 .filter(|b| **b)
                 .count();
             if given != 1 {
-                self.report(
-                    r.span(),
-                    &field("ready"),
-                    "give exactly one of `tcp`, `file` or `log`",
-                );
+                self.report(r.span(), &field("ready"), "give exactly one of `tcp`, `file` or `log`");
                 return None;
             }
             if *tcp == Some(0) {
@@ -1005,16 +953,10 @@ impl Checker<'_> {
                 .or_else(|| file.clone().map(|f| Readiness::File(f.into())))
                 .or_else(|| log.clone().map(Readiness::Log))
         });
-        let seconds = |value: &Option<Spanned<f64>>,
-                       key: &str,
-                       default: f64,
-                       checker: &mut Self|
-         -> Duration {
+        let seconds = |value: &Option<Spanned<f64>>, key: &str, default: f64, checker: &mut Self| -> Duration {
             match value {
                 None => Duration::from_secs_f64(default),
-                Some(v)
-                    if v.get_ref().is_finite() && *v.get_ref() >= 0.0 && *v.get_ref() <= 3600.0 =>
-                {
+                Some(v) if v.get_ref().is_finite() && *v.get_ref() >= 0.0 && *v.get_ref() <= 3600.0 => {
                     Duration::from_secs_f64(*v.get_ref())
                 }
                 Some(v) => {
@@ -1065,20 +1007,14 @@ fn check_identifier(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("is empty".into());
     }
-    if !name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphanumeric())
-    {
+    if !name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric()) {
         return Err("must start with a letter or digit".into());
     }
     if let Some(bad) = name
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_' || *c == '.'))
     {
-        return Err(format!(
-            "contains `{bad}`: use letters, digits, `-`, `_` and `.`"
-        ));
+        return Err(format!("contains `{bad}`: use letters, digits, `-`, `_` and `.`"));
     }
     Ok(())
 }
@@ -1091,9 +1027,7 @@ fn check_hostname(name: &str) -> Result<(), String> {
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '.'))
     {
-        return Err(format!(
-            "contains `{bad}`: use letters, digits, `-` and `.`"
-        ));
+        return Err(format!("contains `{bad}`: use letters, digits, `-` and `.`"));
     }
     if name.starts_with('-') || name.ends_with('-') {
         return Err("must not start or end with `-`".into());
@@ -1105,9 +1039,7 @@ fn parse_mac(text: &str) -> Result<[u8; 6], String> {
     let parts: Vec<&str> = text.split(':').collect();
     let mut mac = [0u8; 6];
     if parts.len() != 6 {
-        return Err(format!(
-            "`{text}` is not a MAC address like 02:00:00:00:00:01"
-        ));
+        return Err(format!("`{text}` is not a MAC address like 02:00:00:00:00:01"));
     }
     for (byte, part) in mac.iter_mut().zip(&parts) {
         *byte = u8::from_str_radix(part, 16)
@@ -1141,9 +1073,7 @@ pub fn find_program(program: &str) -> Result<PathBuf, String> {
         return if is_executable(&path) {
             Ok(path)
         } else {
-            Err(format!(
-                "program `{program}` does not exist or is not executable"
-            ))
+            Err(format!("program `{program}` does not exist or is not executable"))
         };
     }
     let path = std::env::var_os("PATH")
@@ -1184,9 +1114,7 @@ fn debian_package(program: &str) -> Option<&'static str> {
         "socat" => "socat",
         "curl" => "curl",
         "python3" => "python3",
-        "vrrpd" | "sentinel-proxy" | "lab" => {
-            "none: built by this workspace (cargo build --release)"
-        }
+        "vrrpd" | "sentinel-proxy" | "lab" => "none: built by this workspace (cargo build --release)",
         _ => return None,
     })
 }

@@ -9,10 +9,7 @@ use std::os::fd::AsRawFd;
 
 use rtnetlink::packet_route::link::{InfoData, InfoVeth};
 use rtnetlink::packet_route::RouteNetlinkMessage;
-use rtnetlink::{
-    AddressMessageBuilder, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth,
-    RouteMessageBuilder,
-};
+use rtnetlink::{AddressMessageBuilder, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use super::netlink::{Netlink, Request};
 use super::{firewall, netns};
@@ -43,24 +40,17 @@ pub fn build(topology: &Topology) -> io::Result<()> {
             ),
         ));
     }
-    parallel(&names, |creator, name| {
-        creator.create(name, isolate_from_ipv6)
-    })?;
+    parallel(&names, |creator, name| creator.create(name, isolate_from_ipv6))?;
     wire_switch(topology)?;
     let hosts: Vec<&str> = topology.hosts.iter().map(|h| h.name.as_str()).collect();
     parallel(&hosts, |creator, host| {
-        creator.enter(&topology.netns_name(host), || {
-            configure_host(topology, host)
-        })
+        creator.enter(&topology.netns_name(host), || configure_host(topology, host))
     })?;
     firewall::apply(topology)
 }
 
 /// Runs `work` for every item on a few plain threads that may enter namespaces.
-fn parallel<T: Sync>(
-    items: &[T],
-    work: impl Fn(&netns::Creator, &T) -> io::Result<()> + Sync,
-) -> io::Result<()> {
+fn parallel<T: Sync>(items: &[T], work: impl Fn(&netns::Creator, &T) -> io::Result<()> + Sync) -> io::Result<()> {
     let threads = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .min(items.len())
@@ -77,19 +67,15 @@ fn parallel<T: Sync>(
                 })
             })
             .collect();
-        workers.into_iter().try_for_each(|w| {
-            w.join()
-                .map_err(|_| io::Error::other("build thread panicked"))?
-        })
+        workers
+            .into_iter()
+            .try_for_each(|w| w.join().map_err(|_| io::Error::other("build thread panicked"))?)
     })
 }
 
 /// IPv6 is off in lab namespaces: the topology is IPv4, and duplicate address detection alone costs >1 s per link.
 fn isolate_from_ipv6() -> io::Result<()> {
-    for key in [
-        "net.ipv6.conf.all.disable_ipv6",
-        "net.ipv6.conf.default.disable_ipv6",
-    ] {
+    for key in ["net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"] {
         match netns::write_sysctl(key, "1") {
             // A kernel booted without IPv6 has no such keys, which is just as good.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -127,12 +113,8 @@ fn wire_switch(topology: &Topology) -> io::Result<()> {
         let ns_name = topology.netns_name(&host.name);
         let ns = File::open(netns::path(&ns_name))?;
         for (n, iface) in host.interfaces.iter().enumerate() {
-            let bridge_index = FIRST_INDEX
-                + topology
-                    .segments
-                    .iter()
-                    .position(|s| s.name == iface.segment)
-                    .unwrap() as u32;
+            let bridge_index =
+                FIRST_INDEX + topology.segments.iter().position(|s| s.name == iface.segment).unwrap() as u32;
             let mtu = topology.segment(&iface.segment).and_then(|s| s.mtu);
             let mut peer = LinkMessageBuilder::<LinkUnspec>::new()
                 .name(iface.name.clone())
@@ -153,16 +135,10 @@ fn wire_switch(topology: &Topology) -> io::Result<()> {
                 veth = veth.mtu(mtu);
             }
             requests.push(Request::new(
-                format!(
-                    "create veth {port} (in {switch}) <-> {} (in {ns_name})",
-                    iface.name
-                ),
+                format!("create veth {port} (in {switch}) <-> {} (in {ns_name})", iface.name),
                 RouteNetlinkMessage::NewLink(veth.build()),
             ));
-            requests.push(Request::new(
-                format!("{port} up in {switch}"),
-                set_up(port_index),
-            ));
+            requests.push(Request::new(format!("{port} up in {switch}"), set_up(port_index)));
             port_index += 1;
         }
         host_namespaces.push(ns);
@@ -190,10 +166,7 @@ fn configure_host(topology: &Topology, host: &str) -> io::Result<()> {
             .address(iface.address, iface.prefix)
             .build();
         requests.push(Request::new(
-            format!(
-                "add {}/{} to {} in {ns}",
-                iface.address, iface.prefix, iface.name
-            ),
+            format!("add {}/{} to {} in {ns}", iface.address, iface.prefix, iface.name),
             RouteNetlinkMessage::NewAddress(address),
         ));
     }
@@ -206,15 +179,11 @@ fn configure_host(topology: &Topology, host: &str) -> io::Result<()> {
             Some(to) => format!("route {to} via {} in {ns}", route.via),
             None => format!("default route via {} in {ns}", route.via),
         };
-        requests.push(Request::new(
-            what,
-            RouteNetlinkMessage::NewRoute(builder.build()),
-        ));
+        requests.push(Request::new(what, RouteNetlinkMessage::NewRoute(builder.build())));
     }
     Netlink::open()?.apply(requests)?;
     for (key, value) in &host.sysctls {
-        netns::write_sysctl(key, value)
-            .map_err(|e| io::Error::new(e.kind(), format!("{e} (host {})", host.name)))?;
+        netns::write_sysctl(key, value).map_err(|e| io::Error::new(e.kind(), format!("{e} (host {})", host.name)))?;
     }
     Ok(())
 }
@@ -250,10 +219,7 @@ fn vlan_hint(topology: &Topology, error: io::Error) -> io::Error {
         .any(|s| s.vlan.is_some() && text.starts_with(&format!("create bridge {} ", s.name)));
     if vlan_bridge_failed {
         let unsupported = vlan_unsupported(topology);
-        return io::Error::new(
-            unsupported.kind(),
-            format!("{unsupported} (the kernel said: {error})"),
-        );
+        return io::Error::new(unsupported.kind(), format!("{unsupported} (the kernel said: {error})"));
     }
     error
 }

@@ -32,16 +32,10 @@ pub fn ruleset(firewall: &Firewall) -> String {
             ));
         }
     }
-    let guarded: std::collections::BTreeSet<u16> = firewall
-        .allow
-        .iter()
-        .flat_map(|a| a.ports.iter().copied())
-        .collect();
+    let guarded: std::collections::BTreeSet<u16> =
+        firewall.allow.iter().flat_map(|a| a.ports.iter().copied()).collect();
     if !guarded.is_empty() {
-        rules.push_str(&format!(
-            "    tcp dport {{ {} }} drop\n",
-            join(guarded.iter())
-        ));
+        rules.push_str(&format!("    tcp dport {{ {} }} drop\n", join(guarded.iter())));
     }
     rules.push_str("  }\n}\n");
     rules

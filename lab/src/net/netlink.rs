@@ -9,8 +9,7 @@ use std::collections::HashMap;
 use std::io;
 
 use rtnetlink::packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
-    NLM_F_REQUEST,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
 };
 use rtnetlink::packet_route::link::LinkMessage;
 use rtnetlink::packet_route::RouteNetlinkMessage;
@@ -68,9 +67,7 @@ impl Netlink {
                 let flags = match request.message {
                     RouteNetlinkMessage::NewLink(_)
                     | RouteNetlinkMessage::NewAddress(_)
-                    | RouteNetlinkMessage::NewRoute(_) => {
-                        NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
-                    }
+                    | RouteNetlinkMessage::NewRoute(_) => NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
                     _ => NLM_F_REQUEST | NLM_F_ACK,
                 };
                 let sequence = self.next_sequence();
@@ -86,8 +83,7 @@ impl Netlink {
                         if let Some(what) = pending.remove(&message.header.sequence_number) {
                             if error.code.is_some() && first_error.is_none() {
                                 let io = error.to_io();
-                                first_error =
-                                    Some(io::Error::new(io.kind(), format!("{what}: {io}")));
+                                first_error = Some(io::Error::new(io.kind(), format!("{what}: {io}")));
                             }
                         }
                     }
@@ -120,9 +116,7 @@ impl Netlink {
                 match message.payload {
                     NetlinkPayload::Done(_) => return Ok(links),
                     NetlinkPayload::Error(e) if e.code.is_some() => return Err(e.to_io()),
-                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => {
-                        links.push(link)
-                    }
+                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => links.push(link),
                     _ => {}
                 }
             }
@@ -145,20 +139,12 @@ impl Netlink {
         let mut messages = Vec::new();
         let mut offset = 0;
         while offset + 16 <= size {
-            let length =
-                u32::from_ne_bytes(self.buffer[offset..offset + 4].try_into().unwrap()) as usize;
+            let length = u32::from_ne_bytes(self.buffer[offset..offset + 4].try_into().unwrap()) as usize;
             if length < 16 || offset + length > size {
                 break;
             }
-            let message = NetlinkMessage::<RouteNetlinkMessage>::deserialize(
-                &self.buffer[offset..offset + length],
-            )
-            .map_err(|e| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("undecodable netlink reply: {e}"),
-                )
-            })?;
+            let message = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buffer[offset..offset + length])
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("undecodable netlink reply: {e}")))?;
             messages.push(message);
             offset += (length + 3) & !3;
         }

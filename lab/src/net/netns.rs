@@ -107,12 +107,8 @@ impl Creator {
 
 /// Runs `f` on a fresh thread inside the namespace `name`; the thread exits afterwards, so no other code ever
 /// observes the switched namespace. Sockets `f` creates stay bound to the namespace.
-pub fn run_in<T: Send + 'static>(
-    name: &str,
-    f: impl FnOnce() -> io::Result<T> + Send + 'static,
-) -> io::Result<T> {
-    let ns = File::open(path(name))
-        .map_err(|e| io::Error::new(e.kind(), format!("namespace {name}: {e}")))?;
+pub fn run_in<T: Send + 'static>(name: &str, f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
+    let ns = File::open(path(name)).map_err(|e| io::Error::new(e.kind(), format!("namespace {name}: {e}")))?;
     std::thread::spawn(move || {
         setns(ns.as_fd(), CloneFlags::CLONE_NEWNET)?;
         f()
@@ -145,11 +141,7 @@ pub fn identity(name: &str) -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path(name)).ok()?;
     // An unmounted leftover file is a plain file on the /run filesystem, not an nsfs inode.
-    if nix::sys::statfs::statfs(&path(name))
-        .ok()?
-        .filesystem_type()
-        != nix::sys::statfs::NSFS_MAGIC
-    {
+    if nix::sys::statfs::statfs(&path(name)).ok()?.filesystem_type() != nix::sys::statfs::NSFS_MAGIC {
         return None;
     }
     Some((meta.dev(), meta.ino()))
@@ -158,6 +150,5 @@ pub fn identity(name: &str) -> Option<(u64, u64)> {
 /// Writes a sysctl of the current thread's network namespace.
 pub fn write_sysctl(key: &str, value: &str) -> io::Result<()> {
     let path = Path::new("/proc/sys").join(key.replace('.', "/"));
-    std::fs::write(&path, value)
-        .map_err(|e| io::Error::new(e.kind(), format!("sysctl {key}={value}: {e}")))
+    std::fs::write(&path, value).map_err(|e| io::Error::new(e.kind(), format!("sysctl {key}={value}: {e}")))
 }
