@@ -10,7 +10,11 @@ use lab::Topology;
 /// A lab name no other test (in this or another test process) uses.
 pub fn unique_name(prefix: &str) -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
-    format!("{prefix}{}n{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}{}n{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 pub fn workspace_file(relative: &str) -> PathBuf {
@@ -19,7 +23,10 @@ pub fn workspace_file(relative: &str) -> PathBuf {
 
 /// The seed's topology under a unique lab name.
 pub fn seed_topology(prefix: &str) -> Topology {
-    Topology::load(workspace_file("topologies/vlan.toml")).unwrap().renamed(&unique_name(prefix)).unwrap()
+    Topology::load(workspace_file("topologies/vlan.toml"))
+        .unwrap()
+        .renamed(&unique_name(prefix))
+        .unwrap()
 }
 
 /// The links of the namespace this test runs in (the machine's own), as (index, name).
@@ -52,7 +59,10 @@ pub fn leftovers(name: &str, namespace_inodes: &[u64]) -> Vec<String> {
         }
     }
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    for line in mounts.lines().filter(|l| l.contains(&format!("/run/netns/{prefix}")) || l.contains(&format!("/netns/{prefix}"))) {
+    for line in mounts
+        .lines()
+        .filter(|l| l.contains(&format!("/run/netns/{prefix}")) || l.contains(&format!("/netns/{prefix}")))
+    {
         found.push(format!("mount {line}"));
     }
     if lab::state::run_dir(name).exists() {
@@ -71,5 +81,10 @@ pub fn leftovers(name: &str, namespace_inodes: &[u64]) -> Vec<String> {
 
 /// The namespace inodes of a lab that is up, to look for its processes after it is gone.
 pub fn namespace_inodes(lab: &lab::Lab) -> Vec<u64> {
-    lab.state().namespaces.iter().filter_map(|ns| netns::identity(ns)).map(|(_, inode)| inode).collect()
+    lab.state()
+        .namespaces
+        .iter()
+        .filter_map(|ns| netns::identity(ns))
+        .map(|(_, inode)| inode)
+        .collect()
 }

@@ -23,17 +23,36 @@ fn seed_vlan_comes_up_with_names_routes_and_firewall() {
     let lab = Lab::up(&topology).unwrap();
 
     // Every host reaches every other host by its /etc/hosts name.
-    let names = ["redis-1v", "redis-2v", "redis-3v", "vlan-router", "vlan-haproxy1", "vlan-redisclient", "vlan-haproxy2"];
+    let names = [
+        "redis-1v",
+        "redis-2v",
+        "redis-3v",
+        "vlan-router",
+        "vlan-haproxy1",
+        "vlan-redisclient",
+        "vlan-haproxy2",
+    ];
     for host in ["redisclient", "haproxy1", "redis-2v", "router"] {
         for name in names {
-            assert!(succeeds(&lab, host, &["ping", "-c", "1", "-W", "2", name]), "{host} cannot ping {name}");
+            assert!(
+                succeeds(&lab, host, &["ping", "-c", "1", "-W", "2", name]),
+                "{host} cannot ping {name}"
+            );
         }
     }
     // The VIP's name resolves everywhere even though nobody holds it yet.
     let resolved = lab.exec("redisclient", &["getent", "hosts", "vlan-haproxy"]).unwrap();
-    assert_eq!(String::from_utf8_lossy(&resolved.stdout).split_whitespace().next(), Some("10.0.0.31"));
+    assert_eq!(
+        String::from_utf8_lossy(&resolved.stdout).split_whitespace().next(),
+        Some("10.0.0.31")
+    );
     // Hostnames.
-    for (host, hostname) in [("haproxy1", "haproxy1"), ("haproxy2", "haproxy2"), ("router", "vlan-router"), ("redis-1v", "redis-1v")] {
+    for (host, hostname) in [
+        ("haproxy1", "haproxy1"),
+        ("haproxy2", "haproxy2"),
+        ("router", "vlan-router"),
+        ("redis-1v", "redis-1v"),
+    ] {
         let out = lab.exec(host, &["hostname"]).unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), hostname);
     }
@@ -47,19 +66,41 @@ fn seed_vlan_comes_up_with_names_routes_and_firewall() {
     let route = lab.exec("redisclient", &["ip", "route", "show", "default"]).unwrap();
     assert!(String::from_utf8_lossy(&route.stdout).contains("via 10.0.0.1 dev eth0"));
     let sys = lab.exec("redisclient", &["ls", "/sys/class/net"]).unwrap();
-    assert_eq!(String::from_utf8_lossy(&sys.stdout).split_whitespace().collect::<Vec<_>>(), ["eth0", "lo"]);
+    assert_eq!(
+        String::from_utf8_lossy(&sys.stdout)
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["eth0", "lo"]
+    );
 
     // The seed's firewall: Redis's port answers the proxy hosts, not the client.
-    let listener = lab.command("redis-1v", "nc").unwrap().args(["-l", "-k", "-p", "6379"]).spawn().unwrap();
+    let listener = lab
+        .command("redis-1v", "nc")
+        .unwrap()
+        .args(["-l", "-k", "-p", "6379"])
+        .spawn()
+        .unwrap();
     let mut listener = KillOnDrop(listener);
     std::thread::sleep(Duration::from_millis(200));
-    assert!(tcp_connects(&lab, "haproxy1", "redis-1v", 6379), "haproxy1 must reach Redis");
-    assert!(tcp_connects(&lab, "haproxy2", "redis-1v", 6379), "haproxy2 must reach Redis");
-    assert!(!tcp_connects(&lab, "redisclient", "redis-1v", 6379), "the client must not reach Redis directly");
+    assert!(
+        tcp_connects(&lab, "haproxy1", "redis-1v", 6379),
+        "haproxy1 must reach Redis"
+    );
+    assert!(
+        tcp_connects(&lab, "haproxy2", "redis-1v", 6379),
+        "haproxy2 must reach Redis"
+    );
+    assert!(
+        !tcp_connects(&lab, "redisclient", "redis-1v", 6379),
+        "the client must not reach Redis directly"
+    );
     listener.0.kill().unwrap();
 
     // The API reports what the kernel has.
-    assert_eq!(lab.addresses("router").unwrap()[1], ("eth1".to_string(), Ipv4Addr::new(192, 168, 100, 2), 24));
+    assert_eq!(
+        lab.addresses("router").unwrap()[1],
+        ("eth1".to_string(), Ipv4Addr::new(192, 168, 100, 2), 24)
+    );
     let mac = lab.mac("haproxy1", "eth0").unwrap();
     assert_eq!(mac[0] & 1, 0, "unicast MAC");
     assert!(lab.links("haproxy1").unwrap().iter().all(|l| l.up));
@@ -87,7 +128,11 @@ fn drop_removes_everything_even_on_panic() {
     let result = std::panic::catch_unwind(|| {
         let lab = Lab::up(&topology).unwrap();
         // Something still running inside a host when the lab goes away.
-        lab.command("redisclient", "sleep").unwrap().arg("1000").spawn().unwrap();
+        lab.command("redisclient", "sleep")
+            .unwrap()
+            .arg("1000")
+            .spawn()
+            .unwrap();
         *inodes.lock().unwrap() = namespace_inodes(&lab);
         panic!("a failing test");
     });
@@ -99,14 +144,32 @@ fn drop_removes_everything_even_on_panic() {
 fn two_labs_from_one_file_run_side_by_side() {
     let first = Lab::up(&seed_topology("twin")).unwrap();
     let second = Lab::up(&seed_topology("twin")).unwrap();
-    assert!(succeeds(&first, "redisclient", &["ping", "-c", "1", "-W", "2", "10.0.0.21"]));
-    assert!(succeeds(&second, "redisclient", &["ping", "-c", "1", "-W", "2", "10.0.0.21"]));
+    assert!(succeeds(
+        &first,
+        "redisclient",
+        &["ping", "-c", "1", "-W", "2", "10.0.0.21"]
+    ));
+    assert!(succeeds(
+        &second,
+        "redisclient",
+        &["ping", "-c", "1", "-W", "2", "10.0.0.21"]
+    ));
     // Same addresses, different networks: a MAC seen in one lab is not the other's.
-    assert_ne!(first.mac("haproxy1", "eth0").unwrap(), second.mac("haproxy1", "eth0").unwrap());
+    assert_ne!(
+        first.mac("haproxy1", "eth0").unwrap(),
+        second.mac("haproxy1", "eth0").unwrap()
+    );
     let same_name = Lab::up(first.topology());
-    assert!(matches!(same_name, Err(lab::LabError::AlreadyUp(_))), "a second lab under a taken name must be refused");
+    assert!(
+        matches!(same_name, Err(lab::LabError::AlreadyUp(_))),
+        "a second lab under a taken name must be refused"
+    );
     // The refused attempt must not have damaged the running lab.
-    assert!(succeeds(&first, "redisclient", &["ping", "-c", "1", "-W", "2", "10.0.0.21"]));
+    assert!(succeeds(
+        &first,
+        "redisclient",
+        &["ping", "-c", "1", "-W", "2", "10.0.0.21"]
+    ));
 }
 
 #[test]
@@ -151,7 +214,16 @@ interfaces = [{{ segment = "lan", address = "10.1.0.2" }}]
             _ => None,
         })
         .collect();
-    assert_eq!(kinds, ["started listener", "ready listener", "started stubborn", "ready stubborn", "lab up"]);
+    assert_eq!(
+        kinds,
+        [
+            "started listener",
+            "ready listener",
+            "started stubborn",
+            "ready stubborn",
+            "lab up"
+        ]
+    );
     let log = std::fs::read_to_string(&lab.service("server", "stubborn").unwrap().log).unwrap();
     assert!(log.contains("started as server") && log.contains("oops"), "{log}");
 
@@ -187,8 +259,13 @@ argv = ["sh", "-c", "echo bye; exit 3"]
 ready = {{ tcp = 9 }}
 "#
     );
-    let error = Lab::up(&Topology::parse(&text, "t.toml").unwrap()).err().expect("must fail");
+    let error = Lab::up(&Topology::parse(&text, "t.toml").unwrap())
+        .err()
+        .expect("must fail");
     let message = error.to_string();
-    assert!(message.contains("service a/quits exited before it was ready: exit code 3"), "{message}");
+    assert!(
+        message.contains("service a/quits exited before it was ready: exit code 3"),
+        "{message}"
+    );
     assert_eq!(leftovers(&name, &[]), Vec::<String>::new());
 }

@@ -8,7 +8,10 @@ fn errors(case: &str) -> String {
     let path = format!("tests/topologies/invalid/{case}.toml");
     let text = std::fs::read_to_string(workspace_file(&path)).unwrap();
     // Parse from text with the relative path, so the snapshot does not depend on the checkout's location.
-    Topology::parse(&text, &path).err().map(|e| e.to_string()).unwrap_or_else(|| "no error".into())
+    Topology::parse(&text, &path)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_else(|| "no error".into())
 }
 
 macro_rules! invalid {

@@ -268,6 +268,11 @@ fn down_one(name: &str) -> anyhow::Result<&'static str> {
     let state = match LabState::load(name) {
         Ok(state) => state,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            // A runner killed between creating the run directory and writing the state had created nothing else.
+            if state::run_dir(name).is_dir() {
+                std::fs::remove_dir_all(state::run_dir(name))?;
+                return Ok("removed a run directory without state: its runner died before building anything");
+            }
             anyhow::bail!("no such lab (nothing in {})", state::run_dir(name).display())
         }
         Err(e) => return Err(e.into()),
@@ -357,7 +362,7 @@ fn status(lab: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
                 .iter()
                 .map(|s| {
                     let mut s = s.clone();
-                    let alive = s.pid.is_some_and(|pid| process_alive(pid));
+                    let alive = s.pid.is_some_and(state::process_alive);
                     if s.state == "running" && !alive {
                         s.state = "gone".into();
                     }
@@ -414,12 +419,6 @@ fn status(lab: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn process_alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|stat| !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
-        .unwrap_or(false)
 }
 
 pub fn format_mac(mac: &[u8; 6]) -> String {

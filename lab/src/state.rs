@@ -87,8 +87,15 @@ impl LabState {
 
     /// Whether the process that recorded this state is still alive.
     pub fn runner_alive(&self) -> bool {
-        self.runner_pid != std::process::id() && Path::new(&format!("/proc/{}", self.runner_pid)).exists()
+        self.runner_pid != std::process::id() && process_alive(self.runner_pid)
     }
+}
+
+/// Whether `pid` is a live process (a zombie has exited, it just has not been reaped).
+pub fn process_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+        .unwrap_or(false)
 }
 
 /// Names of every lab with a run directory.

@@ -1,0 +1,217 @@
+//! The `lab` binary (run as root): detached labs, recovery after the runner is SIGKILLed, exec, status, and the
+//! refusal to run without privileges.
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+fn lab(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lab"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn unique(prefix: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{prefix}{}n{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn seed_file() -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../topologies/vlan.toml")
+        .display()
+        .to_string()
+}
+
+/// Nothing of the lab remains: no namespace file or mount, no run directory, no /etc/netns entry.
+fn assert_gone(name: &str) {
+    let prefix = format!("{name}-");
+    let namespaces: Vec<_> = std::fs::read_dir("/run/netns")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .collect();
+    assert!(namespaces.is_empty(), "namespaces left: {namespaces:?}");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&format!("/run/netns/{prefix}")), "mounts left");
+    assert!(
+        !std::path::Path::new(&format!("/run/lab/{name}")).exists(),
+        "run directory left"
+    );
+    assert!(!std::fs::read_dir("/etc/netns")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with(&prefix)));
+}
+
+fn supervisor_pid(name: &str) -> i32 {
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(format!("/run/lab/{name}/state.json")).unwrap()).unwrap();
+    state["runner_pid"].as_i64().unwrap() as i32
+}
+
+#[test]
+fn detached_lab_exec_status_and_down() {
+    let name = unique("det");
+    let up = lab(&["up", "-d", "--name", &name, &seed_file()]);
+    assert!(up.status.success(), "{}", text(&up));
+
+    let exec = lab(&["exec", &name, "redisclient", "--", "sh", "-c", "hostname; exit 7"]);
+    assert_eq!(exec.status.code(), Some(7), "exec passes the exit code through");
+    assert_eq!(String::from_utf8_lossy(&exec.stdout).trim(), "redisclient");
+
+    let status = lab(&["status", &name, "--json"]);
+    assert!(status.status.success(), "{}", text(&status));
+    let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let hosts = json[0]["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), 7);
+    let haproxy1 = hosts.iter().find(|h| h["host"] == "haproxy1").unwrap();
+    assert_eq!(haproxy1["interfaces"][0]["address"], "10.0.0.21/24");
+    assert_eq!(haproxy1["interfaces"][0]["up"], true);
+    assert_eq!(json[0]["runner_alive"], true);
+
+    let listed = lab(&["ls"]);
+    assert!(text(&listed).contains(&name));
+
+    let down = lab(&["down", &name]);
+    assert!(down.status.success(), "{}", text(&down));
+    assert!(text(&down).contains("stopped by its supervisor"), "{}", text(&down));
+    assert_gone(&name);
+}
+
+#[test]
+fn down_recovers_a_lab_whose_supervisor_was_killed() {
+    let name = unique("kil");
+    let up = lab(&["up", "-d", "--name", &name, &seed_file()]);
+    assert!(up.status.success(), "{}", text(&up));
+    // Something running in a host, which must not survive `lab down`.
+    let sleeper = lab(&[
+        "exec",
+        &name,
+        "haproxy1",
+        "--",
+        "sh",
+        "-c",
+        "sleep 1000 >/dev/null 2>&1 & echo $!",
+    ]);
+    let sleeper_pid: i32 = String::from_utf8_lossy(&sleeper.stdout).trim().parse().unwrap();
+    let supervisor = supervisor_pid(&name);
+    kill(Pid::from_raw(supervisor), Signal::SIGKILL).unwrap();
+    while std::path::Path::new(&format!("/proc/{supervisor}/stat")).exists()
+        && !std::fs::read_to_string(format!("/proc/{supervisor}/stat"))
+            .unwrap_or_default()
+            .contains(") Z")
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+
+    let status = lab(&["status", &name]);
+    assert!(text(&status).contains("runner gone"), "{}", text(&status));
+    let down = lab(&["down", &name]);
+    assert!(down.status.success(), "{}", text(&down));
+    assert!(text(&down).contains("recovered"), "{}", text(&down));
+    assert_gone(&name);
+    assert!(
+        !std::fs::read_to_string(format!("/proc/{sleeper_pid}/stat")).is_ok_and(|s| !s.contains(") Z")),
+        "a process of the lab survived"
+    );
+}
+
+#[test]
+fn down_recovers_a_lab_whose_runner_was_killed_while_building() {
+    // Big enough that the kill lands in the middle of the build.
+    let name = unique("mid");
+    let file = std::env::temp_dir().join(format!("{name}.toml"));
+    std::fs::write(&file, lab::topology::flat_topology_toml(&name, 300)).unwrap();
+    for delay_ms in [5, 15, 40] {
+        let mut runner = Command::new(env!("CARGO_BIN_EXE_lab"))
+            .args(["up", &file.display().to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        runner.kill().unwrap();
+        runner.wait().unwrap();
+        let down = lab(&["down", &name]);
+        // Killed before it recorded anything, there is no lab to take down; otherwise, down must succeed.
+        assert!(
+            down.status.success() || text(&down).contains("no such lab"),
+            "{}",
+            text(&down)
+        );
+        assert_gone(&name);
+    }
+    std::fs::remove_file(file).unwrap();
+}
+
+#[test]
+fn down_accepts_the_topology_file() {
+    let name = unique("file");
+    let file = std::env::temp_dir().join(format!("{name}.toml"));
+    std::fs::write(&file, lab::topology::flat_topology_toml(&name, 3)).unwrap();
+    let up = lab(&["up", "-d", &file.display().to_string()]);
+    assert!(up.status.success(), "{}", text(&up));
+    let down = lab(&["down", &file.display().to_string()]);
+    assert!(down.status.success(), "{}", text(&down));
+    assert_gone(&name);
+    std::fs::remove_file(file).unwrap();
+}
+
+#[test]
+fn without_root_lab_says_so_and_exits_2() {
+    for args in [
+        vec!["up", "-d", &seed_file()[..]],
+        vec!["down", "vlan"],
+        vec!["exec", "vlan", "redisclient", "--", "true"],
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_lab"))
+            .args(&args)
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", text(&output));
+        let message = text(&output);
+        assert_eq!(message.lines().count(), 1, "one sentence: {message}");
+        assert!(message.contains("must run as root"), "{message}");
+    }
+}
+
+#[test]
+fn invalid_topology_is_refused_before_anything_exists() {
+    let name = unique("inv");
+    let file = std::env::temp_dir().join(format!("{name}.toml"));
+    std::fs::write(&file, format!("name = \"{name}\"\n[[hosts]]\nname = \"a\"\ninterfaces = [{{ segment = \"nope\", address = \"10.0.0.1\" }}]\n")).unwrap();
+    let up = lab(&["up", &file.display().to_string()]);
+    assert_eq!(up.status.code(), Some(1));
+    assert!(
+        text(&up).contains(":4:27: hosts[0].interfaces[0].segment: unknown segment `nope`"),
+        "{}",
+        text(&up)
+    );
+    assert_gone(&name);
+    std::fs::remove_file(file).unwrap();
+}
