@@ -41,12 +41,14 @@ pub fn build(topology: &Topology) -> io::Result<()> {
         ));
     }
     parallel(&names, |creator, name| creator.create(name, isolate_from_ipv6))?;
+    // nft takes a while to start; it only needs the namespaces, so it runs while the links are built.
+    let firewalls = firewall::start(topology)?;
     wire_switch(topology)?;
     let hosts: Vec<&str> = topology.hosts.iter().map(|h| h.name.as_str()).collect();
     parallel(&hosts, |creator, host| {
         creator.enter(&topology.netns_name(host), || configure_host(topology, host))
     })?;
-    firewall::apply(topology)
+    firewalls.finish()
 }
 
 /// Runs `work` for every item on a few plain threads that may enter namespaces.

@@ -45,13 +45,16 @@ fn join<T: std::fmt::Display>(items: impl Iterator<Item = T>) -> String {
     items.map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
 }
 
-/// Loads every host's firewall, all `nft` processes running at once.
-pub fn apply(topology: &Topology) -> io::Result<()> {
-    let mut running = Vec::new();
+/// `nft` processes loading firewalls; [`Loading::finish`] waits for them.
+pub struct Loading {
+    running: Vec<(String, std::process::Child)>,
+}
+
+/// Starts loading every host's firewall, one `nft` per host, all at once; the caller goes on building meanwhile.
+pub fn start(topology: &Topology) -> io::Result<Loading> {
+    let mut loading = Loading { running: Vec::new() };
     for host in &topology.hosts {
-        let Some(firewall) = &host.firewall else {
-            continue;
-        };
+        let Some(firewall) = &host.firewall else { continue };
         let nft = crate::topology::find_program("nft").map_err(|why| {
             io::Error::new(
                 io::ErrorKind::NotFound,
@@ -70,16 +73,23 @@ pub fn apply(topology: &Topology) -> io::Result<()> {
             .take()
             .expect("piped")
             .write_all(ruleset(firewall).as_bytes())?;
-        running.push((host.name.clone(), child));
+        loading.running.push((host.name.clone(), child));
     }
-    for (host, child) in running {
-        let output = child.wait_with_output()?;
-        if !output.status.success() {
-            return Err(io::Error::other(format!(
-                "nft rejected the firewall of host {host}: {}",
-                String::from_utf8_lossy(&output.stderr).trim()
-            )));
+    Ok(loading)
+}
+
+impl Loading {
+    pub fn finish(self) -> io::Result<()> {
+        let mut first_error = None;
+        for (host, child) in self.running {
+            let output = child.wait_with_output()?;
+            if !output.status.success() && first_error.is_none() {
+                first_error = Some(io::Error::other(format!(
+                    "nft rejected the firewall of host {host}: {}",
+                    String::from_utf8_lossy(&output.stderr).trim()
+                )));
+            }
         }
+        first_error.map_or(Ok(()), Err)
     }
-    Ok(())
 }
