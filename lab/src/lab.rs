@@ -231,11 +231,19 @@ impl Lab {
             .ok_or_else(|| unknown_host(&self.topology.name, host))
     }
 
+    /// Every host sees the same /etc/hosts: it is written once and hard-linked into each host's /etc/netns
+    /// directory, which keeps a 1000-host lab from writing a thousand copies of a thousand lines.
     fn write_hosts_files(&self) -> io::Result<()> {
-        let content = self.topology.etc_hosts();
+        let mut written: Option<&PathBuf> = None;
         for record in self.state.hosts.values() {
             std::fs::create_dir_all(record.hosts_file.parent().expect("hosts file has a directory"))?;
-            std::fs::write(&record.hosts_file, &content)?;
+            match written {
+                Some(first) => std::fs::hard_link(first, &record.hosts_file)?,
+                None => {
+                    std::fs::write(&record.hosts_file, self.topology.etc_hosts())?;
+                    written = Some(&record.hosts_file);
+                }
+            }
         }
         Ok(())
     }

@@ -1127,6 +1127,19 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// A flat topology of `hosts` hosts on one /16 segment, as TOML text: the benchmark's and stress tests' shape.
+pub fn flat_topology_toml(name: &str, hosts: usize) -> String {
+    assert!(hosts < 65_000, "a /16 holds fewer hosts");
+    let mut text = format!("name = \"{name}\"\n\n[[segments]]\nname = \"flat\"\nsubnet = \"10.0.0.0/16\"\n");
+    for i in 1..=hosts {
+        let address = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 0)) + i as u32);
+        text.push_str(&format!(
+            "\n[[hosts]]\nname = \"h{i}\"\ninterfaces = [{{ segment = \"flat\", address = \"{address}\" }}]\n"
+        ));
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1179,17 +1192,4 @@ interfaces = [{ segment = "lan", address = "10.0.0.1" }]
         assert!(t.clone().renamed("bad name").is_err());
         assert_eq!(t.renamed("t2").unwrap().netns_name("a"), "t2-a");
     }
-}
-
-/// A flat topology of `hosts` hosts on one /16 segment, as TOML text: the benchmark's and stress tests' shape.
-pub fn flat_topology_toml(name: &str, hosts: usize) -> String {
-    assert!(hosts < 65_000, "a /16 holds fewer hosts");
-    let mut text = format!("name = \"{name}\"\n\n[[segments]]\nname = \"flat\"\nsubnet = \"10.0.0.0/16\"\n");
-    for i in 1..=hosts {
-        let address = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 0)) + i as u32);
-        text.push_str(&format!(
-            "\n[[hosts]]\nname = \"h{i}\"\ninterfaces = [{{ segment = \"flat\", address = \"{address}\" }}]\n"
-        ));
-    }
-    text
 }
