@@ -73,6 +73,9 @@ fn enter_host(
     hostname: Option<&std::ffi::CStr>,
     hosts_file: Option<&std::ffi::CStr>,
 ) -> io::Result<()> {
+    // A runner that waits for SIGINT/SIGTERM with sigwait blocks them; its children must not inherit that mask,
+    // or their stop signal would never arrive.
+    nix::sys::signal::SigSet::empty().thread_set_mask()?;
     setns(netns_fd.as_fd(), CloneFlags::CLONE_NEWNET)?;
     if hostname.is_none() && hosts_file.is_none() {
         return Ok(());

@@ -215,3 +215,64 @@ fn invalid_topology_is_refused_before_anything_exists() {
     assert_gone(&name);
     std::fs::remove_file(file).unwrap();
 }
+
+#[test]
+fn foreground_lab_prints_events_and_ctrl_c_tears_it_down() {
+    use std::io::{BufRead, BufReader};
+    let name = unique("fg");
+    let file = std::env::temp_dir().join(format!("{name}.toml"));
+    std::fs::write(
+        &file,
+        format!(
+            "{}\n[[hosts.services]]\nname = \"hello\"\nargv = [\"sh\", \"-c\", \"echo hello from $(hostname); exec sleep 1000\"]\nready = {{ log = \"hello from\" }}\n",
+            lab::topology::flat_topology_toml(&name, 2)
+        ),
+    )
+    .unwrap();
+    let mut runner = Command::new(env!("CARGO_BIN_EXE_lab"))
+        .args(["up", &file.display().to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(runner.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let up = line.contains(&format!("lab {name} is up"));
+        seen.push(line);
+        if up {
+            break;
+        }
+    }
+    assert!(seen.iter().any(|l| l == "h2/hello | hello from h2"), "{seen:?}");
+    kill(Pid::from_raw(runner.id() as i32), Signal::SIGINT).unwrap();
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    assert!(runner.wait().unwrap().success());
+    assert!(rest.iter().any(|l| l == "h2/hello: killed by SIGTERM"), "{rest:?}");
+    assert_gone(&name);
+    std::fs::remove_file(file).unwrap();
+}
+
+#[test]
+fn vlan_tagged_segment_works_or_is_refused_plainly() {
+    let name = unique("tag");
+    let file = std::env::temp_dir().join(format!("{name}.toml"));
+    let topology = lab::topology::flat_topology_toml(&name, 2)
+        .replace("subnet = \"10.0.0.0/16\"", "subnet = \"10.0.0.0/16\"\nvlan = 10");
+    std::fs::write(&file, topology).unwrap();
+    let up = lab(&["up", "-d", &file.display().to_string()]);
+    if up.status.success() {
+        // The kernel has bridge vlan filtering: the tagged segment must carry traffic like any other.
+        let ping = lab(&["exec", &name, "h1", "--", "ping", "-c", "1", "-W", "2", "10.0.0.2"]);
+        assert!(ping.status.success(), "{}", text(&ping));
+        assert!(lab(&["down", &name]).status.success());
+    } else {
+        let message = text(&up);
+        assert!(
+            message.contains("asks for 802.1Q tagging, but this kernel has no bridge vlan filtering"),
+            "{message}"
+        );
+    }
+    assert_gone(&name);
+    std::fs::remove_file(file).unwrap();
+}
