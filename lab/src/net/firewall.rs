@@ -79,9 +79,9 @@ pub fn start(topology: &Topology) -> io::Result<Loading> {
 }
 
 impl Loading {
-    pub fn finish(self) -> io::Result<()> {
+    pub fn finish(mut self) -> io::Result<()> {
         let mut first_error = None;
-        for (host, child) in self.running {
+        for (host, child) in std::mem::take(&mut self.running) {
             let output = child.wait_with_output()?;
             if !output.status.success() && first_error.is_none() {
                 first_error = Some(io::Error::other(format!(
@@ -91,5 +91,15 @@ impl Loading {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// A build that failed before `finish` reaps its `nft` processes instead of leaving zombies.
+impl Drop for Loading {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.running {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
