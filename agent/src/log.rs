@@ -1,0 +1,211 @@
+//! keepalived's log lines, word for word (format strings of keepalived 2.x, `keepalived/vrrp/vrrp*.c`), so that
+//! whatever watches a keepalived log keeps working. Each line knows whether keepalived prints it only with `-D`.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+
+/// One log line of one instance: displayed as keepalived writes it after the `Keepalived_vrrp[PID]: ` prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    pub instance: String,
+    pub message: Message,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    EnteringMasterState,
+    EnteringBackupState,
+    EnteringFaultState,
+    EnteringBackupStateInit,
+    EnteringFaultStateInit,
+    ReceiveAdvertisementTimeout,
+    MasterReceivedHigherPriority {
+        from: Ipv4Addr,
+        theirs: u8,
+        ours: u8,
+    },
+    MasterReceivedSamePriorityHigherAddress {
+        from: Ipv4Addr,
+        priority: u8,
+    },
+    /// A master hears a weaker master (split brain healing); `forcing` unless `lower_prio_no_advert`.
+    ReceivedLowerPriority {
+        from: Ipv4Addr,
+        theirs: u8,
+        ours: u8,
+        forcing: bool,
+    },
+    BackupDiscardingLowerPriority {
+        from: Ipv4Addr,
+        priority: u8,
+    },
+    BackupReceivedPriorityZero,
+    MasterReceivedPriorityZero,
+    SentPriorityZero,
+    SettingVips,
+    RemovingVips,
+    SendingGratuitousArps {
+        interface: String,
+        address: Ipv4Addr,
+    },
+    ChangingEffectivePriority {
+        from: u8,
+        to: u8,
+    },
+    MasterSet {
+        address: Ipv4Addr,
+    },
+    MasterChanged {
+        from: Ipv4Addr,
+        to: Ipv4Addr,
+    },
+    AdvertIntervalUpdated {
+        from_ms: u64,
+        to_ms: u64,
+    },
+    StartPreemptDelay {
+        seconds: u64,
+    },
+    StopPreemptDelay,
+    InvalidTtl {
+        from: Ipv4Addr,
+        got: u8,
+        expected: u8,
+    },
+    WrongVersion {
+        from: Ipv4Addr,
+        got: u8,
+        expected: u8,
+    },
+    IntervalMismatch {
+        from: Ipv4Addr,
+        mine_secs: u64,
+        got_secs: u64,
+    },
+    InvalidChecksum {
+        version: u8,
+        from: Ipv4Addr,
+    },
+    InvalidPassword {
+        from: Ipv4Addr,
+    },
+    WrongAuthType {
+        got: u8,
+        from: Ipv4Addr,
+        expected: u8,
+    },
+    ExpectedOtherCast {
+        expected_unicast: bool,
+        from: Ipv4Addr,
+    },
+    AddressCountMismatch {
+        expected: usize,
+        got: usize,
+    },
+    AddressMissing {
+        vrid: u8,
+        from: Ipv4Addr,
+        address: Ipv4Addr,
+    },
+    NotAUnicastPeer {
+        from: Ipv4Addr,
+    },
+    /// Packets keepalived drops before they reach the instance logic (short, bad type, zero count or interval).
+    Malformed {
+        from: Ipv4Addr,
+        error: String,
+    },
+}
+
+impl Message {
+    /// Lines keepalived writes only with `-D` / `--log-detail`.
+    pub fn is_detail(&self) -> bool {
+        matches!(
+            self,
+            Message::ReceiveAdvertisementTimeout
+                | Message::BackupReceivedPriorityZero
+                | Message::MasterReceivedPriorityZero
+                | Message::SentPriorityZero
+                | Message::SettingVips
+                | Message::RemovingVips
+                | Message::SendingGratuitousArps { .. }
+                | Message::MasterSet { .. }
+                | Message::MasterChanged { .. }
+                | Message::AdvertIntervalUpdated { .. }
+        )
+    }
+}
+
+impl fmt::Display for LogLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = &self.instance;
+        match &self.message {
+            Message::EnteringMasterState => write!(f, "({name}) Entering MASTER STATE"),
+            Message::EnteringBackupState => write!(f, "({name}) Entering BACKUP STATE"),
+            Message::EnteringFaultState => write!(f, "({name}) Entering FAULT STATE"),
+            Message::EnteringBackupStateInit => write!(f, "({name}) Entering BACKUP STATE (init)"),
+            Message::EnteringFaultStateInit => write!(f, "({name}) Entering FAULT STATE (init)"),
+            Message::ReceiveAdvertisementTimeout => write!(f, "({name}) Receive advertisement timeout"),
+            Message::MasterReceivedHigherPriority { from, theirs, ours } => {
+                write!(f, "({name}) Master received advert from {from} with higher priority {theirs}, ours {ours}")
+            }
+            Message::MasterReceivedSamePriorityHigherAddress { from, priority } => write!(
+                f,
+                "({name}) Master received advert from {from} with same priority {priority} but higher IP address than ours"
+            ),
+            Message::ReceivedLowerPriority { from, theirs, ours, forcing } => {
+                let suffix = if *forcing { ", forcing new election" } else { "" };
+                write!(f, "({name}) Received advert from {from} with lower priority {theirs}, ours {ours}{suffix}")
+            }
+            Message::BackupDiscardingLowerPriority { from, priority } => {
+                write!(f, "({name}) received lower priority ({priority}) advert from {from} - discarding")
+            }
+            Message::BackupReceivedPriorityZero => write!(f, "({name}) Backup received priority 0 advertisement"),
+            Message::MasterReceivedPriorityZero => write!(f, "({name}) Master received priority 0 message"),
+            Message::SentPriorityZero => write!(f, "({name}) sent 0 priority"),
+            Message::SettingVips => write!(f, "({name}) setting VIPs."),
+            Message::RemovingVips => write!(f, "({name}) removing VIPs."),
+            Message::SendingGratuitousArps { interface, address } => {
+                write!(f, "({name}) Sending/queueing gratuitous ARPs on {interface} for {address}")
+            }
+            Message::ChangingEffectivePriority { from, to } => {
+                write!(f, "({name}) Changing effective priority from {from} to {to}")
+            }
+            Message::MasterSet { address } => write!(f, "({name}) master set to {address}"),
+            Message::MasterChanged { from, to } => write!(f, "({name}) master changed from {from} to {to}"),
+            Message::AdvertIntervalUpdated { from_ms, to_ms } => {
+                write!(f, "({name}) advertisement interval updated from {from_ms}ms to {to_ms}ms by master")
+            }
+            Message::StartPreemptDelay { seconds } => write!(f, "({name}) start preempt delay({seconds})"),
+            Message::StopPreemptDelay => write!(f, "({name}) stop preempt delay"),
+            Message::InvalidTtl { from, got, expected } => {
+                write!(f, "({name}) invalid TTL/HL from {from}. Received {got} and expect {expected}")
+            }
+            Message::WrongVersion { from, got, expected } => {
+                write!(f, "({name}) wrong VRRP version from {from}. Received {got} and expect {expected}")
+            }
+            Message::IntervalMismatch { from, mine_secs, got_secs } => write!(
+                f,
+                "({name}) advertisement interval mismatch with {from} mine={mine_secs} sec rcv'd={got_secs} sec"
+            ),
+            Message::InvalidChecksum { version, from } => write!(f, "({name}) Invalid VRRPv{version} checksum from {from}"),
+            Message::InvalidPassword { from } => write!(f, "({name}) received an invalid passwd from {from}!"),
+            Message::WrongAuthType { got, from, expected } => {
+                write!(f, "({name}) received a {got} auth from {from}, expecting {expected}!")
+            }
+            Message::ExpectedOtherCast { expected_unicast, from } => {
+                let (expected, got) = if *expected_unicast { ("un", "multi") } else { ("multi", "un") };
+                write!(f, "({name}) Expected {expected}icast packet but received {got}icast packet from {from}")
+            }
+            Message::AddressCountMismatch { expected, got } => {
+                write!(f, "({name}) expected {expected} VIPs but received {got}")
+            }
+            Message::AddressMissing { vrid, from, address } => write!(
+                f,
+                "({name}) ip address associated with VRID {vrid} not present in advert from {from}: {address}"
+            ),
+            Message::NotAUnicastPeer { from } => write!(f, "({name}) unicast source address {from} not a unicast peer"),
+            Message::Malformed { from, error } => write!(f, "({name}) invalid packet from {from}: {error}"),
+        }
+    }
+}

@@ -1,0 +1,883 @@
+//! One VRRP instance as a pure state machine (RFC 3768 §6, RFC 9568 §6), with keepalived's choices where the RFCs
+//! leave room. No sockets and no clock: every call takes the current time, and the caller asks
+//! [`Machine::poll_timeout`] when to call [`Machine::handle_timeout`] next. Effects come out of
+//! [`Machine::poll_action`] in the order they must happen.
+
+use std::collections::VecDeque;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use crate::log::{LogLine, Message};
+use crate::wire::vrrp::{Packet, AUTH_DATA_LEN, MULTICAST_GROUP, TTL};
+use crate::wire::{AuthType, Body, ChecksumForm, Envelope, Repr, Version};
+
+/// A point in time, measured from any fixed origin the caller chooses (CLOCK_MONOTONIC, a virtual clock...).
+pub type Time = Duration;
+
+/// The priority of the router that owns the virtual addresses.
+pub const OWNER_PRIORITY: u8 = 255;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    Initialize,
+    Backup,
+    Master,
+    /// A tracked interface or script says this router must not serve (keepalived's extension).
+    Fault,
+}
+
+impl State {
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Initialize => "INIT",
+            State::Backup => "BACKUP",
+            State::Master => "MASTER",
+            State::Fault => "FAULT",
+        }
+    }
+}
+
+/// What the configuration asks the instance to start as. Only an owner (priority 255) starting as master skips
+/// the backup wait, as in keepalived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitialState {
+    Master,
+    Backup,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Authentication {
+    None,
+    /// `auth_type PASS`: the password's first 8 bytes, zero padded.
+    Password([u8; AUTH_DATA_LEN]),
+}
+
+/// Gratuitous ARP scheduling (keepalived's `garp_*` keywords).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GarpSettings {
+    /// ARPs per address in each burst on becoming master.
+    pub master_repeat: u32,
+    /// Delay of the second burst after becoming master; `None` for no second burst.
+    pub master_delay: Option<Duration>,
+    /// Period of refresh bursts while master; `None` for none.
+    pub master_refresh: Option<Duration>,
+    pub master_refresh_repeat: u32,
+    /// ARPs per address when a master hears a lower priority (split-brain healing); `None` for none.
+    pub lower_prio_repeat: Option<u32>,
+    /// Delay of the second lower-priority burst; `None` for no second burst.
+    pub lower_prio_delay: Option<Duration>,
+}
+
+impl Default for GarpSettings {
+    fn default() -> GarpSettings {
+        GarpSettings {
+            master_repeat: 5,
+            master_delay: Some(Duration::from_secs(5)),
+            master_refresh: None,
+            master_refresh_repeat: 1,
+            lower_prio_repeat: None,
+            lower_prio_delay: None,
+        }
+    }
+}
+
+/// Everything the protocol needs to know about one instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Instance name, as logged: `(name) Entering MASTER STATE`.
+    pub name: String,
+    pub interface: String,
+    pub version: Version,
+    pub vrid: u8,
+    /// Configured priority, 1-255.
+    pub priority: u8,
+    pub initial_state: InitialState,
+    /// v2: whole seconds; v3: a multiple of 10 ms.
+    pub advert_interval: Duration,
+    pub preempt: bool,
+    /// Zero for none.
+    pub preempt_delay: Duration,
+    pub authentication: Authentication,
+    /// Our primary address: the source of our adverts and the tie-break on equal priority.
+    pub source: Ipv4Addr,
+    /// Unicast peers; empty means multicast to 224.0.0.18.
+    pub peers: Vec<Ipv4Addr>,
+    /// The virtual addresses announced in adverts.
+    pub addresses: Vec<Ipv4Addr>,
+    pub garp: GarpSettings,
+    /// keepalived's `lower_prio_no_advert`: a master does not answer a lower priority with an advert.
+    pub lower_prio_no_advert: bool,
+    /// keepalived's `down_timer_adverts` (RFC: 3).
+    pub down_timer_adverts: u32,
+    /// How v3 checksums are sent (received adverts may use any form).
+    pub checksum_form: ChecksumForm,
+    /// keepalived's `check_unicast_src`: adverts from addresses that are not peers are dropped.
+    pub check_unicast_src: bool,
+}
+
+impl Settings {
+    /// The seed's shape: v2, VRID and priority given, one-second adverts, preempt on, keepalived's defaults.
+    pub fn new(name: &str, vrid: u8, priority: u8, source: Ipv4Addr) -> Settings {
+        Settings {
+            name: name.to_string(),
+            interface: "eth0".to_string(),
+            version: Version::V2,
+            vrid,
+            priority,
+            initial_state: InitialState::Backup,
+            advert_interval: Duration::from_secs(1),
+            preempt: true,
+            preempt_delay: Duration::ZERO,
+            authentication: Authentication::None,
+            source,
+            peers: Vec::new(),
+            addresses: Vec::new(),
+            garp: GarpSettings::default(),
+            lower_prio_no_advert: false,
+            down_timer_adverts: 3,
+            checksum_form: ChecksumForm::PseudoHeader,
+            check_unicast_src: false,
+        }
+    }
+
+    fn is_unicast(&self) -> bool {
+        !self.peers.is_empty()
+    }
+
+    fn destinations(&self) -> Vec<Ipv4Addr> {
+        if self.is_unicast() {
+            self.peers.clone()
+        } else {
+            vec![MULTICAST_GROUP]
+        }
+    }
+}
+
+/// An advert as it arrived: the IP header fields the protocol looks at, and the VRRP bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Received<'a> {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub ttl: u8,
+    pub payload: &'a [u8],
+}
+
+/// An advert to send: IP source, destination and the VRRP bytes (TTL 255 and protocol 112 go without saying).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub priority: u8,
+    pub payload: Vec<u8>,
+}
+
+/// Why the state changed, for machines reading the event stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    Startup,
+    /// Master_Down_Timer expired (including after a priority-0 advert shortened it to Skew_Time).
+    MasterDown,
+    /// The owner starts as master at once.
+    Owner,
+    HigherPriority {
+        from: Ipv4Addr,
+        priority: u8,
+    },
+    SamePriorityHigherAddress {
+        from: Ipv4Addr,
+    },
+    Fault,
+    FaultCleared,
+    Shutdown,
+}
+
+/// Why an advert was dropped; each one is counted by the daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Discard {
+    Malformed(crate::wire::Error),
+    Ttl(u8),
+    Version(u8),
+    /// For another virtual router; silent, as on a shared segment this is normal.
+    OtherVrid(u8),
+    AuthType(u8),
+    Password,
+    IntervalMismatch,
+    Checksum,
+    UnicastOnMulticast,
+    MulticastOnUnicast,
+    NotAPeer,
+    /// Received in a state that does not listen (Initialize, Fault).
+    NotListening,
+}
+
+impl Discard {
+    /// A short stable name, for counters and event streams.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Discard::Malformed(_) => "malformed",
+            Discard::Ttl(_) => "ttl",
+            Discard::Version(_) => "version",
+            Discard::OtherVrid(_) => "other_vrid",
+            Discard::AuthType(_) => "auth_type",
+            Discard::Password => "password",
+            Discard::IntervalMismatch => "interval_mismatch",
+            Discard::Checksum => "checksum",
+            Discard::UnicastOnMulticast => "unicast_on_multicast",
+            Discard::MulticastOnUnicast => "multicast_on_unicast",
+            Discard::NotAPeer => "not_a_peer",
+            Discard::NotListening => "not_listening",
+        }
+    }
+}
+
+/// The notify scripts keepalived would run (`notify_master` ... and the generic `notify`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notify {
+    Master,
+    Backup,
+    Fault,
+    Stop,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Send(Outgoing),
+    AddAddresses,
+    RemoveAddresses,
+    /// Send `repeat` gratuitous ARPs for each virtual address.
+    GratuitousArp {
+        repeat: u32,
+    },
+    Notify {
+        kind: Notify,
+        priority: u8,
+    },
+    StateChanged {
+        from: State,
+        to: State,
+        reason: Reason,
+    },
+    /// An advert passed validation and was acted upon.
+    Accepted {
+        from: Ipv4Addr,
+        priority: u8,
+    },
+    Discarded {
+        from: Ipv4Addr,
+        reason: Discard,
+    },
+    Log(LogLine),
+}
+
+#[derive(Debug)]
+pub struct Machine {
+    settings: Settings,
+    state: State,
+    effective_priority: u8,
+    /// v3 learns this from the master's adverts; v2 keeps the configured interval.
+    master_adver_interval: Duration,
+    master_address: Option<Ipv4Addr>,
+    /// Master_Down_Timer in Backup, Adver_Timer in Master.
+    protocol_timer: Option<Time>,
+    second_garp: Option<(Time, u32)>,
+    garp_refresh: Option<Time>,
+    /// When a pending preempt delay ends (keepalived's `preempt_time`).
+    preempt_until: Option<Time>,
+    faulty: bool,
+    actions: VecDeque<Action>,
+}
+
+impl Machine {
+    pub fn new(settings: Settings) -> Machine {
+        let mut settings = settings;
+        if settings.priority == OWNER_PRIORITY {
+            // keepalived clears nopreempt for the owner: it always takes the addresses back.
+            settings.preempt = true;
+        }
+        Machine {
+            effective_priority: settings.priority,
+            master_adver_interval: settings.advert_interval,
+            settings,
+            state: State::Initialize,
+            master_address: None,
+            protocol_timer: None,
+            second_garp: None,
+            garp_refresh: None,
+            preempt_until: None,
+            faulty: false,
+            actions: VecDeque::new(),
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    pub fn effective_priority(&self) -> u8 {
+        self.effective_priority
+    }
+
+    pub fn master_address(&self) -> Option<Ipv4Addr> {
+        match self.state {
+            State::Master => Some(self.settings.source),
+            _ => self.master_address,
+        }
+    }
+
+    /// Skew_Time from the local effective priority: (256 - priority) / 256 of the master's interval
+    /// (RFC 9568 §6.1; v2 intervals are whole seconds so this is RFC 3768's formula too). Exact to the nanosecond.
+    pub fn skew_time(&self) -> Duration {
+        skew_time(self.effective_priority, self.master_adver_interval)
+    }
+
+    /// Master_Down_Interval: `down_timer_adverts` (3) intervals plus Skew_Time.
+    pub fn master_down_interval(&self) -> Duration {
+        self.master_adver_interval * self.settings.down_timer_adverts + self.skew_time()
+    }
+
+    /// The interval the current master advertises (v3 learns it; v2 requires it to equal ours).
+    pub fn master_adver_interval(&self) -> Duration {
+        self.master_adver_interval
+    }
+
+    /// When [`Machine::handle_timeout`] must be called next.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        [
+            self.protocol_timer,
+            self.second_garp.map(|(at, _)| at),
+            self.garp_refresh,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// Every pending action, in order.
+    pub fn drain_actions(&mut self) -> Vec<Action> {
+        self.actions.drain(..).collect()
+    }
+
+    /// RFC 3768 §6.4.1 Startup event. An owner configured as master becomes master at once; otherwise the
+    /// instance waits one Master_Down_Interval as backup (even with `state MASTER`, as keepalived does), or
+    /// starts in FAULT when tracking already says so.
+    pub fn startup(&mut self, now: Time) {
+        if self.state != State::Initialize {
+            return;
+        }
+        self.master_adver_interval = self.settings.advert_interval;
+        if self.faulty {
+            self.set_state(State::Fault, Reason::Startup);
+            self.log(Message::EnteringFaultStateInit);
+            self.notify(Notify::Fault);
+            return;
+        }
+        if self.effective_priority == OWNER_PRIORITY && self.settings.initial_state == InitialState::Master {
+            self.become_master(now, Reason::Owner);
+            return;
+        }
+        self.set_state(State::Backup, Reason::Startup);
+        self.log(Message::EnteringBackupStateInit);
+        self.notify(Notify::Backup);
+        self.protocol_timer = Some(now + self.master_down_interval());
+    }
+
+    /// RFC 3768 §6.4.2/§6.4.3 Shutdown event: a master sends priority 0 so a backup takes over after Skew_Time,
+    /// then releases the addresses; keepalived then runs notify_stop.
+    pub fn shutdown(&mut self, _now: Time) {
+        if self.state == State::Master {
+            self.send_advert(0);
+            self.log(Message::SentPriorityZero);
+            self.release_addresses();
+        }
+        if self.state != State::Initialize {
+            self.set_state(State::Initialize, Reason::Shutdown);
+            self.notify(Notify::Stop);
+        }
+        self.clear_timers();
+    }
+
+    pub fn handle_timeout(&mut self, now: Time) {
+        if let Some((at, repeat)) = self.second_garp {
+            if at <= now {
+                self.second_garp = None;
+                self.gratuitous_arps(repeat);
+            }
+        }
+        if let Some(at) = self.garp_refresh {
+            if at <= now {
+                self.gratuitous_arps(self.settings.garp.master_refresh_repeat);
+                self.garp_refresh = self.settings.garp.master_refresh.map(|period| at + period);
+            }
+        }
+        let Some(at) = self.protocol_timer else { return };
+        if at > now {
+            return;
+        }
+        match self.state {
+            State::Backup => {
+                self.log(Message::ReceiveAdvertisementTimeout);
+                self.become_master(now, Reason::MasterDown);
+            }
+            State::Master => {
+                self.send_advert(self.effective_priority);
+                self.protocol_timer = Some(now + self.settings.advert_interval);
+            }
+            State::Initialize | State::Fault => self.protocol_timer = None,
+        }
+    }
+
+    /// A tracked interface or script with no weight went down (`true`) or came back (`false`).
+    pub fn set_fault(&mut self, now: Time, faulty: bool) {
+        if self.faulty == faulty {
+            return;
+        }
+        self.faulty = faulty;
+        match (self.state, faulty) {
+            (State::Initialize, _) => {}
+            (State::Master, true) => {
+                // keepalived: a master going to FAULT gives up with priority 0, like a shutdown.
+                self.send_advert(0);
+                self.log(Message::SentPriorityZero);
+                self.set_state(State::Fault, Reason::Fault);
+                self.log(Message::EnteringFaultState);
+                self.release_addresses();
+                self.notify(Notify::Fault);
+                self.clear_timers();
+            }
+            (State::Backup, true) => {
+                self.set_state(State::Fault, Reason::Fault);
+                self.log(Message::EnteringFaultState);
+                self.notify(Notify::Fault);
+                self.clear_timers();
+            }
+            (State::Fault, false) => {
+                self.master_adver_interval = self.settings.advert_interval;
+                self.set_state(State::Backup, Reason::FaultCleared);
+                self.log(Message::EnteringBackupState);
+                self.notify(Notify::Backup);
+                self.protocol_timer = Some(now + self.master_down_interval());
+            }
+            _ => {}
+        }
+    }
+
+    /// The sum of the weights of failed (negative) or succeeding (positive) tracked objects changed. The effective
+    /// priority stays within 1-254; an owner is not adjusted.
+    pub fn set_priority_offset(&mut self, now: Time, offset: i32) {
+        if self.settings.priority == OWNER_PRIORITY {
+            return;
+        }
+        let wanted = (i32::from(self.settings.priority) + offset).clamp(1, 254) as u8;
+        if wanted == self.effective_priority {
+            return;
+        }
+        self.log(Message::ChangingEffectivePriority {
+            from: self.effective_priority,
+            to: wanted,
+        });
+        self.effective_priority = wanted;
+        if self.state == State::Master {
+            // Tell the backups now rather than at the next interval: a higher one may take over at once.
+            self.send_advert(wanted);
+            self.protocol_timer = Some(now + self.settings.advert_interval);
+        }
+    }
+
+    /// An IP packet with protocol 112 arrived on the instance's interface.
+    pub fn receive(&mut self, now: Time, packet: Received<'_>) {
+        let Some(repr) = self.validate(packet) else { return };
+        if repr.vrid != self.settings.vrid {
+            return;
+        }
+        match self.state {
+            State::Backup => self.backup_received(now, packet.src, &repr),
+            State::Master => self.master_received(now, packet.src, &repr),
+            State::Initialize | State::Fault => {
+                self.discard(packet.src, Discard::NotListening, None);
+            }
+        }
+    }
+
+    /// RFC 3768 §7.1 receive checks, in keepalived's order (`vrrp_check_packet`). Failures are discarded with a
+    /// log line and a counted reason.
+    fn validate(&mut self, packet: Received<'_>) -> Option<Repr> {
+        let from = packet.src;
+        let unicast = self.settings.is_unicast();
+        // keepalived checks the TTL only for multicast: unicast adverts may be routed.
+        if !unicast && packet.ttl != TTL {
+            let message = Message::InvalidTtl {
+                from,
+                got: packet.ttl,
+                expected: TTL,
+            };
+            self.discard(from, Discard::Ttl(packet.ttl), Some(message));
+            return None;
+        }
+        let view = match Packet::new_checked(packet.payload) {
+            Ok(view) => view,
+            Err(error) => {
+                let message = Message::Malformed {
+                    from,
+                    error: error.to_string(),
+                };
+                self.discard(from, Discard::Malformed(error), Some(message));
+                return None;
+            }
+        };
+        let expected = self.settings.version.number();
+        if view.version_number() != expected {
+            let got = view.version_number();
+            self.discard(
+                from,
+                Discard::Version(got),
+                Some(Message::WrongVersion { from, got, expected }),
+            );
+            return None;
+        }
+        if view.vrid() != self.settings.vrid {
+            self.discard(from, Discard::OtherVrid(view.vrid()), None);
+            return None;
+        }
+        if self.settings.version == Version::V2 {
+            let wanted = match self.settings.authentication {
+                Authentication::None => AuthType::None,
+                Authentication::Password(_) => AuthType::Password,
+            };
+            let got = view.auth_type();
+            if got != wanted {
+                let message = Message::WrongAuthType {
+                    got: got.to_byte(),
+                    from,
+                    expected: wanted.to_byte(),
+                };
+                self.discard(from, Discard::AuthType(got.to_byte()), Some(message));
+                return None;
+            }
+            if let Authentication::Password(password) = self.settings.authentication {
+                if !constant_time_eq(&view.auth_data(), &password) {
+                    self.discard(from, Discard::Password, Some(Message::InvalidPassword { from }));
+                    return None;
+                }
+            }
+            let mine_secs = self.settings.advert_interval.as_secs();
+            let got_secs = u64::from(view.interval_secs());
+            if got_secs != mine_secs {
+                let message = Message::IntervalMismatch {
+                    from,
+                    mine_secs,
+                    got_secs,
+                };
+                self.discard(from, Discard::IntervalMismatch, Some(message));
+                return None;
+            }
+        }
+        let envelope = Envelope {
+            src: packet.src,
+            dst: packet.dst,
+        };
+        let repr = match Repr::parse(&view, envelope) {
+            Ok((repr, _form)) => repr,
+            Err(crate::wire::Error::Checksum { version, .. }) => {
+                let message = Message::InvalidChecksum {
+                    version: version.number(),
+                    from,
+                };
+                self.discard(from, Discard::Checksum, Some(message));
+                return None;
+            }
+            Err(error) => {
+                let message = Message::Malformed {
+                    from,
+                    error: error.to_string(),
+                };
+                self.discard(from, Discard::Malformed(error), Some(message));
+                return None;
+            }
+        };
+        let multicast = packet.dst == MULTICAST_GROUP;
+        if unicast == multicast {
+            let reason = if unicast {
+                Discard::MulticastOnUnicast
+            } else {
+                Discard::UnicastOnMulticast
+            };
+            self.discard(
+                from,
+                reason,
+                Some(Message::ExpectedOtherCast {
+                    expected_unicast: unicast,
+                    from,
+                }),
+            );
+            return None;
+        }
+        if unicast && self.settings.check_unicast_src && !self.settings.peers.contains(&from) {
+            self.discard(from, Discard::NotAPeer, Some(Message::NotAUnicastPeer { from }));
+            return None;
+        }
+        // A different address list is only logged (keepalived deviates from RFC 3768 here, and so do we).
+        if repr.addresses.len() != self.settings.addresses.len() {
+            let (expected, got) = (self.settings.addresses.len(), repr.addresses.len());
+            self.log(Message::AddressCountMismatch { expected, got });
+        } else if let Some(address) = self.settings.addresses.iter().find(|a| !repr.addresses.contains(a)) {
+            self.log(Message::AddressMissing {
+                vrid: repr.vrid,
+                from,
+                address: *address,
+            });
+        }
+        Some(repr)
+    }
+
+    /// RFC 3768 §6.4.2 Backup, with keepalived's `nopreempt` / `preempt_delay`.
+    fn backup_received(&mut self, now: Time, from: Ipv4Addr, advert: &Repr) {
+        self.accepted(from, advert.priority);
+        if advert.priority == 0 {
+            // The master is leaving: take over after Skew_Time unless a better backup speaks first.
+            self.log(Message::BackupReceivedPriorityZero);
+            self.protocol_timer = Some(now + self.skew_time());
+            return;
+        }
+        let preempt_pending =
+            self.settings.preempt_delay > Duration::ZERO && self.preempt_until.map_or(true, |until| until > now);
+        if !self.settings.preempt || advert.priority >= self.effective_priority || preempt_pending {
+            self.learn_interval(advert);
+            if self.settings.preempt_delay > Duration::ZERO {
+                if advert.priority >= self.effective_priority {
+                    if self.preempt_until.take().is_some() {
+                        self.log(Message::StopPreemptDelay);
+                    }
+                } else if self.preempt_until.is_none() {
+                    self.log(Message::StartPreemptDelay {
+                        seconds: self.settings.preempt_delay.as_secs(),
+                    });
+                    self.preempt_until = Some(now + self.settings.preempt_delay);
+                }
+            }
+            self.learn_master(from);
+            self.protocol_timer = Some(now + self.master_down_interval());
+        } else {
+            // RFC 3768 §6.4.2: discard. Master_Down_Timer keeps running, so we take over when it expires.
+            self.log(Message::BackupDiscardingLowerPriority {
+                from,
+                priority: advert.priority,
+            });
+        }
+    }
+
+    /// RFC 3768 §6.4.3 Master.
+    fn master_received(&mut self, now: Time, from: Ipv4Addr, advert: &Repr) {
+        self.accepted(from, advert.priority);
+        let ours = self.effective_priority;
+        if advert.priority == 0 {
+            self.log(Message::MasterReceivedPriorityZero);
+            self.send_advert(ours);
+            self.protocol_timer = Some(now + self.settings.advert_interval);
+            return;
+        }
+        let higher = advert.priority > ours;
+        let wins_tie = advert.priority == ours && u32::from(from) > u32::from(self.settings.source);
+        if higher || wins_tie {
+            let reason = if higher {
+                self.log(Message::MasterReceivedHigherPriority {
+                    from,
+                    theirs: advert.priority,
+                    ours,
+                });
+                Reason::HigherPriority {
+                    from,
+                    priority: advert.priority,
+                }
+            } else {
+                self.log(Message::MasterReceivedSamePriorityHigherAddress { from, priority: ours });
+                Reason::SamePriorityHigherAddress { from }
+            };
+            self.learn_interval(advert);
+            self.master_address = Some(from);
+            self.set_state(State::Backup, reason);
+            self.log(Message::EnteringBackupState);
+            self.release_addresses();
+            self.notify(Notify::Backup);
+            self.second_garp = None;
+            self.garp_refresh = None;
+            self.protocol_timer = Some(now + self.master_down_interval());
+            return;
+        }
+        // A weaker master exists (split brain healing): RFC 9568 §6.4.3 and keepalived answer with an advert at
+        // once so it steps down, and re-announce the addresses.
+        let forcing = !self.settings.lower_prio_no_advert;
+        self.log(Message::ReceivedLowerPriority {
+            from,
+            theirs: advert.priority,
+            ours,
+            forcing,
+        });
+        if forcing {
+            self.send_advert(ours);
+            self.protocol_timer = Some(now + self.settings.advert_interval);
+        }
+        if let Some(repeat) = self.settings.garp.lower_prio_repeat {
+            self.gratuitous_arps(repeat);
+            if let Some(delay) = self.settings.garp.lower_prio_delay {
+                self.second_garp = Some((now + delay, repeat));
+            }
+        }
+    }
+
+    fn become_master(&mut self, now: Time, reason: Reason) {
+        // Advert first so the old master (if any) hears us before our gratuitous ARPs move the traffic.
+        self.send_advert(self.effective_priority);
+        self.set_state(State::Master, reason);
+        self.log(Message::EnteringMasterState);
+        self.log(Message::SettingVips);
+        self.actions.push_back(Action::AddAddresses);
+        for address in self.settings.addresses.clone() {
+            let interface = self.settings.interface.clone();
+            self.log(Message::SendingGratuitousArps { interface, address });
+        }
+        self.gratuitous_arps(self.settings.garp.master_repeat);
+        self.second_garp = self
+            .settings
+            .garp
+            .master_delay
+            .map(|delay| (now + delay, self.settings.garp.master_repeat));
+        self.garp_refresh = self.settings.garp.master_refresh.map(|period| now + period);
+        self.notify(Notify::Master);
+        self.master_address = None;
+        self.preempt_until = None;
+        self.protocol_timer = Some(now + self.settings.advert_interval);
+    }
+
+    fn release_addresses(&mut self) {
+        self.log(Message::RemovingVips);
+        self.actions.push_back(Action::RemoveAddresses);
+    }
+
+    /// v3: the backup follows the master's interval (RFC 9568 §6.4.2), which changes its Skew_Time and MDI.
+    fn learn_interval(&mut self, advert: &Repr) {
+        if let Body::V3 { interval_centis } = advert.body {
+            let learned = Duration::from_millis(u64::from(interval_centis) * 10);
+            if learned != self.master_adver_interval {
+                let from_ms = self.master_adver_interval.as_millis() as u64;
+                self.log(Message::AdvertIntervalUpdated {
+                    from_ms,
+                    to_ms: learned.as_millis() as u64,
+                });
+                self.master_adver_interval = learned;
+            }
+        }
+    }
+
+    fn learn_master(&mut self, from: Ipv4Addr) {
+        match self.master_address {
+            Some(known) if known == from => {}
+            Some(known) => self.log(Message::MasterChanged { from: known, to: from }),
+            None => self.log(Message::MasterSet { address: from }),
+        }
+        self.master_address = Some(from);
+    }
+
+    fn send_advert(&mut self, priority: u8) {
+        let settings = &self.settings;
+        let body = match (settings.version, &settings.authentication) {
+            (Version::V2, authentication) => {
+                let (auth_type, auth_data) = match authentication {
+                    Authentication::None => (AuthType::None, [0; AUTH_DATA_LEN]),
+                    Authentication::Password(password) => (AuthType::Password, *password),
+                };
+                let interval_secs = settings.advert_interval.as_secs().clamp(1, 255) as u8;
+                Body::V2 {
+                    interval_secs,
+                    auth_type,
+                    auth_data,
+                }
+            }
+            (Version::V3, _) => {
+                let interval_centis = (settings.advert_interval.as_millis() / 10).clamp(1, 4095) as u16;
+                Body::V3 { interval_centis }
+            }
+        };
+        let repr = Repr {
+            vrid: settings.vrid,
+            priority,
+            addresses: settings.addresses.clone(),
+            body,
+        };
+        for dst in settings.destinations() {
+            let envelope = Envelope {
+                src: settings.source,
+                dst,
+            };
+            let payload = repr.to_bytes(settings.checksum_form, envelope);
+            self.actions.push_back(Action::Send(Outgoing {
+                src: settings.source,
+                dst,
+                priority,
+                payload,
+            }));
+        }
+    }
+
+    fn gratuitous_arps(&mut self, repeat: u32) {
+        if repeat > 0 && !self.settings.addresses.is_empty() {
+            self.actions.push_back(Action::GratuitousArp { repeat });
+        }
+    }
+
+    fn set_state(&mut self, to: State, reason: Reason) {
+        let from = self.state;
+        self.state = to;
+        self.actions.push_back(Action::StateChanged { from, to, reason });
+    }
+
+    fn notify(&mut self, kind: Notify) {
+        self.actions.push_back(Action::Notify {
+            kind,
+            priority: self.effective_priority,
+        });
+    }
+
+    fn accepted(&mut self, from: Ipv4Addr, priority: u8) {
+        self.actions.push_back(Action::Accepted { from, priority });
+    }
+
+    fn discard(&mut self, from: Ipv4Addr, reason: Discard, message: Option<Message>) {
+        if let Some(message) = message {
+            self.log(message);
+        }
+        self.actions.push_back(Action::Discarded { from, reason });
+    }
+
+    fn log(&mut self, message: Message) {
+        self.actions.push_back(Action::Log(LogLine {
+            instance: self.settings.name.clone(),
+            message,
+        }));
+    }
+
+    fn clear_timers(&mut self) {
+        self.protocol_timer = None;
+        self.second_garp = None;
+        self.garp_refresh = None;
+        self.preempt_until = None;
+    }
+}
+
+/// (256 - priority) / 256 of `interval`, to the nanosecond.
+pub fn skew_time(priority: u8, interval: Duration) -> Duration {
+    let nanos = (256 - u128::from(priority)) * interval.as_nanos() / 256;
+    Duration::from_nanos(nanos as u64)
+}
+
+/// Compares passwords without leaking where they differ through timing.
+fn constant_time_eq(a: &[u8; AUTH_DATA_LEN], b: &[u8; AUTH_DATA_LEN]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
