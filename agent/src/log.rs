@@ -52,20 +52,14 @@ pub enum Message {
         from: u8,
         to: u8,
     },
-    MasterSet {
-        address: Ipv4Addr,
-    },
-    MasterChanged {
-        from: Ipv4Addr,
-        to: Ipv4Addr,
-    },
     AdvertIntervalUpdated {
         from_ms: u64,
         to_ms: u64,
     },
     StartPreemptDelay {
-        seconds: u64,
+        delay: std::time::Duration,
     },
+    EqualPriorityOurAddress,
     StopPreemptDelay,
     InvalidTtl {
         from: Ipv4Addr,
@@ -129,9 +123,9 @@ impl Message {
                 | Message::SettingVips
                 | Message::RemovingVips
                 | Message::SendingGratuitousArps { .. }
-                | Message::MasterSet { .. }
-                | Message::MasterChanged { .. }
                 | Message::AdvertIntervalUpdated { .. }
+                | Message::StartPreemptDelay { .. }
+                | Message::StopPreemptDelay
         )
     }
 }
@@ -171,12 +165,15 @@ impl fmt::Display for LogLine {
             Message::ChangingEffectivePriority { from, to } => {
                 write!(f, "({name}) Changing effective priority from {from} to {to}")
             }
-            Message::MasterSet { address } => write!(f, "({name}) master set to {address}"),
-            Message::MasterChanged { from, to } => write!(f, "({name}) master changed from {from} to {to}"),
             Message::AdvertIntervalUpdated { from_ms, to_ms } => {
                 write!(f, "({name}) advertisement interval updated from {from_ms}ms to {to_ms}ms by master")
             }
-            Message::StartPreemptDelay { seconds } => write!(f, "({name}) start preempt delay({seconds})"),
+            Message::StartPreemptDelay { delay } => {
+                write!(f, "({name}) start preempt delay ({}.{:06})", delay.as_secs(), delay.subsec_micros())
+            }
+            Message::EqualPriorityOurAddress => {
+                write!(f, "({name}) WARNING - equal priority advert received from remote host with our IP address.")
+            }
             Message::StopPreemptDelay => write!(f, "({name}) stop preempt delay"),
             Message::InvalidTtl { from, got, expected } => {
                 write!(f, "({name}) invalid TTL/HL from {from}. Received {got} and expect {expected}")

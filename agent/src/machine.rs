@@ -63,6 +63,7 @@ pub struct GarpSettings {
     pub master_refresh: Option<Duration>,
     pub master_refresh_repeat: u32,
     /// ARPs per address when a master hears a lower priority (split-brain healing); `None` for none.
+    /// keepalived defaults both lower-priority settings to the master ones.
     pub lower_prio_repeat: Option<u32>,
     /// Delay of the second lower-priority burst; `None` for no second burst.
     pub lower_prio_delay: Option<Duration>,
@@ -75,8 +76,8 @@ impl Default for GarpSettings {
             master_delay: Some(Duration::from_secs(5)),
             master_refresh: None,
             master_refresh_repeat: 1,
-            lower_prio_repeat: None,
-            lower_prio_delay: None,
+            lower_prio_repeat: Some(5),
+            lower_prio_delay: Some(Duration::from_secs(5)),
         }
     }
 }
@@ -237,6 +238,8 @@ pub enum Notify {
     Backup,
     Fault,
     Stop,
+    /// keepalived's `notify_master_rx_lower_pri`: a master heard a lower priority (another master exists).
+    MasterRxLowerPriority,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -380,9 +383,13 @@ impl Machine {
             return;
         }
         if self.effective_priority == OWNER_PRIORITY && self.settings.initial_state == InitialState::Master {
+            // keepalived arms a 1 µs down timer, so the owner logs the timeout like any backup taking over.
+            self.log(Message::ReceiveAdvertisementTimeout);
             self.become_master(now, Reason::Owner);
             return;
         }
+        // Addresses left by an earlier run that crashed go first (keepalived removes them at startup too, silently).
+        self.actions.push_back(Action::RemoveAddresses);
         self.set_state(State::Backup, Reason::Startup);
         self.log(Message::EnteringBackupStateInit);
         self.notify(Notify::Backup);
@@ -444,10 +451,10 @@ impl Machine {
             (State::Initialize, _) => {}
             (State::Master, true) => {
                 // keepalived: a master going to FAULT gives up with priority 0, like a shutdown.
-                self.send_advert(0);
-                self.log(Message::SentPriorityZero);
                 self.set_state(State::Fault, Reason::Fault);
                 self.log(Message::EnteringFaultState);
+                self.send_advert(0);
+                self.log(Message::SentPriorityZero);
                 self.release_addresses();
                 self.notify(Notify::Fault);
                 self.clear_timers();
@@ -460,6 +467,7 @@ impl Machine {
             }
             (State::Fault, false) => {
                 self.master_adver_interval = self.settings.advert_interval;
+                self.preempt_until = None;
                 self.set_state(State::Backup, Reason::FaultCleared);
                 self.log(Message::EnteringBackupState);
                 self.notify(Notify::Backup);
@@ -470,8 +478,9 @@ impl Machine {
     }
 
     /// The sum of the weights of failed (negative) or succeeding (positive) tracked objects changed. The effective
-    /// priority stays within 1-254; an owner is not adjusted.
-    pub fn set_priority_offset(&mut self, now: Time, offset: i32) {
+    /// priority stays within 1-254; an owner is not adjusted. As in keepalived, a master announces its new priority
+    /// with its next periodic advert, and a backup's running timer moves by the change in Master_Down_Interval.
+    pub fn set_priority_offset(&mut self, _now: Time, offset: i32) {
         if self.settings.priority == OWNER_PRIORITY {
             return;
         }
@@ -479,15 +488,13 @@ impl Machine {
         if wanted == self.effective_priority {
             return;
         }
-        self.log(Message::ChangingEffectivePriority {
-            from: self.effective_priority,
-            to: wanted,
-        });
+        let from = self.effective_priority;
+        self.log(Message::ChangingEffectivePriority { from, to: wanted });
+        let before = self.master_down_interval();
         self.effective_priority = wanted;
-        if self.state == State::Master {
-            // Tell the backups now rather than at the next interval: a higher one may take over at once.
-            self.send_advert(wanted);
-            self.protocol_timer = Some(now + self.settings.advert_interval);
+        if self.state == State::Backup {
+            let after = self.master_down_interval();
+            self.protocol_timer = self.protocol_timer.map(|at| at + after - before);
         }
     }
 
@@ -657,7 +664,7 @@ impl Machine {
                     }
                 } else if self.preempt_until.is_none() {
                     self.log(Message::StartPreemptDelay {
-                        seconds: self.settings.preempt_delay.as_secs(),
+                        delay: self.settings.preempt_delay,
                     });
                     self.preempt_until = Some(now + self.settings.preempt_delay);
                 }
@@ -681,6 +688,11 @@ impl Machine {
             self.log(Message::MasterReceivedPriorityZero);
             self.send_advert(ours);
             self.protocol_timer = Some(now + self.settings.advert_interval);
+            return;
+        }
+        if advert.priority == ours && from == self.settings.source {
+            // Our own address with our priority: a misconfiguration (or a loop), not a reason to change state.
+            self.log(Message::EqualPriorityOurAddress);
             return;
         }
         let higher = advert.priority > ours;
@@ -730,6 +742,7 @@ impl Machine {
                 self.second_garp = Some((now + delay, repeat));
             }
         }
+        self.notify(Notify::MasterRxLowerPriority);
     }
 
     fn become_master(&mut self, now: Time, reason: Reason) {
@@ -737,6 +750,8 @@ impl Machine {
         self.send_advert(self.effective_priority);
         self.set_state(State::Master, reason);
         self.log(Message::EnteringMasterState);
+        // v3: a backup followed the old master's interval; as master we advertise our own.
+        self.master_adver_interval = self.settings.advert_interval;
         self.log(Message::SettingVips);
         self.actions.push_back(Action::AddAddresses);
         for address in self.settings.addresses.clone() {
@@ -777,11 +792,7 @@ impl Machine {
     }
 
     fn learn_master(&mut self, from: Ipv4Addr) {
-        match self.master_address {
-            Some(known) if known == from => {}
-            Some(known) => self.log(Message::MasterChanged { from: known, to: from }),
-            None => self.log(Message::MasterSet { address: from }),
-        }
+        // keepalived 2.2.7 records the master silently (later versions log "master set to", with -D).
         self.master_address = Some(from);
     }
 

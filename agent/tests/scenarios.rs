@@ -265,7 +265,7 @@ fn preempt_delay_postpones_the_takeover() {
     p.sim.start(p.h1);
     p.sim.run_for(secs(15.0));
     let master = logged_at(&p.sim, "haproxy1", "Entering MASTER STATE", back);
-    let first_heard = logged_at(&p.sim, "haproxy1", "start preempt delay(5)", back);
+    let first_heard = logged_at(&p.sim, "haproxy1", "start preempt delay (5.000000)", back);
     // Adverts heard during the delay still reset the timer; afterwards they are discarded and the timer runs out.
     assert!(
         master - first_heard >= secs(5.0),
