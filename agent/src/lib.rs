@@ -5,6 +5,7 @@
 //! - [`log`]: keepalived's log lines, word for word.
 //! - [`config`]: keepalived.conf, parsed with positions, turned into machine settings.
 
+pub mod config;
 pub mod log;
 pub mod machine;
 pub mod sim;

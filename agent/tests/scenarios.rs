@@ -2,34 +2,33 @@
 //! Each scenario asserts its key times against the protocol's formulas and keeps its timeline as a snapshot.
 
 use std::net::Ipv4Addr;
+use std::path::Path;
 use std::time::Duration;
 
+use agent::config::{self, Options};
 use agent::machine::{skew_time, Authentication, InitialState, Settings, State};
 use agent::sim::{Entry, HostId, Simulation, What};
-use agent::wire::vrrp::password_bytes;
 use agent::wire::Version;
 
 const H1: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 21);
 const H2: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 23);
-const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 31);
 
 fn secs(value: f64) -> Duration {
     Duration::from_secs_f64(value)
 }
 
-/// The seed's instance on haproxy1 (100, MASTER) or haproxy2 (99, BACKUP).
+/// The seed's instance on haproxy1 (100, MASTER) or haproxy2 (99, BACKUP), read from the seed's own files.
 fn seed(first: bool) -> Settings {
-    let (source, peer, priority) = if first { (H1, H2, 100) } else { (H2, H1, 99) };
-    let mut settings = Settings::new("Instance1", 10, priority, source);
-    settings.initial_state = if first {
-        InitialState::Master
+    let file = if first {
+        "keepalived-haproxy1.conf"
     } else {
-        InitialState::Backup
+        "keepalived-haproxy2.conf"
     };
-    settings.authentication = Authentication::Password(password_bytes("passWord"));
-    settings.peers = vec![peer];
-    settings.addresses = vec![VIP];
-    settings
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/seed")
+        .join(file);
+    let loaded = config::load(&path, Options { strict: true }).unwrap();
+    loaded.config.instances[0].settings(None).unwrap()
 }
 
 struct Pair {
@@ -75,8 +74,8 @@ fn find(sim: &Simulation, since: Duration, predicate: impl Fn(&Entry) -> bool) -
 fn last_advert(sim: &Simulation, host: &str, before: Duration) -> Duration {
     sim.timeline()
         .iter()
-        .filter(|entry| entry.at <= before && entry.host == host && matches!(entry.what, What::Sent { .. }))
-        .last()
+        .rev()
+        .find(|entry| entry.at <= before && entry.host == host && matches!(entry.what, What::Sent { .. }))
         .map(|entry| entry.at)
         .expect("an advert was sent")
 }

@@ -70,7 +70,11 @@ pub fn read_str(text: &str, name: &Path, diagnostics: &mut Vec<Diagnostic>) -> V
 
 fn tokenize(text: &str, file: Arc<Path>, depth: usize, tokens: &mut Vec<Token>, diagnostics: &mut Vec<Diagnostic>) {
     for (index, line) in text.lines().enumerate() {
-        let at = |column: usize| Location { file: file.clone(), line: index + 1, column };
+        let at = |column: usize| Location {
+            file: file.clone(),
+            line: index + 1,
+            column,
+        };
         let words = split_line(line, &at, diagnostics);
         if let Some(Token::Word(first)) = words.first() {
             if first.text == "include" {
@@ -105,9 +109,16 @@ fn split_line(line: &str, at: &dyn Fn(usize) -> Location, diagnostics: &mut Vec<
                 i += 1;
             }
             '"' => {
-                let end = chars[i + 1..].iter().position(|&c| c == '"').map(|offset| i + 1 + offset);
+                let end = chars[i + 1..]
+                    .iter()
+                    .position(|&c| c == '"')
+                    .map(|offset| i + 1 + offset);
                 let Some(end) = end else {
-                    diagnostics.push(Diagnostic::new(at(column), Severity::Error, "unterminated quoted string"));
+                    diagnostics.push(Diagnostic::new(
+                        at(column),
+                        Severity::Error,
+                        "unterminated quoted string",
+                    ));
                     let text = chars[i + 1..].iter().collect();
                     tokens.push(Token::Word(Word { text, at: at(column) }));
                     break;
@@ -121,7 +132,10 @@ fn split_line(line: &str, at: &dyn Fn(usize) -> Location, diagnostics: &mut Vec<
                 while i < chars.len() && !chars[i].is_whitespace() && !matches!(chars[i], '{' | '}' | '#' | '!' | '"') {
                     i += 1;
                 }
-                tokens.push(Token::Word(Word { text: chars[start..i].iter().collect(), at: at(column) }));
+                tokens.push(Token::Word(Word {
+                    text: chars[start..i].iter().collect(),
+                    at: at(column),
+                }));
             }
         }
     }
@@ -130,7 +144,11 @@ fn split_line(line: &str, at: &dyn Fn(usize) -> Location, diagnostics: &mut Vec<
 
 fn include(args: &[Token], at: &Location, depth: usize, tokens: &mut Vec<Token>, diagnostics: &mut Vec<Diagnostic>) {
     let [Token::Word(pattern)] = args else {
-        diagnostics.push(Diagnostic::new(at.clone(), Severity::Error, "include: expected one file name or pattern"));
+        diagnostics.push(Diagnostic::new(
+            at.clone(),
+            Severity::Error,
+            "include: expected one file name or pattern",
+        ));
         return;
     };
     if depth >= MAX_INCLUDE_DEPTH {
@@ -168,8 +186,7 @@ fn include(args: &[Token], at: &Location, depth: usize, tokens: &mut Vec<Token>,
 
 fn build_tree(tokens: Vec<Token>, diagnostics: &mut Vec<Diagnostic>) -> Vec<Statement> {
     let mut tokens = tokens.into_iter().peekable();
-    let statements = statements(&mut tokens, None, diagnostics);
-    statements
+    statements(&mut tokens, None, diagnostics)
 }
 
 /// Statements until the `}` closing the block opened at `opened` (or the end of input at top level).
@@ -183,7 +200,11 @@ fn statements(
         match tokens.next() {
             None => {
                 if let Some(opened) = opened {
-                    diagnostics.push(Diagnostic::new(opened.clone(), Severity::Error, "block opened here is never closed"));
+                    diagnostics.push(Diagnostic::new(
+                        opened.clone(),
+                        Severity::Error,
+                        "block opened here is never closed",
+                    ));
                 }
                 return statements;
             }
@@ -201,7 +222,11 @@ fn statements(
                         previous.block = Some(self::statements(tokens, Some(&at), diagnostics));
                     }
                     _ => {
-                        diagnostics.push(Diagnostic::new(at.clone(), Severity::Error, "'{' without a keyword before it"));
+                        diagnostics.push(Diagnostic::new(
+                            at.clone(),
+                            Severity::Error,
+                            "'{' without a keyword before it",
+                        ));
                         self::statements(tokens, Some(&at), diagnostics);
                     }
                 }
@@ -212,11 +237,15 @@ fn statements(
                 while let Some(token) = tokens.peek() {
                     match token {
                         Token::Word(_) => {
-                            let Some(Token::Word(word)) = tokens.next() else { unreachable!() };
+                            let Some(Token::Word(word)) = tokens.next() else {
+                                unreachable!()
+                            };
                             args.push(word);
                         }
                         Token::Open(_) => {
-                            let Some(Token::Open(at)) = tokens.next() else { unreachable!() };
+                            let Some(Token::Open(at)) = tokens.next() else {
+                                unreachable!()
+                            };
                             block = Some(self::statements(tokens, Some(&at), diagnostics));
                             break;
                         }
