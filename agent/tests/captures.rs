@@ -17,7 +17,9 @@ const ETHERTYPE_IPV4: [u8; 2] = [0x08, 0x00];
 const ETHERNET_HEADER_LEN: usize = 14;
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keepalived").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/keepalived")
+        .join(name)
 }
 
 /// (capture time, IPv4 packet bytes) of every VRRP packet in a capture.
@@ -43,13 +45,19 @@ struct Decoded {
 fn decode(bytes: &[u8]) -> Decoded {
     let packet = ipv4::Packet::new_checked(bytes).unwrap();
     let header = ipv4::Repr::parse(&packet).unwrap();
-    let envelope = Envelope { src: header.src, dst: header.dst };
+    let envelope = Envelope {
+        src: header.src,
+        dst: header.dst,
+    };
     let (advert, form) = Repr::parse(&Packet::new_checked(packet.payload()).unwrap(), envelope).unwrap();
     Decoded { header, advert, form }
 }
 
 fn reemit(decoded: &Decoded) -> Vec<u8> {
-    let envelope = Envelope { src: decoded.header.src, dst: decoded.header.dst };
+    let envelope = Envelope {
+        src: decoded.header.src,
+        dst: decoded.header.dst,
+    };
     let payload = decoded.advert.to_bytes(decoded.form, envelope);
     let mut bytes = vec![0; ipv4::HEADER_LEN];
     decoded.header.emit(&mut bytes);
@@ -81,7 +89,14 @@ fn check_capture(name: &str, version: Version, form: ChecksumForm) -> Vec<Decode
 fn keepalived_v2_password_unicast_adverts_round_trip_byte_for_byte() {
     let adverts = check_capture("v2-pass-unicast.pcap", Version::V2, ChecksumForm::VrrpOnly);
     for decoded in adverts {
-        let Body::V2 { interval_secs, auth_data, .. } = decoded.advert.body else { panic!("v2") };
+        let Body::V2 {
+            interval_secs,
+            auth_data,
+            ..
+        } = decoded.advert.body
+        else {
+            panic!("v2")
+        };
         assert_eq!(interval_secs, 1);
         assert_eq!(&auth_data, b"passWord");
     }
@@ -90,7 +105,9 @@ fn keepalived_v2_password_unicast_adverts_round_trip_byte_for_byte() {
 #[test]
 fn keepalived_v3_multicast_adverts_use_the_ipv4_pseudo_header() {
     let adverts = check_capture("v3-multicast.pcap", Version::V3, ChecksumForm::PseudoHeader);
-    assert!(adverts.iter().all(|d| d.advert.body == Body::V3 { interval_centis: 10 }));
+    assert!(adverts
+        .iter()
+        .all(|d| d.advert.body == Body::V3 { interval_centis: 10 }));
     assert!(adverts.iter().all(|d| d.header.dst == Ipv4Addr::new(224, 0, 0, 18)));
 }
 
@@ -104,8 +121,12 @@ fn keepalived_v3_unicast_pseudo_header_names_the_peer() {
 fn keepalived_ip_ids_count_up_per_sender() {
     let packets = vrrp_packets("v2-pass-unicast.pcap");
     for sender in [Ipv4Addr::new(10, 0, 0, 21), Ipv4Addr::new(10, 0, 0, 23)] {
-        let ids: Vec<u16> =
-            packets.iter().map(|(_, b)| decode(b)).filter(|d| d.header.src == sender).map(|d| d.header.ident).collect();
+        let ids: Vec<u16> = packets
+            .iter()
+            .map(|(_, b)| decode(b))
+            .filter(|d| d.header.src == sender)
+            .map(|d| d.header.ident)
+            .collect();
         assert!(ids.windows(2).all(|pair| pair[1] == pair[0] + 1), "{sender}: {ids:?}");
     }
 }
@@ -114,7 +135,11 @@ fn keepalived_ip_ids_count_up_per_sender() {
 /// times: none may be discarded.
 fn replay_into_peer(capture: &str, receiver_config: &str, receiver: Ipv4Addr) -> Vec<Action> {
     let path = fixture(receiver_config);
-    let instance = config::load(&path, Options { strict: true }).unwrap().config.instances.remove(0);
+    let instance = config::load(&path, Options { strict: true })
+        .unwrap()
+        .config
+        .instances
+        .remove(0);
     let mut machine = Machine::new(instance.settings(Some(receiver)).unwrap());
     let packets = vrrp_packets(capture);
     let start = packets[0].0;
@@ -128,7 +153,15 @@ fn replay_into_peer(capture: &str, receiver_config: &str, receiver: Ipv4Addr) ->
         while let Some(timeout) = machine.poll_timeout().filter(|timeout| *timeout <= at) {
             machine.handle_timeout(timeout);
         }
-        machine.receive(at, Received { src: packet.src(), dst: packet.dst(), ttl: packet.ttl(), payload: packet.payload() });
+        machine.receive(
+            at,
+            Received {
+                src: packet.src(),
+                dst: packet.dst(),
+                ttl: packet.ttl(),
+                payload: packet.payload(),
+            },
+        );
         actions.extend(machine.drain_actions());
     }
     actions
@@ -137,14 +170,37 @@ fn replay_into_peer(capture: &str, receiver_config: &str, receiver: Ipv4Addr) ->
 #[test]
 fn keepalived_adverts_pass_our_receive_checks() {
     for (capture, config, receiver) in [
-        ("v2-pass-unicast.pcap", "v2-pass-unicast-haproxy1.conf", Ipv4Addr::new(10, 0, 0, 21)),
-        ("v2-pass-unicast.pcap", "v2-pass-unicast-haproxy2.conf", Ipv4Addr::new(10, 0, 0, 23)),
-        ("v3-multicast.pcap", "v3-multicast-haproxy1.conf", Ipv4Addr::new(10, 0, 0, 21)),
-        ("v3-multicast.pcap", "v3-multicast-haproxy2.conf", Ipv4Addr::new(10, 0, 0, 23)),
-        ("v3-unicast.pcap", "v3-unicast-haproxy1.conf", Ipv4Addr::new(10, 0, 0, 21)),
+        (
+            "v2-pass-unicast.pcap",
+            "v2-pass-unicast-haproxy1.conf",
+            Ipv4Addr::new(10, 0, 0, 21),
+        ),
+        (
+            "v2-pass-unicast.pcap",
+            "v2-pass-unicast-haproxy2.conf",
+            Ipv4Addr::new(10, 0, 0, 23),
+        ),
+        (
+            "v3-multicast.pcap",
+            "v3-multicast-haproxy1.conf",
+            Ipv4Addr::new(10, 0, 0, 21),
+        ),
+        (
+            "v3-multicast.pcap",
+            "v3-multicast-haproxy2.conf",
+            Ipv4Addr::new(10, 0, 0, 23),
+        ),
+        (
+            "v3-unicast.pcap",
+            "v3-unicast-haproxy1.conf",
+            Ipv4Addr::new(10, 0, 0, 21),
+        ),
     ] {
         let actions = replay_into_peer(capture, config, receiver);
-        let discarded: Vec<&Action> = actions.iter().filter(|a| matches!(a, Action::Discarded { .. })).collect();
+        let discarded: Vec<&Action> = actions
+            .iter()
+            .filter(|a| matches!(a, Action::Discarded { .. }))
+            .collect();
         assert!(discarded.is_empty(), "{capture} into {config}: {discarded:?}");
         let accepted = actions.iter().filter(|a| matches!(a, Action::Accepted { .. })).count();
         assert!(accepted >= 3, "{capture} into {config}: {accepted} accepted");
