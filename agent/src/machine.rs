@@ -108,6 +108,9 @@ pub struct Settings {
     pub garp: GarpSettings,
     /// keepalived's `lower_prio_no_advert`: a master does not answer a lower priority with an advert.
     pub lower_prio_no_advert: bool,
+    /// keepalived's `higher_prio_send_advert`: a master hearing a better one advertises once before stepping down,
+    /// so a third router that missed the better master's adverts still learns a master exists.
+    pub higher_prio_send_advert: bool,
     /// keepalived's `down_timer_adverts` (RFC: 3).
     pub down_timer_adverts: u32,
     /// How v3 checksums are sent (received adverts may use any form).
@@ -135,6 +138,7 @@ impl Settings {
             addresses: Vec::new(),
             garp: GarpSettings::default(),
             lower_prio_no_advert: false,
+            higher_prio_send_advert: false,
             down_timer_adverts: 3,
             checksum_form: ChecksumForm::PseudoHeader,
             check_unicast_src: false,
@@ -712,6 +716,9 @@ impl Machine {
                 self.log(Message::MasterReceivedSamePriorityHigherAddress { from, priority: ours });
                 Reason::SamePriorityHigherAddress { from }
             };
+            if self.settings.higher_prio_send_advert {
+                self.send_advert(ours);
+            }
             self.learn_interval(advert);
             self.master_address = Some(from);
             self.set_state(State::Backup, reason);

@@ -782,3 +782,15 @@ fn unicast_adverts_go_to_every_peer_with_their_own_checksum() {
     assert_eq!((sends[0].dst, sends[1].dst), (PEER, Ipv4Addr::new(10, 0, 0, 24)));
     assert_ne!(sends[0].payload, sends[1].payload, "the pseudo-header names each peer");
 }
+
+#[test]
+fn keepalived_higher_prio_send_advert_answers_before_stepping_down() {
+    let mut h = Harness::started(Settings {
+        higher_prio_send_advert: true,
+        ..unicast(99)
+    });
+    h.become_master();
+    let actions = h.receive(100);
+    assert_eq!(sent_priorities(&actions), vec![99]);
+    assert_eq!(h.machine.state(), State::Backup);
+}

@@ -310,6 +310,7 @@ impl Instance {
             addresses: self.virtual_addresses.iter().map(|vip| vip.address).collect(),
             garp: self.garp.clone(),
             lower_prio_no_advert: self.lower_prio_no_advert,
+            higher_prio_send_advert: self.higher_prio_send_advert,
             down_timer_adverts: self.down_timer_adverts,
             checksum_form: self.checksum_form,
             check_unicast_src: self.check_unicast_src,
