@@ -60,6 +60,11 @@ pub enum Message {
         delay: std::time::Duration,
     },
     EqualPriorityOurAddress,
+    TtlOutOfRange {
+        ttl: u8,
+        min: u8,
+        max: u8,
+    },
     StopPreemptDelay,
     InvalidTtl {
         from: Ipv4Addr,
@@ -171,6 +176,7 @@ impl fmt::Display for LogLine {
             Message::StartPreemptDelay { delay } => {
                 write!(f, "({name}) start preempt delay ({}.{:06})", delay.as_secs(), delay.subsec_micros())
             }
+            Message::TtlOutOfRange { ttl, min, max } => write!(f, "({name}) TTL/HL {ttl} not in range {min} - {max}"),
             Message::EqualPriorityOurAddress => {
                 write!(f, "({name}) WARNING - equal priority advert received from remote host with our IP address.")
             }

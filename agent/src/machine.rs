@@ -103,6 +103,8 @@ pub struct Settings {
     pub source: Ipv4Addr,
     /// Unicast peers; empty means multicast to 224.0.0.18.
     pub peers: Vec<Ipv4Addr>,
+    /// keepalived's per-peer `min_ttl` / `max_ttl`: unicast adverts from that peer outside the range are dropped.
+    pub peer_ttl_limits: Vec<(Ipv4Addr, u8, u8)>,
     /// The virtual addresses announced in adverts.
     pub addresses: Vec<Ipv4Addr>,
     pub garp: GarpSettings,
@@ -135,6 +137,7 @@ impl Settings {
             authentication: Authentication::None,
             source,
             peers: Vec::new(),
+            peer_ttl_limits: Vec::new(),
             addresses: Vec::new(),
             garp: GarpSettings::default(),
             lower_prio_no_advert: false,
@@ -632,6 +635,16 @@ impl Machine {
         }
         if unicast && self.settings.check_unicast_src && !self.settings.peers.contains(&from) {
             self.discard(from, Discard::NotAPeer, Some(Message::NotAUnicastPeer { from }));
+            return None;
+        }
+        let limits = self.settings.peer_ttl_limits.iter().find(|(peer, _, _)| *peer == from);
+        if let Some(&(_, min, max)) = limits.filter(|(_, min, max)| !(*min..=*max).contains(&packet.ttl)) {
+            let message = Message::TtlOutOfRange {
+                ttl: packet.ttl,
+                min,
+                max,
+            };
+            self.discard(from, Discard::Ttl(packet.ttl), Some(message));
             return None;
         }
         // A different address list is only logged (keepalived deviates from RFC 3768 here, and so do we).

@@ -794,3 +794,18 @@ fn keepalived_higher_prio_send_advert_answers_before_stepping_down() {
     assert_eq!(sent_priorities(&actions), vec![99]);
     assert_eq!(h.machine.state(), State::Backup);
 }
+
+#[test]
+fn keepalived_unicast_peer_ttl_limits_are_enforced() {
+    let mut h = Harness::started(Settings {
+        peer_ttl_limits: vec![(PEER, 250, 255)],
+        ..unicast(100)
+    });
+    let advert = advert_from(h.machine.settings(), 120);
+    let bytes = advert.to_bytes(ChecksumForm::PseudoHeader, Envelope { src: PEER, dst: ME });
+    assert_eq!(
+        discards(&h.receive_bytes(PEER, ME, 249, &bytes)),
+        vec![Discard::Ttl(249)]
+    );
+    assert!(discards(&h.receive_bytes(PEER, ME, 250, &bytes)).is_empty());
+}

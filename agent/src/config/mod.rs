@@ -307,6 +307,12 @@ impl Instance {
             authentication: self.authentication.clone(),
             source,
             peers: self.unicast_peers.iter().map(|peer| peer.address).collect(),
+            peer_ttl_limits: self
+                .unicast_peers
+                .iter()
+                .filter(|peer| peer.min_ttl.is_some() || peer.max_ttl.is_some())
+                .map(|peer| (peer.address, peer.min_ttl.unwrap_or(0), peer.max_ttl.unwrap_or(255)))
+                .collect(),
             addresses: self.virtual_addresses.iter().map(|vip| vip.address).collect(),
             garp: self.garp.clone(),
             lower_prio_no_advert: self.lower_prio_no_advert,
