@@ -538,11 +538,7 @@ impl Machine {
         let view = match Packet::new_checked(packet.payload) {
             Ok(view) => view,
             Err(error) => {
-                let message = Message::Malformed {
-                    from,
-                    error: error.to_string(),
-                };
-                self.discard(from, Discard::Malformed(error), Some(message));
+                self.discard_malformed(from, error);
                 return None;
             }
         };
@@ -608,11 +604,7 @@ impl Machine {
                 return None;
             }
             Err(error) => {
-                let message = Message::Malformed {
-                    from,
-                    error: error.to_string(),
-                };
-                self.discard(from, Discard::Malformed(error), Some(message));
+                self.discard_malformed(from, error);
                 return None;
             }
         };
@@ -885,6 +877,14 @@ impl Machine {
             self.log(message);
         }
         self.actions.push_back(Action::Discarded { from, reason });
+    }
+
+    fn discard_malformed(&mut self, from: Ipv4Addr, error: crate::wire::Error) {
+        let message = Message::Malformed {
+            from,
+            error: error.to_string(),
+        };
+        self.discard(from, Discard::Malformed(error), Some(message));
     }
 
     fn log(&mut self, message: Message) {

@@ -46,6 +46,13 @@ fn v3(priority: u8, interval: Duration) -> Settings {
     }
 }
 
+fn with_password(settings: Settings) -> Settings {
+    Settings {
+        authentication: Authentication::Password(password_bytes("passWord")),
+        ..settings
+    }
+}
+
 fn advert_from(settings: &Settings, priority: u8) -> Repr {
     let body = match settings.version {
         Version::V2 => {
@@ -526,11 +533,7 @@ fn rfc9568_7_1_v3_interval_difference_is_learned_not_discarded() {
 
 #[test]
 fn rfc3768_5_3_6_auth_type_mismatch_is_discarded() {
-    let settings = Settings {
-        authentication: Authentication::Password(password_bytes("passWord")),
-        ..unicast(100)
-    };
-    let mut h = Harness::started(settings);
+    let mut h = Harness::started(with_password(unicast(100)));
     let mut advert = advert_from(h.machine.settings(), 120);
     advert.body = Body::V2 {
         interval_secs: 1,
@@ -551,11 +554,7 @@ fn rfc3768_5_3_6_auth_type_mismatch_is_discarded() {
 
 #[test]
 fn keepalived_wrong_password_is_discarded() {
-    let settings = Settings {
-        authentication: Authentication::Password(password_bytes("passWord")),
-        ..unicast(100)
-    };
-    let mut h = Harness::started(settings);
+    let mut h = Harness::started(with_password(unicast(100)));
     let mut advert = advert_from(h.machine.settings(), 120);
     advert.body = Body::V2 {
         interval_secs: 1,
