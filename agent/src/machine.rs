@@ -119,6 +119,8 @@ pub struct Settings {
     pub checksum_form: ChecksumForm,
     /// keepalived's `check_unicast_src`: adverts from addresses that are not peers are dropped.
     pub check_unicast_src: bool,
+    /// keepalived's `skip_check_adv_addr`: the address list of adverts from the known master is not checked.
+    pub skip_check_adv_addr: bool,
 }
 
 impl Settings {
@@ -145,6 +147,7 @@ impl Settings {
             down_timer_adverts: 3,
             checksum_form: ChecksumForm::PseudoHeader,
             check_unicast_src: false,
+            skip_check_adv_addr: false,
         }
     }
 
@@ -211,8 +214,10 @@ pub enum Discard {
     Password,
     IntervalMismatch,
     Checksum,
-    UnicastOnMulticast,
-    MulticastOnUnicast,
+    /// The advert lists a different number of addresses than we have.
+    AddressCount,
+    /// One of our addresses is not in the advert.
+    AddressMissing,
     NotAPeer,
     /// Received in a state that does not listen (Initialize, Fault).
     NotListening,
@@ -230,8 +235,8 @@ impl Discard {
             Discard::Password => "password",
             Discard::IntervalMismatch => "interval_mismatch",
             Discard::Checksum => "checksum",
-            Discard::UnicastOnMulticast => "unicast_on_multicast",
-            Discard::MulticastOnUnicast => "multicast_on_unicast",
+            Discard::AddressCount => "address_count",
+            Discard::AddressMissing => "address_missing",
             Discard::NotAPeer => "not_a_peer",
             Discard::NotListening => "not_listening",
         }
@@ -460,6 +465,9 @@ impl Machine {
                 // keepalived: a master going to FAULT gives up with priority 0, like a shutdown.
                 self.set_state(State::Fault, Reason::Fault);
                 self.log(Message::EnteringFaultState);
+                // keepalived 2.2.7 sends two priority-0 adverts here (one on leaving master, one while releasing
+                // the addresses) and logs the second; the wire looks the same with ours.
+                self.send_advert(0);
                 self.send_advert(0);
                 self.log(Message::SentPriorityZero);
                 self.release_addresses();
@@ -608,23 +616,8 @@ impl Machine {
                 return None;
             }
         };
-        let multicast = packet.dst == MULTICAST_GROUP;
-        if unicast == multicast {
-            let reason = if unicast {
-                Discard::MulticastOnUnicast
-            } else {
-                Discard::UnicastOnMulticast
-            };
-            self.discard(
-                from,
-                reason,
-                Some(Message::ExpectedOtherCast {
-                    expected_unicast: unicast,
-                    from,
-                }),
-            );
-            return None;
-        }
+        // keepalived 2.2.7 does not hold a multicast advert against a unicast instance or the reverse (its
+        // sockets are bound to one kind); neither do we.
         if unicast && self.settings.check_unicast_src && !self.settings.peers.contains(&from) {
             self.discard(from, Discard::NotAPeer, Some(Message::NotAUnicastPeer { from }));
             return None;
@@ -639,16 +632,30 @@ impl Machine {
             self.discard(from, Discard::Ttl(packet.ttl), Some(message));
             return None;
         }
-        // A different address list is only logged (keepalived deviates from RFC 3768 here, and so do we).
-        if repr.addresses.len() != self.settings.addresses.len() {
+        // RFC 3768 §7.1 makes this check optional (MAY); keepalived 2.2.7 makes it and drops, unless
+        // skip_check_adv_addr is set and the advert comes from the master we already know.
+        let skip = self.settings.skip_check_adv_addr && self.master_address == Some(from);
+        if !skip && repr.addresses.len() != self.settings.addresses.len() {
             let (expected, got) = (self.settings.addresses.len(), repr.addresses.len());
-            self.log(Message::AddressCountMismatch { expected, got });
-        } else if let Some(address) = self.settings.addresses.iter().find(|a| !repr.addresses.contains(a)) {
-            self.log(Message::AddressMissing {
-                vrid: repr.vrid,
+            self.discard(
                 from,
-                address: *address,
-            });
+                Discard::AddressCount,
+                Some(Message::AddressCountMismatch { expected, got }),
+            );
+            return None;
+        }
+        if let Some(&address) = self
+            .settings
+            .addresses
+            .iter()
+            .find(|a| !skip && !repr.addresses.contains(a))
+        {
+            let message = Message::AddressMissing {
+                vrid: repr.vrid,
+                address,
+            };
+            self.discard(from, Discard::AddressMissing, Some(message));
+            return None;
         }
         Some(repr)
     }

@@ -632,17 +632,52 @@ fn rfc3768_7_1_another_vrid_is_ignored_silently() {
 }
 
 #[test]
-fn keepalived_multicast_on_a_unicast_instance_is_discarded() {
+fn keepalived_2_2_7_accepts_a_multicast_advert_on_a_unicast_instance() {
     let mut h = Harness::started(unicast(100));
-    let bytes = advert_from(h.machine.settings(), 120).to_bytes(
-        ChecksumForm::PseudoHeader,
-        Envelope {
-            src: PEER,
-            dst: MULTICAST_GROUP,
-        },
-    );
+    let envelope = Envelope {
+        src: PEER,
+        dst: MULTICAST_GROUP,
+    };
+    let bytes = advert_from(h.machine.settings(), 120).to_bytes(ChecksumForm::PseudoHeader, envelope);
     let actions = h.receive_bytes(PEER, MULTICAST_GROUP, 255, &bytes);
-    assert_eq!(discards(&actions), vec![Discard::MulticastOnUnicast]);
+    assert!(discards(&actions).is_empty());
+}
+
+#[test]
+fn keepalived_2_2_7_drops_adverts_whose_address_list_differs() {
+    let mut h = Harness::started(unicast(100));
+    let mut advert = advert_from(h.machine.settings(), 120);
+    advert.addresses.push(Ipv4Addr::new(10, 0, 0, 32));
+    let actions = h.receive_repr(&advert);
+    assert_eq!(discards(&actions), vec![Discard::AddressCount]);
+    assert_eq!(
+        messages(&actions),
+        vec![Message::AddressCountMismatch { expected: 1, got: 2 }]
+    );
+    advert.addresses = vec![Ipv4Addr::new(10, 0, 0, 32)];
+    let actions = h.receive_repr(&advert);
+    assert_eq!(discards(&actions), vec![Discard::AddressMissing]);
+    assert_eq!(
+        messages(&actions),
+        vec![Message::AddressMissing { vrid: 10, address: VIP }]
+    );
+}
+
+#[test]
+fn keepalived_skip_check_adv_addr_trusts_the_known_master_only() {
+    let mut h = Harness::started(Settings {
+        skip_check_adv_addr: true,
+        ..unicast(99)
+    });
+    let mut advert = advert_from(h.machine.settings(), 120);
+    advert.addresses = vec![Ipv4Addr::new(10, 0, 0, 32)];
+    assert_eq!(
+        discards(&h.receive_repr(&advert)),
+        vec![Discard::AddressMissing],
+        "not yet the known master"
+    );
+    h.receive(120);
+    assert!(discards(&h.receive_repr(&advert)).is_empty());
 }
 
 #[test]
@@ -713,7 +748,7 @@ fn keepalived_master_entering_fault_sends_priority_zero_and_recovers_as_backup()
     h.machine.set_fault(h.now, true);
     let actions = h.machine.drain_actions();
     assert_eq!(h.machine.state(), State::Fault);
-    assert_eq!(sent_priorities(&actions), vec![0]);
+    assert_eq!(sent_priorities(&actions), vec![0, 0], "two, as keepalived 2.2.7 sends");
     assert!(actions.contains(&Action::RemoveAddresses));
     assert_eq!(h.machine.poll_timeout(), None);
     assert_eq!(discards(&h.receive(120)), vec![Discard::NotListening]);

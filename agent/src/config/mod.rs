@@ -274,6 +274,7 @@ pub struct Instance {
     /// keepalived accepts packets to the addresses unless strict mode asks otherwise.
     pub accept: bool,
     pub check_unicast_src: bool,
+    pub skip_check_adv_addr: bool,
     pub track_interfaces: Vec<Track>,
     pub track_scripts: Vec<Track>,
     pub notify: Notifies,
@@ -320,6 +321,7 @@ impl Instance {
             down_timer_adverts: self.down_timer_adverts,
             checksum_form: self.checksum_form,
             check_unicast_src: self.check_unicast_src,
+            skip_check_adv_addr: self.skip_check_adv_addr,
         })
     }
 }
