@@ -4,7 +4,9 @@
 //! word for word.
 
 mod build;
+mod instance;
 pub mod syntax;
+mod values;
 
 use std::fmt;
 use std::net::Ipv4Addr;
