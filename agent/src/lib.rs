@@ -6,6 +6,8 @@
 //! - [`config`]: keepalived.conf, parsed with positions, turned into machine settings.
 
 pub mod config;
+pub mod daemon;
+pub mod io;
 pub mod log;
 pub mod machine;
 pub mod sim;

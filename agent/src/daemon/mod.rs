@@ -1,0 +1,327 @@
+//! The daemon around the sans-IO core: one loop on one thread waits on the VRRP sockets and a signalfd with the
+//! earliest timer any machine asked for, feeds machines what arrived and the time, and carries out their actions.
+
+mod notify;
+mod output;
+
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use nix::poll::{ppoll, PollFd, PollFlags};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::time::TimeSpec;
+use serde_json::json;
+
+pub use output::Output;
+
+use crate::config::{Config, Instance};
+use crate::io::arp::GarpSender;
+use crate::io::monotonic_now;
+use crate::io::netlink::{Interface, Netlink};
+use crate::io::raw::VrrpSocket;
+use crate::machine::{Action, Machine, Received};
+use crate::wire::ipv4;
+
+/// One configured instance and the kernel objects it drives.
+struct Running {
+    config: Instance,
+    machine: Machine,
+    interface: Interface,
+    socket: VrrpSocket,
+    garp: GarpSender,
+}
+
+pub struct Daemon {
+    instances: Vec<Running>,
+    netlink: Netlink,
+    output: Output,
+    scripts: notify::Scripts,
+    signals: SignalFd,
+}
+
+/// Why the loop ended.
+pub enum Exit {
+    Terminated,
+}
+
+impl Daemon {
+    /// Opens every instance's sockets. Signals are blocked here and read from a signalfd in the loop.
+    pub fn new(config: &Config, output: Output) -> anyhow::Result<Daemon> {
+        let mut mask = SigSet::empty();
+        for signal in [
+            Signal::SIGTERM,
+            Signal::SIGINT,
+            Signal::SIGHUP,
+            Signal::SIGUSR1,
+            Signal::SIGCHLD,
+        ] {
+            mask.add(signal);
+        }
+        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None).context("blocking signals")?;
+        let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
+        let mut netlink = Netlink::open().context("opening a netlink socket")?;
+        let mut instances = Vec::new();
+        for instance in &config.instances {
+            instances.push(open_instance(instance, &mut netlink)?);
+        }
+        if instances.is_empty() {
+            bail!("no vrrp_instance in the configuration");
+        }
+        Ok(Daemon {
+            instances,
+            netlink,
+            output,
+            scripts: notify::Scripts::default(),
+            signals,
+        })
+    }
+
+    pub fn run(&mut self) -> anyhow::Result<Exit> {
+        let now = monotonic_now();
+        for index in 0..self.instances.len() {
+            self.instances[index].machine.startup(now);
+            self.carry_out(index, now);
+        }
+        let mut buffer = vec![0u8; 65536];
+        loop {
+            let now = monotonic_now();
+            let next = self
+                .instances
+                .iter()
+                .filter_map(|running| running.machine.poll_timeout())
+                .min();
+            let timeout = next.map(|at| TimeSpec::from(at.saturating_sub(now)));
+            let ready: Vec<bool> = {
+                let mut fds = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
+                for running in &self.instances {
+                    fds.push(PollFd::new(running.socket.as_fd(), PollFlags::POLLIN));
+                }
+                match ppoll(&mut fds, timeout, None) {
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                    Err(error) => return Err(error).context("waiting for packets"),
+                }
+                fds.iter()
+                    .map(|fd| fd.revents().is_some_and(|events| !events.is_empty()))
+                    .collect()
+            };
+            if ready[0] {
+                if let Some(exit) = self.handle_signals()? {
+                    return Ok(exit);
+                }
+            }
+            for index in 0..self.instances.len() {
+                if ready[index + 1] {
+                    self.receive(index, &mut buffer);
+                }
+            }
+            let now = monotonic_now();
+            for index in 0..self.instances.len() {
+                while let Some(at) = self.instances[index].machine.poll_timeout().filter(|at| *at <= now) {
+                    self.instances[index].machine.handle_timeout(at.max(now));
+                    self.carry_out(index, now);
+                }
+            }
+        }
+    }
+
+    fn handle_signals(&mut self) -> anyhow::Result<Option<Exit>> {
+        while let Some(info) = self.signals.read_signal()? {
+            match Signal::try_from(info.ssi_signo as i32) {
+                Ok(Signal::SIGTERM | Signal::SIGINT) => {
+                    self.shutdown();
+                    return Ok(Some(Exit::Terminated));
+                }
+                Ok(Signal::SIGCHLD) => self.scripts.reap(),
+                Ok(Signal::SIGUSR1) => self.dump(),
+                Ok(Signal::SIGHUP) => self
+                    .output
+                    .text("Reloading is not supported yet; configuration unchanged"),
+                _ => {}
+            }
+        }
+        Ok(None)
+    }
+
+    /// A master sends priority 0 and releases its addresses; every instance runs notify_stop.
+    fn shutdown(&mut self) {
+        self.output.text("Stopping");
+        let now = monotonic_now();
+        for index in 0..self.instances.len() {
+            self.instances[index].machine.shutdown(now);
+            self.carry_out(index, now);
+        }
+        self.scripts.finish(Duration::from_secs(1));
+        self.output
+            .text(&format!("Stopped vrrpd {}", env!("CARGO_PKG_VERSION")));
+    }
+
+    fn dump(&mut self) {
+        for running in &self.instances {
+            let machine = &running.machine;
+            let text = format!(
+                "({}) state {} priority {} master {:?} master_down_interval {:?}",
+                running.config.name,
+                machine.state().name(),
+                machine.effective_priority(),
+                machine.master_address(),
+                machine.master_down_interval()
+            );
+            self.output.text(&text);
+        }
+    }
+
+    fn receive(&mut self, index: usize, buffer: &mut [u8]) {
+        loop {
+            let length = match self.instances[index].socket.receive(buffer) {
+                Ok(Some(length)) => length,
+                Ok(None) => return,
+                Err(error) => {
+                    self.output.text(&format!(
+                        "({}) receive error: {error}",
+                        self.instances[index].config.name
+                    ));
+                    return;
+                }
+            };
+            let now = monotonic_now();
+            let Ok(packet) = ipv4::Packet::new_checked(&buffer[..length]) else {
+                continue;
+            };
+            let running = &mut self.instances[index];
+            if packet.src() == running.machine.settings().source {
+                continue;
+            }
+            let received = Received {
+                src: packet.src(),
+                dst: packet.dst(),
+                ttl: packet.ttl(),
+                payload: packet.payload(),
+            };
+            running.machine.receive(now, received);
+            self.carry_out(index, now);
+        }
+    }
+
+    /// Carries out every pending action of one instance, in order.
+    fn carry_out(&mut self, index: usize, now: Duration) {
+        while let Some(action) = self.instances[index].machine.poll_action() {
+            let running = &mut self.instances[index];
+            let name = running.config.name.clone();
+            match action {
+                Action::Send(packet) => {
+                    if let Err(error) = running.socket.send(&packet) {
+                        self.output
+                            .text(&format!("({name}) Cant send advert to {} ({error})", packet.dst));
+                    } else {
+                        let fields = json!({ "to": packet.dst, "priority": packet.priority });
+                        self.output.event(now, &name, "advert_sent", fields);
+                    }
+                }
+                Action::AddAddresses => {
+                    for vip in &running.config.virtual_addresses {
+                        let result = self.netlink.add_address(running.interface.index, vip);
+                        report(&mut self.output, now, &name, "vip_added", vip.address, result);
+                    }
+                }
+                Action::RemoveAddresses => {
+                    for vip in &running.config.virtual_addresses {
+                        let result = self.netlink.delete_address(running.interface.index, vip);
+                        report(&mut self.output, now, &name, "vip_removed", vip.address, result);
+                    }
+                }
+                Action::GratuitousArp { repeat } => {
+                    for vip in &running.config.virtual_addresses {
+                        let mut sent = 0;
+                        for _ in 0..repeat {
+                            match running.garp.send(vip.address) {
+                                Ok(()) => sent += 1,
+                                Err(error) => {
+                                    self.output
+                                        .text(&format!("({name}) gratuitous ARP for {} failed: {error}", vip.address));
+                                    break;
+                                }
+                            }
+                        }
+                        let mac = running.garp.mac().map(|b| format!("{b:02x}")).join(":");
+                        let fields = json!({ "address": vip.address, "count": sent, "mac": mac });
+                        self.output.event(now, &name, "garp", fields);
+                    }
+                }
+                Action::Notify { kind, priority } => {
+                    for error in self.scripts.notify(&running.config, kind, priority) {
+                        self.output.text(&format!("({name}) {error}"));
+                    }
+                }
+                Action::StateChanged { from, to, reason } => {
+                    self.output
+                        .event(now, &name, "state", output::state_fields(from, to, reason));
+                }
+                Action::Accepted { from, priority } => {
+                    self.output.event(
+                        now,
+                        &name,
+                        "advert_received",
+                        json!({ "from": from, "priority": priority }),
+                    );
+                }
+                Action::Discarded { from, reason } => {
+                    self.output
+                        .event(now, &name, "discard", output::discard_fields(from, &reason));
+                }
+                Action::Log(line) => self.output.line(&line),
+            }
+        }
+    }
+}
+
+fn report(output: &mut Output, now: Duration, name: &str, kind: &str, address: Ipv4Addr, result: io::Result<()>) {
+    match result {
+        Ok(()) => output.event(now, name, kind, json!({ "address": address })),
+        Err(error) => output.text(&format!(
+            "({name}) {kind} {address} failed: {}",
+            explain(&error, "CAP_NET_ADMIN")
+        )),
+    }
+}
+
+/// Names the capability an EPERM is about.
+pub fn explain(error: &io::Error, capability: &str) -> String {
+    if error.raw_os_error() == Some(libc::EPERM) {
+        format!("{error} (this needs {capability})")
+    } else {
+        error.to_string()
+    }
+}
+
+fn open_instance(instance: &Instance, netlink: &mut Netlink) -> anyhow::Result<Running> {
+    let name = &instance.name;
+    let Some(interface_name) = &instance.interface else {
+        bail!("({name}) no interface: this agent needs `interface` even with unicast peers");
+    };
+    let interface = netlink
+        .interface(interface_name)
+        .with_context(|| format!("({name}) interface {interface_name}"))?;
+    let vips: Vec<Ipv4Addr> = instance.virtual_addresses.iter().map(|vip| vip.address).collect();
+    let primary = netlink.primary_address(interface.index, &vips)?;
+    let settings = instance.settings(primary).map_err(anyhow::Error::msg)?;
+    let multicast = instance.unicast_peers.is_empty();
+    let socket = VrrpSocket::open(interface_name, interface.index, multicast)
+        .map_err(|error| anyhow::anyhow!("({name}) opening the VRRP socket: {}", explain(&error, "CAP_NET_RAW")))?;
+    let garp = GarpSender::open(interface_name).map_err(|error| {
+        anyhow::anyhow!(
+            "({name}) opening a packet socket for ARP: {}",
+            explain(&error, "CAP_NET_RAW")
+        )
+    })?;
+    Ok(Running {
+        config: instance.clone(),
+        machine: Machine::new(settings),
+        interface,
+        socket,
+        garp,
+    })
+}

@@ -1,0 +1,80 @@
+//! keepalived's notify scripts, run without blocking the protocol: `notify_master` & co. run their command line,
+//! the generic `notify` gets `INSTANCE <name> <STATE> <priority>` appended, as keepalived passes them.
+
+use std::io;
+use std::process::{Child, Command as Process, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::config::{Command, Instance};
+use crate::machine::Notify;
+
+/// Children still running, reaped as they exit.
+#[derive(Default)]
+pub struct Scripts {
+    running: Vec<(String, Child)>,
+}
+
+impl Scripts {
+    pub fn notify(&mut self, instance: &Instance, kind: Notify, priority: u8) -> Vec<io::Error> {
+        let notify = &instance.notify;
+        let (specific, state) = match kind {
+            Notify::Master => (&notify.master, "MASTER"),
+            Notify::Backup => (&notify.backup, "BACKUP"),
+            Notify::Fault => (&notify.fault, "FAULT"),
+            Notify::Stop => (&notify.stop, "STOP"),
+            Notify::MasterRxLowerPriority => (&notify.master_rx_lower_pri, "MASTER_RX_LOWER_PRI"),
+        };
+        let mut errors = Vec::new();
+        if let Some(command) = specific {
+            if let Err(error) = self.spawn(command, &[]) {
+                errors.push(error);
+            }
+        }
+        if let (Some(command), false) = (&notify.any, kind == Notify::MasterRxLowerPriority) {
+            let args = [
+                "INSTANCE".to_string(),
+                instance.name.clone(),
+                state.to_string(),
+                priority.to_string(),
+            ];
+            if let Err(error) = self.spawn(command, &args) {
+                errors.push(error);
+            }
+        }
+        errors
+    }
+
+    fn spawn(&mut self, command: &Command, args: &[String]) -> io::Result<()> {
+        // The command line is split by the shell, as users quote it in keepalived.conf; extra arguments follow it.
+        let child = Process::new("/bin/sh")
+            .arg("-c")
+            .arg(format!("{} \"$@\"", command.line))
+            .arg("notify")
+            .args(args)
+            .stdin(Stdio::null())
+            .spawn()
+            .map_err(|error| io::Error::new(error.kind(), format!("cannot run {:?}: {error}", command.line)))?;
+        self.running.push((command.line.clone(), child));
+        Ok(())
+    }
+
+    /// Collects children that have exited.
+    pub fn reap(&mut self) {
+        self.running
+            .retain_mut(|(_, child)| !matches!(child.try_wait(), Ok(Some(_)) | Err(_)));
+    }
+
+    /// At shutdown: gives scripts up to `limit` to finish (keepalived waits 1 s for notify_stop), then kills them.
+    pub fn finish(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !self.running.is_empty() && Instant::now() < deadline {
+            self.reap();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for (_, child) in &mut self.running {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.running.clear();
+    }
+}
