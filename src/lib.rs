@@ -18,7 +18,27 @@ pub fn unique_name(prefix: &str) -> String {
 }
 
 pub fn workspace_file(relative: &str) -> PathBuf {
+    use_workspace_binaries();
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// Puts the workspace's own programs (vrrpd, which topologies run as a service) first in PATH, from the target
+/// directory this test was built in. `cargo test --workspace` builds them; a lone `cargo test --test X` may not.
+pub fn use_workspace_binaries() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let exe = std::env::current_exe().expect("test binary path");
+        let bin_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>").to_path_buf();
+        assert!(
+            bin_dir.join("vrrpd").exists(),
+            "{} has no vrrpd: run `cargo build --workspace --bins` (scripts/test does)",
+            bin_dir.display()
+        );
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let joined = std::env::join_paths(std::iter::once(bin_dir).chain(std::env::split_paths(&path))).unwrap();
+        // Set once, before any lab of this process starts a program.
+        std::env::set_var("PATH", joined);
+    });
 }
 
 /// The seed's topology under a unique lab name.

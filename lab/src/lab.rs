@@ -253,10 +253,11 @@ impl Lab {
         for host in &topology.hosts {
             let identity = host_command(&self.state, &host.name)?;
             let netns_name = self.topology.netns_name(&host.name);
+            let run_dir = state::run_dir(&self.topology.name);
+            let topology_dir = self.topology.directory();
             for spec in &host.services {
-                let log = state::run_dir(&self.topology.name)
-                    .join("logs")
-                    .join(format!("{}.{}.log", host.name, spec.name));
+                let spec = &spec.with_placeholders(&topology_dir, &run_dir);
+                let log = run_dir.join("logs").join(format!("{}.{}.log", host.name, spec.name));
                 let service = RunningService::start(&host.name, spec, &identity, &log, &self.events)?;
                 let ready = service.wait_ready(&netns_name, &self.events);
                 self.services.push(service);

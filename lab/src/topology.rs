@@ -83,6 +83,22 @@ pub struct Service {
     pub grace: Duration,
 }
 
+impl Service {
+    /// The service with `{dir}` (the topology file's directory) and `{run}` (the lab's run directory) replaced in
+    /// its arguments, environment and working directory, so topologies can name files next to them.
+    pub fn with_placeholders(&self, dir: &Path, run: &Path) -> Service {
+        let expand = |text: &str| {
+            text.replace("{dir}", &dir.display().to_string()).replace("{run}", &run.display().to_string())
+        };
+        Service {
+            argv: self.argv.iter().map(|arg| expand(arg)).collect(),
+            env: self.env.iter().map(|(key, value)| (key.clone(), expand(value))).collect(),
+            cwd: self.cwd.as_ref().map(|cwd| PathBuf::from(expand(&cwd.display().to_string()))),
+            ..self.clone()
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Readiness {
     /// A TCP connect to this port on the host's loopback or first address succeeds.
@@ -201,6 +217,12 @@ impl Topology {
     }
 
     /// The same topology under another lab name, e.g. a unique one per test.
+    /// The absolute directory of the topology file: what `{dir}` stands for in services.
+    pub fn directory(&self) -> PathBuf {
+        let parent = self.source.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        parent.canonicalize().unwrap_or_else(|_| parent.to_path_buf())
+    }
+
     pub fn renamed(mut self, name: &str) -> Result<Topology, TopologyError> {
         let mut checker = Checker {
             text: "",

@@ -10,8 +10,19 @@ use std::time::Duration;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+/// The lab binary, with the workspace's programs (vrrpd, which vlan.toml runs) first in its PATH.
+fn lab_command() -> Command {
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_lab"));
+    let bin_dir = binary.parent().unwrap().to_path_buf();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let joined = std::env::join_paths(std::iter::once(bin_dir).chain(std::env::split_paths(&path))).unwrap();
+    let mut command = Command::new(binary);
+    command.env("PATH", joined);
+    command
+}
+
 fn lab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lab"))
+    lab_command()
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -145,7 +156,7 @@ fn down_recovers_a_lab_whose_runner_was_killed_while_building() {
     let file = std::env::temp_dir().join(format!("{name}.toml"));
     std::fs::write(&file, lab::topology::flat_topology_toml(&name, 300)).unwrap();
     for delay_ms in [5, 15, 40] {
-        let mut runner = Command::new(env!("CARGO_BIN_EXE_lab"))
+        let mut runner = lab_command()
             .args(["up", &file.display().to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -187,7 +198,7 @@ fn without_root_lab_says_so_and_exits_2() {
         vec!["down", "vlan"],
         vec!["exec", "vlan", "redisclient", "--", "true"],
     ] {
-        let output = Command::new(env!("CARGO_BIN_EXE_lab"))
+        let output = lab_command()
             .args(&args)
             .uid(65534)
             .gid(65534)
@@ -229,7 +240,7 @@ fn foreground_lab_prints_events_and_ctrl_c_tears_it_down() {
         ),
     )
     .unwrap();
-    let mut runner = Command::new(env!("CARGO_BIN_EXE_lab"))
+    let mut runner = lab_command()
         .args(["up", &file.display().to_string()])
         .stdout(Stdio::piped())
         .spawn()
