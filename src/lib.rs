@@ -28,7 +28,11 @@ pub fn use_workspace_binaries() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let exe = std::env::current_exe().expect("test binary path");
-        let bin_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>").to_path_buf();
+        let bin_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>/deps/<test>")
+            .to_path_buf();
         assert!(
             bin_dir.join("vrrpd").exists(),
             "{} has no vrrpd: run `cargo build --workspace --bins` (scripts/test does)",

@@ -9,7 +9,9 @@ use lab::Lab;
 const VIP: &str = "10.0.0.31";
 
 fn holds_vip(lab: &Lab, host: &str) -> bool {
-    let out = lab.exec(host, &["ip", "-4", "-o", "addr", "show", "dev", "eth0"]).unwrap();
+    let out = lab
+        .exec(host, &["ip", "-4", "-o", "addr", "show", "dev", "eth0"])
+        .unwrap();
     String::from_utf8_lossy(&out.stdout).contains(&format!("inet {VIP}/32"))
 }
 
@@ -30,7 +32,9 @@ fn seed_lab_elects_haproxy1_and_the_client_reaches_the_vip() {
     }
     assert!(!holds_vip(&lab, "haproxy2"), "the VIP is on both hosts");
 
-    let ping = lab.exec("redisclient", &["ping", "-c", "1", "-W", "2", "vlan-haproxy"]).unwrap();
+    let ping = lab
+        .exec("redisclient", &["ping", "-c", "1", "-W", "2", "vlan-haproxy"])
+        .unwrap();
     assert!(ping.status.success(), "the client cannot ping the VIP");
     let neighbours = lab.exec("redisclient", &["ip", "neigh", "show", VIP]).unwrap();
     let haproxy1 = mac_text(lab.mac("haproxy1", "eth0").unwrap());
@@ -47,7 +51,9 @@ fn seed_lab_elects_haproxy1_and_the_client_reaches_the_vip() {
     let log = std::fs::read_to_string(run.join("logs/haproxy1.vrrpd.log")).unwrap();
     assert!(log.contains("(Instance1) Entering MASTER STATE"), "{log}");
     let events = std::fs::read_to_string(run.join("haproxy1.vrrpd.events")).unwrap();
-    assert!(events.lines().any(|line| line.contains(r#""event":"state""#) && line.contains(r#""to":"MASTER""#)));
+    assert!(events
+        .lines()
+        .any(|line| line.contains(r#""event":"state""#) && line.contains(r#""to":"MASTER""#)));
     assert!(events.contains(r#""event":"garp""#));
     lab.down().unwrap();
 }

@@ -88,12 +88,20 @@ impl Service {
     /// its arguments, environment and working directory, so topologies can name files next to them.
     pub fn with_placeholders(&self, dir: &Path, run: &Path) -> Service {
         let expand = |text: &str| {
-            text.replace("{dir}", &dir.display().to_string()).replace("{run}", &run.display().to_string())
+            text.replace("{dir}", &dir.display().to_string())
+                .replace("{run}", &run.display().to_string())
         };
         Service {
             argv: self.argv.iter().map(|arg| expand(arg)).collect(),
-            env: self.env.iter().map(|(key, value)| (key.clone(), expand(value))).collect(),
-            cwd: self.cwd.as_ref().map(|cwd| PathBuf::from(expand(&cwd.display().to_string()))),
+            env: self
+                .env
+                .iter()
+                .map(|(key, value)| (key.clone(), expand(value)))
+                .collect(),
+            cwd: self
+                .cwd
+                .as_ref()
+                .map(|cwd| PathBuf::from(expand(&cwd.display().to_string()))),
             ..self.clone()
         }
     }
@@ -219,7 +227,11 @@ impl Topology {
     /// The same topology under another lab name, e.g. a unique one per test.
     /// The absolute directory of the topology file: what `{dir}` stands for in services.
     pub fn directory(&self) -> PathBuf {
-        let parent = self.source.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let parent = self
+            .source
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         parent.canonicalize().unwrap_or_else(|_| parent.to_path_buf())
     }
 

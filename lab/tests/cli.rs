@@ -22,11 +22,7 @@ fn lab_command() -> Command {
 }
 
 fn lab(args: &[&str]) -> Output {
-    lab_command()
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    lab_command().args(args).stdin(Stdio::null()).output().unwrap()
 }
 
 fn text(output: &Output) -> String {
@@ -198,12 +194,7 @@ fn without_root_lab_says_so_and_exits_2() {
         vec!["down", "vlan"],
         vec!["exec", "vlan", "redisclient", "--", "true"],
     ] {
-        let output = lab_command()
-            .args(&args)
-            .uid(65534)
-            .gid(65534)
-            .output()
-            .unwrap();
+        let output = lab_command().args(&args).uid(65534).gid(65534).output().unwrap();
         assert_eq!(output.status.code(), Some(2), "{args:?}: {}", text(&output));
         let message = text(&output);
         assert_eq!(message.lines().count(), 1, "one sentence: {message}");
