@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use lab::net::{netlink::Netlink, netns};
 use lab::Topology;
 
+pub mod vrrp;
+
 /// A lab name no other test (in this or another test process) uses.
 pub fn unique_name(prefix: &str) -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(0);

@@ -5,116 +5,11 @@
 //! Bounds come from the protocol: Master_Down_Interval = 3 x interval + (256 - priority) / 256 x interval, plus a
 //! margin for process start-up and scheduling.
 
-use std::fs::File;
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use halab_tests::{seed_topology, workspace_file};
-use lab::{Lab, Topology};
+use halab_tests::vrrp::{bare_lab, holds_vip, wait_vip, Agent, Daemon};
 
-const VIP: &str = "10.0.0.31";
 const MARGIN: Duration = Duration::from_secs(2);
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Agent {
-    Ours,
-    Keepalived,
-}
-
-/// A VRRP daemon running in a lab host; killed (SIGKILL, a crash) when dropped.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(lab: &Lab, host: &str, agent: Agent, config: &str, dir: &std::path::Path) -> Daemon {
-        let config = workspace_file(config).display().to_string();
-        let log = dir.join(format!("{host}.{agent:?}.log"));
-        let program = match agent {
-            Agent::Ours => "vrrpd",
-            Agent::Keepalived => "keepalived",
-        };
-        let mut command = lab.command(host, program).unwrap();
-        match agent {
-            Agent::Ours => command.args(["-f", &config, "-l", "-D"]),
-            Agent::Keepalived => {
-                let pid = dir.join(format!("{host}.pid")).display().to_string();
-                let vrrp_pid = dir.join(format!("{host}.vrrp.pid")).display().to_string();
-                command.args(["-n", "-l", "-D", "-G", "-P", "-f", &config, "-p", &pid, "-r", &vrrp_pid])
-            }
-        };
-        // Appended: a restarted daemon keeps the earlier run's lines.
-        let file = File::options().create(true).append(true).open(&log).unwrap();
-        // Its own process group: keepalived forks its VRRP process, and a crash must take both.
-        let child = command
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {program} (apt-get install keepalived?): {e}"));
-        Daemon { child, log }
-    }
-
-    fn crash(mut self) -> String {
-        self.signal_group(nix::sys::signal::Signal::SIGKILL);
-        let _ = self.child.wait();
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn stop(mut self) -> String {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-        let _ = self.child.wait();
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Daemon {
-    fn signal_group(&self, signal: nix::sys::signal::Signal) {
-        let group = nix::unistd::Pid::from_raw(-(self.child.id() as i32));
-        let _ = nix::sys::signal::kill(group, signal);
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.signal_group(nix::sys::signal::Signal::SIGKILL);
-        let _ = self.child.wait();
-    }
-}
-
-fn holds_vip(lab: &Lab, host: &str) -> bool {
-    let out = lab
-        .exec(host, &["ip", "-4", "-o", "addr", "show", "dev", "eth0"])
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).contains(&format!("inet {VIP}/32"))
-}
-
-/// Waits until `host` holds the VIP, at most `bound`; returns how long it took.
-fn wait_vip(lab: &Lab, host: &str, bound: Duration) -> Duration {
-    let start = Instant::now();
-    while !holds_vip(lab, host) {
-        assert!(start.elapsed() < bound, "{host} did not take {VIP} within {bound:?}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    start.elapsed()
-}
-
-/// The seed's lab without its own VRRP services: the test starts the daemons itself.
-fn bare_lab(prefix: &str) -> (Lab, PathBuf) {
-    let mut topology: Topology = seed_topology(prefix);
-    for host in &mut topology.hosts {
-        host.services.clear();
-    }
-    let lab = Lab::up(&topology).unwrap();
-    let dir = std::env::temp_dir().join(format!("interop-{}", lab.name()));
-    std::fs::create_dir_all(&dir).unwrap();
-    (lab, dir)
-}
 
 fn seconds(value: f64) -> Duration {
     Duration::from_secs_f64(value)

@@ -49,7 +49,7 @@ impl Output {
     /// A line without an instance (startup, shutdown, errors).
     pub fn text(&mut self, text: &str) {
         if self.console {
-            let now = chrono::Local::now().format("%a %b %e %H:%M:%S %Y");
+            let now = console_time();
             let mut stderr = io::stderr().lock();
             let _ = writeln!(stderr, "{now}: {text}");
         } else if let Ok(message) = CString::new(text.replace('%', "%%")) {
@@ -66,6 +66,26 @@ impl Output {
         }
         let _ = writeln!(events, "{object}");
         let _ = events.flush();
+    }
+}
+
+/// Local time as keepalived's console prefix writes it (`Wed Nov 25 10:38:06 2026`). glibc's localtime_r reads the
+/// time zone once; chrono re-checks /etc/localtime after a second of silence, which cost milliseconds on the very
+/// line that announces a takeover.
+fn console_time() -> String {
+    // SAFETY: time/localtime_r/strftime write only into the buffers given; tm is plain data.
+    unsafe {
+        let now = libc::time(std::ptr::null_mut());
+        let mut tm: libc::tm = std::mem::zeroed();
+        libc::localtime_r(&now, &mut tm);
+        let mut buffer = [0u8; 64];
+        let written = libc::strftime(
+            buffer.as_mut_ptr().cast(),
+            buffer.len(),
+            c"%a %b %e %H:%M:%S %Y".as_ptr(),
+            &tm,
+        );
+        String::from_utf8_lossy(&buffer[..written]).into_owned()
     }
 }
 
