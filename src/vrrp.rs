@@ -27,6 +27,18 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(lab: &Lab, host: &str, agent: Agent, config: &str, dir: &std::path::Path) -> Daemon {
+        Daemon::start_with(lab, host, agent, config, dir, &[])
+    }
+
+    /// `config` is relative to the workspace, or absolute; `extra` goes after the usual options.
+    pub fn start_with(
+        lab: &Lab,
+        host: &str,
+        agent: Agent,
+        config: &str,
+        dir: &std::path::Path,
+        extra: &[&str],
+    ) -> Daemon {
         let config = workspace_file(config).display().to_string();
         let log = dir.join(format!("{host}.{agent:?}.log"));
         let program = match agent {
@@ -35,11 +47,13 @@ impl Daemon {
         };
         let mut command = lab.command(host, program).unwrap();
         match agent {
-            Agent::Ours => command.args(["-f", &config, "-l", "-D"]),
+            Agent::Ours => command.args(["-f", &config, "-l", "-D"]).args(extra),
             Agent::Keepalived => {
                 let pid = dir.join(format!("{host}.pid")).display().to_string();
                 let vrrp_pid = dir.join(format!("{host}.vrrp.pid")).display().to_string();
-                command.args(["-n", "-l", "-D", "-G", "-P", "-f", &config, "-p", &pid, "-r", &vrrp_pid])
+                command
+                    .args(["-n", "-l", "-D", "-G", "-P", "-f", &config, "-p", &pid, "-r", &vrrp_pid])
+                    .args(extra)
             }
         };
         // Appended: a restarted daemon keeps the earlier run's lines.
@@ -53,6 +67,11 @@ impl Daemon {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {program} (apt-get install keepalived?): {e}"));
         Daemon { child, log }
+    }
+
+    /// What the daemon has written so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     pub fn crash(mut self) -> String {

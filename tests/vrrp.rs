@@ -57,3 +57,188 @@ fn seed_lab_elects_haproxy1_and_the_client_reaches_the_vip() {
     assert!(events.contains(r#""event":"garp""#));
     lab.down().unwrap();
 }
+
+use halab_tests::vrrp::{bare_lab, wait_vip, Agent, Daemon};
+
+/// The seed's haproxy1 file with `extra` added to its instance (and `before` ahead of it), written to `dir`.
+fn haproxy1_config(dir: &std::path::Path, before: &str, extra: &str) -> String {
+    let seed = std::fs::read_to_string(halab_tests::workspace_file("topologies/keepalived-haproxy1.conf")).unwrap();
+    let text = format!(
+        "{before}\n{}",
+        seed.replacen("virtual_ipaddress {", &format!("{extra}\n    virtual_ipaddress {{"), 1)
+    );
+    let path = dir.join("haproxy1.conf");
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+const MDI_BACKUP: Duration = Duration::from_nanos(3_613_281_250);
+const MDI_MASTER: Duration = Duration::from_nanos(3_609_375_000);
+const MARGIN: Duration = Duration::from_secs(2);
+
+#[test]
+fn a_failing_weighted_script_hands_the_vip_over_and_its_recovery_takes_it_back() {
+    let (lab, dir) = bare_lab("vtrk");
+    let flag = dir.join("fail");
+    let script = format!(
+        "vrrp_script chk {{\n    script \"test ! -e {}\"\n    interval 0.2\n    fall 1\n    rise 1\n    weight -4\n}}",
+        flag.display()
+    );
+    let config = haproxy1_config(&dir, &script, "    track_script {\n        chk\n    }");
+    let _h2 = Daemon::start(
+        &lab,
+        "haproxy2",
+        Agent::Ours,
+        "topologies/keepalived-haproxy2.conf",
+        &dir,
+    );
+    let h1 = Daemon::start(&lab, "haproxy1", Agent::Ours, &config, &dir);
+    wait_vip(&lab, "haproxy1", MDI_MASTER + MARGIN);
+
+    // 96 < 99: haproxy2 discards haproxy1's adverts and takes over when its timer runs out.
+    std::fs::write(&flag, "").unwrap();
+    wait_vip(&lab, "haproxy2", Duration::from_millis(400) + MDI_BACKUP + MARGIN);
+    let log = h1.log();
+    assert!(log.contains("VRRP_Script(chk) failed (exited with status 1)"), "{log}");
+    assert!(
+        log.contains("(Instance1) Changing effective priority from 100 to 96"),
+        "{log}"
+    );
+    assert!(
+        log.contains("Master received advert from 10.0.0.23 with higher priority 99, ours 96"),
+        "{log}"
+    );
+
+    std::fs::remove_file(&flag).unwrap();
+    wait_vip(&lab, "haproxy1", Duration::from_millis(400) + MDI_MASTER + MARGIN);
+    assert!(h1.log().contains("VRRP_Script(chk) succeeded"));
+    assert!(
+        !holds_vip(&lab, "haproxy2") || {
+            std::thread::sleep(Duration::from_millis(200));
+            !holds_vip(&lab, "haproxy2")
+        }
+    );
+    lab.down().unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn the_masters_interface_going_down_is_a_fault_and_coming_back_preempts() {
+    let (lab, dir) = bare_lab("vflt");
+    let _h2 = Daemon::start(
+        &lab,
+        "haproxy2",
+        Agent::Ours,
+        "topologies/keepalived-haproxy2.conf",
+        &dir,
+    );
+    let h1 = Daemon::start(
+        &lab,
+        "haproxy1",
+        Agent::Ours,
+        "topologies/keepalived-haproxy1.conf",
+        &dir,
+    );
+    wait_vip(&lab, "haproxy1", MDI_MASTER + MARGIN);
+    assert!(lab
+        .exec("haproxy1", &["ip", "link", "set", "eth0", "down"])
+        .unwrap()
+        .status
+        .success());
+    wait_vip(&lab, "haproxy2", MDI_BACKUP + MARGIN);
+    let log = h1.log();
+    assert!(
+        log.contains("Netlink reports eth0 down") && log.contains("(Instance1) Entering FAULT STATE"),
+        "{log}"
+    );
+    assert!(!holds_vip(&lab, "haproxy1"), "a faulty master releases the VIP");
+    assert!(lab
+        .exec("haproxy1", &["ip", "link", "set", "eth0", "up"])
+        .unwrap()
+        .status
+        .success());
+    wait_vip(&lab, "haproxy1", MDI_MASTER + MARGIN);
+    assert!(h1.log().contains("Netlink reports eth0 up"));
+    lab.down().unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn metrics_and_state_dump() {
+    let (lab, dir) = bare_lab("vmet");
+    let dump = dir.join("vrrpd.data");
+    let dump_arg = dump.display().to_string();
+    let h1 = Daemon::start_with(
+        &lab,
+        "haproxy1",
+        Agent::Ours,
+        "topologies/keepalived-haproxy1.conf",
+        &dir,
+        &["--metrics", "127.0.0.1:9650", "--dump-file", &dump_arg],
+    );
+    wait_vip(&lab, "haproxy1", MDI_MASTER + MARGIN);
+    let get = "printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' | nc -w 2 127.0.0.1 9650";
+    let out = lab.exec("haproxy1", &["sh", "-c", get]).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(r#"vrrp_state{instance="Instance1",state="MASTER"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"vrrp_priority{instance="Instance1"} 100"#), "{text}");
+    assert!(
+        text.contains(r#"vrrp_transitions_total{instance="Instance1",from="BACKUP",to="MASTER"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains("vrrp_adverts_sent_total"), "{text}");
+    lab.exec("haproxy1", &["pkill", "-USR1", "-x", "vrrpd"]).unwrap();
+    let start = std::time::Instant::now();
+    while !dump.exists() {
+        assert!(start.elapsed() < Duration::from_secs(2), "no state dump");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let data = std::fs::read_to_string(&dump).unwrap();
+    assert!(
+        data.contains("State = MASTER") && data.contains("Virtual Router ID = 10"),
+        "{data}"
+    );
+    drop(h1);
+    lab.down().unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn runs_with_only_net_raw_and_net_admin_and_names_a_missing_capability() {
+    let (lab, dir) = bare_lab("vcap");
+    let config = halab_tests::workspace_file("topologies/keepalived-haproxy1.conf")
+        .display()
+        .to_string();
+    let vrrpd = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("vrrpd");
+    let vrrpd = vrrpd.display().to_string();
+    // Without CAP_NET_RAW: a clear error naming it.
+    let out = lab
+        .exec(
+            "haproxy1",
+            &["setpriv", "--bounding-set=-all,+net_admin", &vrrpd, "-f", &config, "-l"],
+        )
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("CAP_NET_RAW"), "{stderr}");
+    // With exactly CAP_NET_RAW and CAP_NET_ADMIN: elected, VIP added, GARPs sent.
+    let mut command = lab.command("haproxy1", "setpriv").unwrap();
+    command.args(["--bounding-set=-all,+net_raw,+net_admin", &vrrpd, "-f", &config, "-l"]);
+    let log = std::fs::File::create(dir.join("cap.log")).unwrap();
+    let mut child = command.stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap();
+    wait_vip(&lab, "haproxy1", MDI_MASTER + MARGIN);
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(dir.join("cap.log")).unwrap();
+    assert!(!text.contains("failed"), "{text}");
+    lab.down().unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}

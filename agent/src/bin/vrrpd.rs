@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use agent::config::{self, Options};
-use agent::daemon::{Daemon, Exit, Output};
+use agent::daemon::{Daemon, Exit, Extras, Output};
 use clap::Parser;
 
 #[derive(Parser)]
@@ -44,6 +44,12 @@ struct Cli {
     /// Write one JSON object per line for every state change, advert, discard, address and GARP ("-": stdout).
     #[arg(long)]
     events: Option<String>,
+    /// Serve Prometheus metrics (state, priority, adverts, discards by reason, transitions) on ADDR:PORT.
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<String>,
+    /// Where SIGUSR1 writes the state dump (default: the log).
+    #[arg(long, value_name = "FILE")]
+    dump_file: Option<PathBuf>,
     /// Print the version and exit.
     #[arg(short = 'v', long = "version")]
     version: bool,
@@ -83,7 +89,11 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     }
-    let result = Daemon::new(&loaded.config, output).and_then(|mut daemon| daemon.run());
+    let extras = Extras {
+        metrics: cli.metrics.clone(),
+        dump_file: cli.dump_file.clone(),
+    };
+    let result = Daemon::new(&loaded.config, output, extras).and_then(|mut daemon| daemon.run());
     if let Some(path) = &cli.pid_file {
         let _ = std::fs::remove_file(path);
     }

@@ -1,8 +1,10 @@
 //! The daemon around the sans-IO core: one loop on one thread waits on the VRRP sockets and a signalfd with the
 //! earliest timer any machine asked for, feeds machines what arrived and the time, and carries out their actions.
 
+mod metrics;
 mod notify;
 mod output;
+mod track;
 
 use std::io;
 use std::net::Ipv4Addr;
@@ -22,7 +24,7 @@ pub use output::Output;
 use crate::config::{Config, Instance};
 use crate::io::arp::GarpSender;
 use crate::io::monotonic_now;
-use crate::io::netlink::{Interface, Netlink};
+use crate::io::netlink::{Interface, LinkMonitor, Netlink};
 use crate::io::raw::VrrpSocket;
 use crate::machine::{Action, Machine, Received};
 use crate::wire::ipv4;
@@ -34,6 +36,16 @@ struct Running {
     interface: Interface,
     socket: VrrpSocket,
     garp: GarpSender,
+    counters: metrics::Counters,
+}
+
+/// What the daemon serves besides VRRP.
+#[derive(Debug, Default, Clone)]
+pub struct Extras {
+    /// `--metrics ADDR`: Prometheus text.
+    pub metrics: Option<String>,
+    /// Where SIGUSR1 writes the state dump (keepalived: /tmp/keepalived.data).
+    pub dump_file: Option<std::path::PathBuf>,
 }
 
 pub struct Daemon {
@@ -45,7 +57,14 @@ pub struct Daemon {
     /// Armed at the earliest machine timer, as an absolute CLOCK_MONOTONIC time. poll/select timeouts get 0.1 %
     /// of their length as slack from the kernel (3.6 ms on a Master_Down_Interval); a timerfd gets 50 us.
     timer: TimerFd,
+    tracker: track::Tracker,
+    links: LinkMonitor,
+    metrics: Option<metrics::MetricsServer>,
+    dump_file: Option<std::path::PathBuf>,
 }
+
+/// Where the instances' sockets start in the poll set (after the signalfd, the timerfd and the link monitor).
+const FIRST_SOCKET: usize = 3;
 
 /// Why the loop ended.
 pub enum Exit {
@@ -54,7 +73,7 @@ pub enum Exit {
 
 impl Daemon {
     /// Opens every instance's sockets. Signals are blocked here and read from a signalfd in the loop.
-    pub fn new(config: &Config, output: Output) -> anyhow::Result<Daemon> {
+    pub fn new(config: &Config, output: Output, extras: Extras) -> anyhow::Result<Daemon> {
         let mut mask = SigSet::empty();
         for signal in [
             Signal::SIGTERM,
@@ -79,6 +98,17 @@ impl Daemon {
             ClockId::CLOCK_MONOTONIC,
             TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
         )?;
+        let links = LinkMonitor::open().context("opening a netlink link monitor")?;
+        let mut tracker = track::Tracker::new(config, monotonic_now());
+        for interface in netlink.interfaces()? {
+            tracker.links.insert(interface.name, interface.running);
+        }
+        let metrics = match &extras.metrics {
+            Some(address) => {
+                Some(metrics::MetricsServer::start(address).with_context(|| format!("--metrics {address}"))?)
+            }
+            None => None,
+        };
         Ok(Daemon {
             instances,
             netlink,
@@ -86,23 +116,31 @@ impl Daemon {
             scripts: notify::Scripts::default(),
             signals,
             timer,
+            tracker,
+            links,
+            metrics,
+            dump_file: extras.dump_file,
         })
     }
 
     pub fn run(&mut self) -> anyhow::Result<Exit> {
         let now = monotonic_now();
         for index in 0..self.instances.len() {
+            // Tracking first, so an instance whose interface is down starts in FAULT, as keepalived's does.
+            let (offset, faulty) = self.tracker.effect(&self.instances[index].config);
+            self.instances[index].machine.set_priority_offset(now, offset);
+            self.instances[index].machine.set_fault(now, faulty);
             self.instances[index].machine.startup(now);
             self.carry_out(index, now);
         }
+        self.publish_metrics();
         let mut buffer = vec![0u8; 65536];
         loop {
-            let next = self
+            let machines = self
                 .instances
                 .iter()
-                .filter_map(|running| running.machine.poll_timeout())
-                .min();
-            match next {
+                .filter_map(|running| running.machine.poll_timeout());
+            match machines.chain(self.tracker.next_deadline()).min() {
                 // A deadline already past still arms the timer (absolute time 0 would disarm it).
                 Some(at) => self.timer.set(
                     Expiration::OneShot(TimeSpec::from(at.max(Duration::from_nanos(1)))),
@@ -114,6 +152,7 @@ impl Daemon {
                 let mut fds = vec![
                     PollFd::new(self.signals.as_fd(), PollFlags::POLLIN),
                     PollFd::new(self.timer.as_fd(), PollFlags::POLLIN),
+                    PollFd::new(self.links.as_fd(), PollFlags::POLLIN),
                 ];
                 for running in &self.instances {
                     fds.push(PollFd::new(running.socket.as_fd(), PollFlags::POLLIN));
@@ -132,7 +171,7 @@ impl Daemon {
                 }
             }
             for index in 0..self.instances.len() {
-                if ready[index + 2] {
+                if ready[index + FIRST_SOCKET] {
                     self.receive(index, &mut buffer);
                 }
             }
@@ -143,7 +182,54 @@ impl Daemon {
                     self.carry_out(index, now);
                 }
             }
+            if ready[2] {
+                for interface in self.links.read() {
+                    let before = self.tracker.links.insert(interface.name.clone(), interface.running);
+                    if before != Some(interface.running) {
+                        let state = if interface.running { "up" } else { "down" };
+                        self.output.text(&format!("Netlink reports {} {state}", interface.name));
+                    }
+                }
+            }
+            for (name, verdict) in self.tracker.poll(now) {
+                let line = match verdict {
+                    track::Verdict::Succeeded => format!("VRRP_Script({name}) succeeded"),
+                    track::Verdict::Failed(Some(code)) => {
+                        format!("VRRP_Script({name}) failed (exited with status {code})")
+                    }
+                    track::Verdict::Failed(None) => format!("VRRP_Script({name}) failed"),
+                    track::Verdict::TimedOut => format!("VRRP_Script({name}) timed_out"),
+                };
+                self.output.text(&line);
+            }
+            self.apply_tracking(now);
+            self.publish_metrics();
         }
+    }
+
+    /// Hands the current tracking verdicts to every machine (no-ops when nothing changed).
+    fn apply_tracking(&mut self, now: Duration) {
+        for index in 0..self.instances.len() {
+            let (offset, faulty) = self.tracker.effect(&self.instances[index].config);
+            self.instances[index].machine.set_priority_offset(now, offset);
+            self.instances[index].machine.set_fault(now, faulty);
+            self.carry_out(index, now);
+        }
+    }
+
+    fn publish_metrics(&self) {
+        let Some(server) = &self.metrics else { return };
+        let snapshots: Vec<metrics::Snapshot<'_>> = self
+            .instances
+            .iter()
+            .map(|running| metrics::Snapshot {
+                name: &running.config.name,
+                state: running.machine.state(),
+                priority: running.machine.effective_priority(),
+                counters: &running.counters,
+            })
+            .collect();
+        server.update(metrics::render(&snapshots));
     }
 
     fn handle_signals(&mut self) -> anyhow::Result<Option<Exit>> {
@@ -172,23 +258,43 @@ impl Daemon {
             self.instances[index].machine.shutdown(now);
             self.carry_out(index, now);
         }
+        self.tracker.kill_all();
         self.scripts.finish(Duration::from_secs(1));
         self.output
             .text(&format!("Stopped vrrpd {}", env!("CARGO_PKG_VERSION")));
     }
 
+    /// SIGUSR1: the instances' state, in the spirit of keepalived's /tmp/keepalived.data, to the dump file
+    /// (or the log when none was given).
     fn dump(&mut self) {
+        let mut text = String::from("------< VRRP Topology >------\n");
         for running in &self.instances {
             let machine = &running.machine;
-            let text = format!(
-                "({}) state {} priority {} master {:?} master_down_interval {:?}",
+            let settings = machine.settings();
+            text.push_str(&format!(
+                " VRRP Instance = {}\n   State = {}\n   Interface = {}\n   Virtual Router ID = {}\n   Priority = {}\n   \
+                 Effective priority = {}\n   Advert interval = {:?}\n   Master down interval = {:?}\n   \
+                 Master = {}\n   Adverts sent = {}, received = {}\n",
                 running.config.name,
                 machine.state().name(),
+                running.interface.name,
+                settings.vrid,
+                settings.priority,
                 machine.effective_priority(),
-                machine.master_address(),
-                machine.master_down_interval()
-            );
-            self.output.text(&text);
+                settings.advert_interval,
+                machine.master_down_interval(),
+                machine.master_address().map_or("unknown".to_string(), |address| address.to_string()),
+                running.counters.adverts_sent,
+                running.counters.adverts_received,
+            ));
+        }
+        match &self.dump_file {
+            Some(path) => {
+                if let Err(error) = std::fs::write(path, &text) {
+                    self.output.text(&format!("cannot write {}: {error}", path.display()));
+                }
+            }
+            None => text.lines().for_each(|line| self.output.text(line)),
         }
     }
 
@@ -231,6 +337,7 @@ impl Daemon {
             let name = running.config.name.clone();
             match action {
                 Action::Send(packet) => {
+                    running.counters.adverts_sent += 1;
                     if let Err(error) = running.socket.send(&packet) {
                         self.output
                             .text(&format!("({name}) Cant send advert to {} ({error})", packet.dst));
@@ -275,10 +382,16 @@ impl Daemon {
                     }
                 }
                 Action::StateChanged { from, to, reason } => {
+                    *running
+                        .counters
+                        .transitions
+                        .entry((from.name(), to.name()))
+                        .or_default() += 1;
                     self.output
                         .event(now, &name, "state", output::state_fields(from, to, reason));
                 }
                 Action::Accepted { from, priority } => {
+                    running.counters.adverts_received += 1;
                     self.output.event(
                         now,
                         &name,
@@ -287,6 +400,7 @@ impl Daemon {
                     );
                 }
                 Action::Discarded { from, reason } => {
+                    *running.counters.discards.entry(reason.name()).or_default() += 1;
                     self.output
                         .event(now, &name, "discard", output::discard_fields(from, &reason));
                 }
@@ -336,6 +450,7 @@ fn open_instance(instance: &Instance, netlink: &mut Netlink) -> anyhow::Result<R
         )
     })?;
     Ok(Running {
+        counters: metrics::Counters::default(),
         config: instance.clone(),
         machine: Machine::new(settings),
         interface,

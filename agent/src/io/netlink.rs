@@ -45,15 +45,21 @@ impl Netlink {
     }
 
     pub fn interface(&mut self, name: &str) -> io::Result<Interface> {
+        self.interfaces()?
+            .into_iter()
+            .find(|interface| interface.name == name)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no interface named {name}")))
+    }
+
+    pub fn interfaces(&mut self) -> io::Result<Vec<Interface>> {
         let links = self.dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))?;
-        links
+        Ok(links
             .into_iter()
             .filter_map(|message| match message {
                 RouteNetlinkMessage::NewLink(link) => Some(interface_of(&link)),
                 _ => None,
             })
-            .find(|interface| interface.name == name)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no interface named {name}")))
+            .collect())
     }
 
     /// The IPv4 addresses on an interface, primary ones first (as the kernel lists them).
@@ -195,6 +201,55 @@ impl Netlink {
             offset += (length + 3) & !3;
         }
         Ok(messages)
+    }
+}
+
+/// Link changes as the kernel announces them (RTMGRP_LINK), for track_interface and the instance's own interface.
+pub struct LinkMonitor {
+    socket: Socket,
+    buffer: Vec<u8>,
+}
+
+impl LinkMonitor {
+    pub fn open() -> io::Result<LinkMonitor> {
+        const RTMGRP_LINK: u32 = 1;
+        let mut socket = Socket::new(NETLINK_ROUTE)?;
+        socket.bind(&SocketAddr::new(0, RTMGRP_LINK))?;
+        socket.set_non_blocking(true)?;
+        Ok(LinkMonitor {
+            socket,
+            buffer: vec![0; 1 << 16],
+        })
+    }
+
+    /// Every link update waiting to be read.
+    pub fn read(&mut self) -> Vec<Interface> {
+        let mut updates = Vec::new();
+        while let Ok(size) = self.socket.recv(&mut &mut self.buffer[..], 0) {
+            let mut offset = 0;
+            while offset + 16 <= size {
+                let length = u32::from_ne_bytes(self.buffer[offset..offset + 4].try_into().unwrap()) as usize;
+                if length < 16 || offset + length > size {
+                    break;
+                }
+                let message = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buffer[offset..offset + length]);
+                if let Ok(NetlinkMessage {
+                    payload: NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)),
+                    ..
+                }) = message
+                {
+                    updates.push(interface_of(&link));
+                }
+                offset += (length + 3) & !3;
+            }
+        }
+        updates
+    }
+}
+
+impl std::os::fd::AsFd for LinkMonitor {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.socket.as_fd()
     }
 }
 

@@ -1,0 +1,159 @@
+//! Counters per instance and a tiny Prometheus endpoint (`--metrics ADDR`): answered from the daemon's loop, one
+//! request per connection, no thread.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::machine::State;
+
+#[derive(Default)]
+pub struct Counters {
+    pub adverts_sent: u64,
+    pub adverts_received: u64,
+    pub discards: BTreeMap<&'static str, u64>,
+    pub transitions: BTreeMap<(&'static str, &'static str), u64>,
+}
+
+/// What one instance looks like right now, for rendering.
+pub struct Snapshot<'a> {
+    pub name: &'a str,
+    pub state: State,
+    pub priority: u8,
+    pub counters: &'a Counters,
+}
+
+pub fn render(instances: &[Snapshot<'_>]) -> String {
+    let mut text = String::new();
+    let mut family = |name: &str, kind: &str, help: &str, lines: &mut dyn FnMut(&mut String)| {
+        let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        lines(&mut text);
+    };
+    family(
+        "vrrp_state",
+        "gauge",
+        "1 for the state the instance is in",
+        &mut |out| {
+            for instance in instances {
+                for state in [State::Initialize, State::Backup, State::Master, State::Fault] {
+                    let value = u8::from(instance.state == state);
+                    let _ = writeln!(
+                        out,
+                        "vrrp_state{{instance=\"{}\",state=\"{}\"}} {value}",
+                        instance.name,
+                        state.name()
+                    );
+                }
+            }
+        },
+    );
+    family("vrrp_priority", "gauge", "effective priority", &mut |out| {
+        for instance in instances {
+            let _ = writeln!(
+                out,
+                "vrrp_priority{{instance=\"{}\"}} {}",
+                instance.name, instance.priority
+            );
+        }
+    });
+    family(
+        "vrrp_adverts_sent_total",
+        "counter",
+        "advertisements sent",
+        &mut |out| {
+            for instance in instances {
+                let _ = writeln!(
+                    out,
+                    "vrrp_adverts_sent_total{{instance=\"{}\"}} {}",
+                    instance.name, instance.counters.adverts_sent
+                );
+            }
+        },
+    );
+    family(
+        "vrrp_adverts_received_total",
+        "counter",
+        "advertisements accepted",
+        &mut |out| {
+            for instance in instances {
+                let value = instance.counters.adverts_received;
+                let _ = writeln!(
+                    out,
+                    "vrrp_adverts_received_total{{instance=\"{}\"}} {value}",
+                    instance.name
+                );
+            }
+        },
+    );
+    family(
+        "vrrp_discards_total",
+        "counter",
+        "advertisements dropped, by reason",
+        &mut |out| {
+            for instance in instances {
+                for (reason, count) in &instance.counters.discards {
+                    let _ = writeln!(
+                        out,
+                        "vrrp_discards_total{{instance=\"{}\",reason=\"{reason}\"}} {count}",
+                        instance.name
+                    );
+                }
+            }
+        },
+    );
+    family("vrrp_transitions_total", "counter", "state changes", &mut |out| {
+        for instance in instances {
+            for ((from, to), count) in &instance.counters.transitions {
+                let name = instance.name;
+                let _ = writeln!(
+                    out,
+                    "vrrp_transitions_total{{instance=\"{name}\",from=\"{from}\",to=\"{to}\"}} {count}"
+                );
+            }
+        }
+    });
+    text
+}
+
+/// Serves the latest rendering from a thread of its own, so a slow client never holds up the protocol loop (the
+/// daemon never changes namespace, so a plain thread is safe here).
+pub struct MetricsServer {
+    body: Arc<Mutex<String>>,
+}
+
+impl MetricsServer {
+    pub fn start(address: &str) -> io::Result<MetricsServer> {
+        let listener = TcpListener::bind(address)?;
+        let body = Arc::new(Mutex::new(String::new()));
+        let shared = body.clone();
+        std::thread::Builder::new().name("metrics".into()).spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let text = shared.lock().map(|body| body.clone()).unwrap_or_default();
+                let _ = answer(stream, &text);
+            }
+        })?;
+        Ok(MetricsServer { body })
+    }
+
+    pub fn update(&self, text: String) {
+        if let Ok(mut body) = self.body.lock() {
+            *body = text;
+        }
+    }
+}
+
+fn answer(mut stream: TcpStream, body: &str) -> io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(2)))?;
+    let mut request = [0u8; 1024];
+    let _ = stream.read(&mut request);
+    let header = format!(
+        "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(header.as_bytes())?;
+    stream.write_all(body.as_bytes())
+}
