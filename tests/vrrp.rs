@@ -242,3 +242,52 @@ fn runs_with_only_net_raw_and_net_admin_and_names_a_missing_capability() {
     lab.down().unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn sighup_keeps_an_unchanged_master_and_applies_a_change() {
+    let (lab, dir) = bare_lab("vhup");
+    let config = haproxy1_config(&dir, "# first version", "");
+    let h1 = Daemon::start(&lab, "haproxy1", Agent::Ours, &config, &dir);
+    wait_vip(&lab, "haproxy1", MDI_MASTER + MARGIN);
+    let hup = || {
+        assert!(lab
+            .exec("haproxy1", &["pkill", "-HUP", "-x", "vrrpd"])
+            .unwrap()
+            .status
+            .success())
+    };
+
+    // A comment moves the instance down a line: not a change. The master stays master, VIP untouched.
+    haproxy1_config(&dir, "# second version\n# one more line", "");
+    hup();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(holds_vip(&lab, "haproxy1"));
+    let log = h1.log();
+    assert!(log.contains("Reloading") && !log.contains("removing VIPs."), "{log}");
+
+    // A broken file is refused; everything keeps running.
+    std::fs::write(&config, "vrrp_instance Instance1 {\n    priority 300\n}\n").unwrap();
+    hup();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(holds_vip(&lab, "haproxy1"));
+    assert!(h1.log().contains("Reload refused:"), "{}", h1.log());
+
+    // A new virtual address: the instance restarts with it (priority 0, then a new election).
+    let text = std::fs::read_to_string(halab_tests::workspace_file("topologies/keepalived-haproxy1.conf")).unwrap();
+    std::fs::write(&config, text.replace("10.0.0.31", "10.0.0.31\n        10.0.0.32")).unwrap();
+    hup();
+    let start = std::time::Instant::now();
+    loop {
+        let out = lab
+            .exec("haproxy1", &["ip", "-4", "-o", "addr", "show", "dev", "eth0"])
+            .unwrap();
+        if String::from_utf8_lossy(&out.stdout).contains("inet 10.0.0.32/32") {
+            break;
+        }
+        assert!(start.elapsed() < MDI_MASTER + MARGIN, "the new address never came");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(h1.log().contains("sent 0 priority"));
+    lab.down().unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -206,3 +206,24 @@ fn keepalived_adverts_pass_our_receive_checks() {
         assert!(accepted >= 3, "{capture} into {config}: {accepted} accepted");
     }
 }
+
+#[test]
+fn our_gratuitous_arp_is_byte_for_byte_keepalived_s() {
+    let mut reader = PcapReader::new(File::open(fixture("v2-pass-unicast.pcap")).unwrap()).unwrap();
+    let vip = Ipv4Addr::new(10, 0, 0, 31);
+    let mut compared = 0;
+    while let Some(frame) = reader.next_packet() {
+        let data = frame.unwrap().data;
+        // ARP requests whose sender and target addresses are both the VIP: keepalived's gratuitous ARPs.
+        if data.len() >= 42
+            && data[12..14] == [0x08, 0x06]
+            && data[28..32] == vip.octets()
+            && data[38..42] == vip.octets()
+        {
+            let mac: [u8; 6] = data[6..12].try_into().unwrap();
+            assert_eq!(&agent::io::arp::frame(mac, vip)[..], &data[..42]);
+            compared += 1;
+        }
+    }
+    assert!(compared >= 10, "only {compared} gratuitous ARPs in the capture");
+}

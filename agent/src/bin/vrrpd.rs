@@ -92,6 +92,7 @@ fn main() -> ExitCode {
     let extras = Extras {
         metrics: cli.metrics.clone(),
         dump_file: cli.dump_file.clone(),
+        reload_from: Some((cli.file.clone(), Options { strict: cli.strict })),
     };
     let result = Daemon::new(&loaded.config, output, extras).and_then(|mut daemon| daemon.run());
     if let Some(path) = &cli.pid_file {

@@ -284,6 +284,38 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// The same configuration, wherever in the files it is written (locations are not compared).
+    pub fn same_as(&self, other: &Instance) -> bool {
+        self.without_locations() == other.without_locations()
+    }
+
+    fn without_locations(&self) -> Instance {
+        let nowhere = Location {
+            file: std::sync::Arc::from(Path::new("")),
+            line: 0,
+            column: 0,
+        };
+        let mut copy = self.clone();
+        copy.at = nowhere.clone();
+        for track in copy.track_scripts.iter_mut().chain(copy.track_interfaces.iter_mut()) {
+            track.at = nowhere.clone();
+        }
+        let notify = &mut copy.notify;
+        for command in [
+            &mut notify.master,
+            &mut notify.backup,
+            &mut notify.fault,
+            &mut notify.stop,
+        ]
+        .into_iter()
+        .chain([&mut notify.master_rx_lower_pri, &mut notify.any])
+        .flatten()
+        {
+            command.at = nowhere.clone();
+        }
+        copy
+    }
+
     /// The state machine's settings. `interface_address` is the instance interface's primary IPv4 address, the
     /// advert source when neither `unicast_src_ip` nor `mcast_src_ip` is configured.
     pub fn settings(&self, interface_address: Option<Ipv4Addr>) -> Result<Settings, String> {

@@ -46,6 +46,8 @@ pub struct Extras {
     pub metrics: Option<String>,
     /// Where SIGUSR1 writes the state dump (keepalived: /tmp/keepalived.data).
     pub dump_file: Option<std::path::PathBuf>,
+    /// The configuration file SIGHUP reloads, and how strictly.
+    pub reload_from: Option<(std::path::PathBuf, crate::config::Options)>,
 }
 
 pub struct Daemon {
@@ -61,6 +63,7 @@ pub struct Daemon {
     links: LinkMonitor,
     metrics: Option<metrics::MetricsServer>,
     dump_file: Option<std::path::PathBuf>,
+    reload_from: Option<(std::path::PathBuf, crate::config::Options)>,
 }
 
 /// Where the instances' sockets start in the poll set (after the signalfd, the timerfd and the link monitor).
@@ -120,6 +123,7 @@ impl Daemon {
             links,
             metrics,
             dump_file: extras.dump_file,
+            reload_from: extras.reload_from,
         })
     }
 
@@ -241,13 +245,78 @@ impl Daemon {
                 }
                 Ok(Signal::SIGCHLD) => self.scripts.reap(),
                 Ok(Signal::SIGUSR1) => self.dump(),
-                Ok(Signal::SIGHUP) => self
-                    .output
-                    .text("Reloading is not supported yet; configuration unchanged"),
+                Ok(Signal::SIGHUP) => self.reload(),
                 _ => {}
             }
         }
         Ok(None)
+    }
+
+    /// SIGHUP: reads the configuration again. Instances whose configuration is unchanged keep running untouched (a
+    /// master stays master); changed or removed ones stop as on SIGTERM; new or changed ones start. A
+    /// configuration with errors is refused and everything keeps running.
+    fn reload(&mut self) {
+        let Some((path, options)) = self.reload_from.clone() else {
+            return;
+        };
+        self.output.text("Reloading");
+        let loaded = match crate::config::load(&path, options) {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                for diagnostic in &error.diagnostics {
+                    self.output.text(&format!("Reload refused: {diagnostic}"));
+                }
+                return;
+            }
+        };
+        for warning in &loaded.warnings {
+            self.output.text(&warning.to_string());
+        }
+        let now = monotonic_now();
+        let kept: Vec<bool> = self
+            .instances
+            .iter()
+            .map(|running| {
+                loaded
+                    .config
+                    .instance(&running.config.name)
+                    .is_some_and(|new| new.same_as(&running.config))
+            })
+            .collect();
+        for (index, keep) in kept.iter().enumerate() {
+            if !keep {
+                self.instances[index].machine.shutdown(now);
+                self.carry_out(index, now);
+            }
+        }
+        let mut keep = kept.into_iter();
+        self.instances.retain(|_| keep.next().unwrap_or(false));
+        let links = std::mem::take(&mut self.tracker.links);
+        self.tracker.kill_all();
+        self.tracker = track::Tracker::new(&loaded.config, now);
+        self.tracker.links = links;
+        for instance in &loaded.config.instances {
+            if self
+                .instances
+                .iter()
+                .any(|running| running.config.name == instance.name)
+            {
+                continue;
+            }
+            match open_instance(instance, &mut self.netlink) {
+                Ok(running) => {
+                    self.instances.push(running);
+                    let index = self.instances.len() - 1;
+                    let (offset, faulty) = self.tracker.effect(&self.instances[index].config);
+                    self.instances[index].machine.set_priority_offset(now, offset);
+                    self.instances[index].machine.set_fault(now, faulty);
+                    self.instances[index].machine.startup(now);
+                    self.carry_out(index, now);
+                }
+                Err(error) => self.output.text(&format!("Reload: {error:#}")),
+            }
+        }
+        self.publish_metrics();
     }
 
     /// A master sends priority 0 and releases its addresses; every instance runs notify_stop.
