@@ -291,3 +291,33 @@ fn sighup_keeps_an_unchanged_master_and_applies_a_change() {
     lab.down().unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn notify_and_track_scripts_run_as_the_configured_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let (lab, dir) = bare_lab("vusr");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let notify_file = dir.join("notify-user");
+    let script_file = dir.join("script-user");
+    let script = format!(
+        "vrrp_script chk {{\n    script \"/bin/sh -c 'id -un > {}'\"\n    interval 0.2\n    user nobody\n}}",
+        script_file.display()
+    );
+    let extra = format!(
+        "    track_script {{\n        chk\n    }}\n    notify_master \"/bin/sh -c 'id -un > {}'\" nobody",
+        notify_file.display()
+    );
+    let config = haproxy1_config(&dir, &script, &extra);
+    let _h1 = Daemon::start(&lab, "haproxy1", Agent::Ours, &config, &dir);
+    wait_vip(&lab, "haproxy1", MDI_MASTER + MARGIN);
+    let start = std::time::Instant::now();
+    while !(notify_file.exists() && script_file.exists()) {
+        assert!(start.elapsed() < Duration::from_secs(2), "the scripts did not run");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(std::fs::read_to_string(&notify_file).unwrap().trim(), "nobody");
+    assert_eq!(std::fs::read_to_string(&script_file).unwrap().trim(), "nobody");
+    lab.down().unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -116,7 +116,7 @@ impl Daemon {
             instances,
             netlink,
             output,
-            scripts: notify::Scripts::default(),
+            scripts: notify::Scripts::new(config.global.script_user.clone()),
             signals,
             timer,
             tracker,
@@ -294,6 +294,7 @@ impl Daemon {
         let links = std::mem::take(&mut self.tracker.links);
         self.tracker.kill_all();
         self.tracker = track::Tracker::new(&loaded.config, now);
+        self.scripts.default_user = loaded.config.global.script_user.clone();
         self.tracker.links = links;
         for instance in &loaded.config.instances {
             if self

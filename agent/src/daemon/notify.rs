@@ -5,16 +5,27 @@ use std::io;
 use std::process::{Child, Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::config::{Command, Instance};
+use std::os::unix::process::CommandExt;
+
+use crate::config::{Command, Instance, User};
 use crate::machine::Notify;
 
 /// Children still running, reaped as they exit.
 #[derive(Default)]
 pub struct Scripts {
     running: Vec<(String, Child)>,
+    /// `script_user` from global_defs: who runs a command that names no user of its own.
+    pub default_user: Option<User>,
 }
 
 impl Scripts {
+    pub fn new(default_user: Option<User>) -> Scripts {
+        Scripts {
+            running: Vec::new(),
+            default_user,
+        }
+    }
+
     pub fn notify(&mut self, instance: &Instance, kind: Notify, priority: u8) -> Vec<io::Error> {
         let notify = &instance.notify;
         let (specific, state) = match kind {
@@ -46,12 +57,15 @@ impl Scripts {
 
     fn spawn(&mut self, command: &Command, args: &[String]) -> io::Result<()> {
         // The command line is split by the shell, as users quote it in keepalived.conf; extra arguments follow it.
-        let child = Process::new("/bin/sh")
+        let mut process = Process::new("/bin/sh");
+        process
             .arg("-c")
             .arg(format!("{} \"$@\"", command.line))
             .arg("notify")
             .args(args)
-            .stdin(Stdio::null())
+            .stdin(Stdio::null());
+        as_user(&mut process, command.user.as_ref().or(self.default_user.as_ref()))?;
+        let child = process
             .spawn()
             .map_err(|error| io::Error::new(error.kind(), format!("cannot run {:?}: {error}", command.line)))?;
         self.running.push((command.line.clone(), child));
@@ -77,4 +91,23 @@ impl Scripts {
         }
         self.running.clear();
     }
+}
+
+/// Makes `process` run as `user` (and its group, or the user's own), as keepalived's `user`/`script_user` ask.
+pub fn as_user(process: &mut Process, user: Option<&User>) -> io::Result<()> {
+    let Some(user) = user else { return Ok(()) };
+    let found = nix::unistd::User::from_name(&user.user)
+        .map_err(io::Error::from)?
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no user named {}", user.user)))?;
+    let gid = match &user.group {
+        Some(group) => {
+            nix::unistd::Group::from_name(group)
+                .map_err(io::Error::from)?
+                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no group named {group}")))?
+                .gid
+        }
+        None => found.gid,
+    };
+    process.uid(found.uid.as_raw()).gid(gid.as_raw());
+    Ok(())
 }

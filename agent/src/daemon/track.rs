@@ -11,6 +11,8 @@ use crate::config::{Config, Instance, Script};
 
 pub struct ScriptCheck {
     pub script: Script,
+    /// The script's `user`, else global_defs' `script_user`, else ours.
+    user: Option<crate::config::User>,
     next_run: Duration,
     running: Option<(Child, Duration)>,
     successes: u32,
@@ -44,6 +46,7 @@ impl Tracker {
                 .any(|instance| instance.track_scripts.iter().any(|t| t.name == script.name));
             if used {
                 tracker.scripts.push(ScriptCheck {
+                    user: script.user.clone().or_else(|| config.global.script_user.clone()),
                     script: script.clone(),
                     next_run: now,
                     running: None,
@@ -96,13 +99,10 @@ impl Tracker {
             }
             if check.running.is_none() && now >= check.next_run {
                 check.next_run = now + check.script.interval;
-                let child = Process::new("/bin/sh")
-                    .arg("-c")
-                    .arg(&check.script.command.line)
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn();
+                let mut process = Process::new("/bin/sh");
+                process.arg("-c").arg(&check.script.command.line);
+                process.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+                let child = super::notify::as_user(&mut process, check.user.as_ref()).and_then(|()| process.spawn());
                 match child {
                     Ok(child) => check.running = Some((child, now)),
                     Err(_) => {
