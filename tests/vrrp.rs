@@ -321,3 +321,36 @@ fn notify_and_track_scripts_run_as_the_configured_user() {
     lab.down().unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn addresses_honour_prefix_dev_and_label_and_are_gone_after_sigterm() {
+    let (lab, dir) = bare_lab("vdev");
+    let config = dir.join("router.conf");
+    std::fs::write(
+        &config,
+        "vrrp_instance R {\n    interface eth0\n    virtual_router_id 20\n    priority 100\n    virtual_ipaddress {\n        \
+         10.0.0.33\n        192.168.100.50/24 dev eth1 label eth1:vip\n    }\n}\n",
+    )
+    .unwrap();
+    let router = Daemon::start(&lab, "router", Agent::Ours, &config.display().to_string(), &dir);
+    let addresses = |dev: &str| {
+        let out = lab
+            .exec("router", &["ip", "-4", "-o", "addr", "show", "dev", dev])
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let start = std::time::Instant::now();
+    while !addresses("eth0").contains("inet 10.0.0.33/32") {
+        assert!(start.elapsed() < MDI_MASTER + MARGIN, "no VIP on eth0");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let eth1 = addresses("eth1");
+    assert!(
+        eth1.contains("inet 192.168.100.50/24") && eth1.contains("eth1:vip"),
+        "{eth1}"
+    );
+    router.stop();
+    assert!(!addresses("eth0").contains("10.0.0.33") && !addresses("eth1").contains("192.168.100.50"));
+    lab.down().unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -21,7 +21,7 @@ use serde_json::json;
 
 pub use output::Output;
 
-use crate::config::{Config, Instance};
+use crate::config::{Config, Instance, VirtualAddress};
 use crate::io::arp::GarpSender;
 use crate::io::monotonic_now;
 use crate::io::netlink::{Interface, LinkMonitor, Netlink};
@@ -35,7 +35,10 @@ struct Running {
     machine: Machine,
     interface: Interface,
     socket: VrrpSocket,
-    garp: GarpSender,
+    /// Each virtual address with the interface it goes on (its `dev`, else the instance's) and the index of
+    /// the gratuitous-ARP sender for that interface.
+    addresses: Vec<(VirtualAddress, u32, usize)>,
+    garps: Vec<GarpSender>,
     counters: metrics::Counters,
 }
 
@@ -417,22 +420,23 @@ impl Daemon {
                     }
                 }
                 Action::AddAddresses => {
-                    for vip in &running.config.virtual_addresses {
-                        let result = self.netlink.add_address(running.interface.index, vip);
+                    for (vip, index, _) in &running.addresses {
+                        let result = self.netlink.add_address(*index, vip);
                         report(&mut self.output, now, &name, "vip_added", vip.address, result);
                     }
                 }
                 Action::RemoveAddresses => {
-                    for vip in &running.config.virtual_addresses {
-                        let result = self.netlink.delete_address(running.interface.index, vip);
+                    for (vip, index, _) in &running.addresses {
+                        let result = self.netlink.delete_address(*index, vip);
                         report(&mut self.output, now, &name, "vip_removed", vip.address, result);
                     }
                 }
                 Action::GratuitousArp { repeat } => {
-                    for vip in &running.config.virtual_addresses {
+                    for (vip, _, sender) in &running.addresses {
+                        let garp = &mut running.garps[*sender];
                         let mut sent = 0;
                         for _ in 0..repeat {
-                            match running.garp.send(vip.address) {
+                            match garp.send(vip.address) {
                                 Ok(()) => sent += 1,
                                 Err(error) => {
                                     self.output
@@ -441,7 +445,7 @@ impl Daemon {
                                 }
                             }
                         }
-                        let mac = running.garp.mac().map(|b| format!("{b:02x}")).join(":");
+                        let mac = garp.mac().map(|b| format!("{b:02x}")).join(":");
                         let fields = json!({ "address": vip.address, "count": sent, "mac": mac });
                         self.output.event(now, &name, "garp", fields);
                     }
@@ -513,18 +517,40 @@ fn open_instance(instance: &Instance, netlink: &mut Netlink) -> anyhow::Result<R
     let multicast = instance.unicast_peers.is_empty();
     let socket = VrrpSocket::open(interface_name, interface.index, multicast)
         .map_err(|error| anyhow::anyhow!("({name}) opening the VRRP socket: {}", explain(&error, "CAP_NET_RAW")))?;
-    let garp = GarpSender::open(interface_name).map_err(|error| {
-        anyhow::anyhow!(
-            "({name}) opening a packet socket for ARP: {}",
-            explain(&error, "CAP_NET_RAW")
-        )
-    })?;
+    let mut garps: Vec<(String, GarpSender)> = Vec::new();
+    let mut addresses = Vec::new();
+    for vip in &instance.virtual_addresses {
+        let dev = vip.dev.as_deref().unwrap_or(interface_name);
+        let index = if dev == interface_name {
+            interface.index
+        } else {
+            netlink
+                .interface(dev)
+                .with_context(|| format!("({name}) virtual_ipaddress {} dev {dev}", vip.address))?
+                .index
+        };
+        let sender = match garps.iter().position(|(open, _)| open == dev) {
+            Some(position) => position,
+            None => {
+                let garp = GarpSender::open(dev).map_err(|error| {
+                    anyhow::anyhow!(
+                        "({name}) opening a packet socket for ARP on {dev}: {}",
+                        explain(&error, "CAP_NET_RAW")
+                    )
+                })?;
+                garps.push((dev.to_string(), garp));
+                garps.len() - 1
+            }
+        };
+        addresses.push((vip.clone(), index, sender));
+    }
     Ok(Running {
         counters: metrics::Counters::default(),
         config: instance.clone(),
         machine: Machine::new(settings),
         interface,
         socket,
-        garp,
+        addresses,
+        garps: garps.into_iter().map(|(_, garp)| garp).collect(),
     })
 }
