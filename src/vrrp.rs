@@ -222,10 +222,7 @@ impl Drop for Observer {
     }
 }
 
-pub fn monotonic_now() -> Duration {
-    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap();
-    Duration::new(now.tv_sec() as u64, now.tv_nsec() as u32)
-}
+pub use agent::io::monotonic_now;
 
 fn observe(
     vrrp: &socket2::Socket,
@@ -236,7 +233,7 @@ fn observe(
     use std::os::fd::AsFd;
 
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
+    use rtnetlink::packet_core::NetlinkPayload;
     use rtnetlink::packet_route::address::AddressAttribute;
     use rtnetlink::packet_route::RouteNetlinkMessage;
 
@@ -262,32 +259,22 @@ fn observe(
             }
         }
         while let Ok(size) = netlink.recv(&mut &mut buffer[..], 0) {
-            let mut offset = 0;
-            while offset + 16 <= size {
-                let length = u32::from_ne_bytes(buffer[offset..offset + 4].try_into().unwrap()) as usize;
-                if length < 16 || offset + length > size {
-                    break;
-                }
-                if let Ok(message) =
-                    NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buffer[offset..offset + length])
-                {
-                    let (added, attributes) = match message.payload {
-                        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewAddress(a)) => (true, a.attributes),
-                        NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelAddress(a)) => (false, a.attributes),
-                        _ => (true, Vec::new()),
-                    };
-                    for attribute in attributes {
-                        if let AddressAttribute::Local(std::net::IpAddr::V4(address)) = attribute {
-                            let seen = if added {
-                                Seen::AddressAdded { at, address }
-                            } else {
-                                Seen::AddressRemoved { at, address }
-                            };
-                            let _ = sender.send(seen);
-                        }
+            for message in agent::io::netlink::split(&buffer[..size]).flatten() {
+                let (added, attributes) = match message.payload {
+                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewAddress(a)) => (true, a.attributes),
+                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelAddress(a)) => (false, a.attributes),
+                    _ => continue,
+                };
+                for attribute in attributes {
+                    if let AddressAttribute::Local(std::net::IpAddr::V4(address)) = attribute {
+                        let seen = if added {
+                            Seen::AddressAdded { at, address }
+                        } else {
+                            Seen::AddressRemoved { at, address }
+                        };
+                        let _ = sender.send(seen);
                     }
                 }
-                offset += (length + 3) & !3;
             }
         }
     }

@@ -72,6 +72,15 @@ fn haproxy1_config(dir: &std::path::Path, before: &str, extra: &str) -> String {
     path.display().to_string()
 }
 
+/// Waits until `condition` holds, failing with `what` after `limit`.
+fn wait_until(limit: Duration, what: &str, condition: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !condition() {
+        assert!(start.elapsed() < limit, "{what} (waited {limit:?})");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 const MDI_BACKUP: Duration = Duration::from_nanos(3_613_281_250);
 const MDI_MASTER: Duration = Duration::from_nanos(3_609_375_000);
 const MARGIN: Duration = Duration::from_secs(2);
@@ -191,11 +200,7 @@ fn metrics_and_state_dump() {
     );
     assert!(text.contains("vrrp_adverts_sent_total"), "{text}");
     lab.exec("haproxy1", &["pkill", "-USR1", "-x", "vrrpd"]).unwrap();
-    let start = std::time::Instant::now();
-    while !dump.exists() {
-        assert!(start.elapsed() < Duration::from_secs(2), "no state dump");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(Duration::from_secs(2), "no state dump", || dump.exists());
     let data = std::fs::read_to_string(&dump).unwrap();
     assert!(
         data.contains("State = MASTER") && data.contains("Virtual Router ID = 10"),
@@ -276,17 +281,12 @@ fn sighup_keeps_an_unchanged_master_and_applies_a_change() {
     let text = std::fs::read_to_string(halab_tests::workspace_file("topologies/keepalived-haproxy1.conf")).unwrap();
     std::fs::write(&config, text.replace("10.0.0.31", "10.0.0.31\n        10.0.0.32")).unwrap();
     hup();
-    let start = std::time::Instant::now();
-    loop {
+    wait_until(MDI_MASTER + MARGIN, "the new address never came", || {
         let out = lab
             .exec("haproxy1", &["ip", "-4", "-o", "addr", "show", "dev", "eth0"])
             .unwrap();
-        if String::from_utf8_lossy(&out.stdout).contains("inet 10.0.0.32/32") {
-            break;
-        }
-        assert!(start.elapsed() < MDI_MASTER + MARGIN, "the new address never came");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        String::from_utf8_lossy(&out.stdout).contains("inet 10.0.0.32/32")
+    });
     assert!(h1.log().contains("sent 0 priority"));
     lab.down().unwrap();
     let _ = std::fs::remove_dir_all(dir);
@@ -310,11 +310,9 @@ fn notify_and_track_scripts_run_as_the_configured_user() {
     let config = haproxy1_config(&dir, &script, &extra);
     let _h1 = Daemon::start(&lab, "haproxy1", Agent::Ours, &config, &dir);
     wait_vip(&lab, "haproxy1", MDI_MASTER + MARGIN);
-    let start = std::time::Instant::now();
-    while !(notify_file.exists() && script_file.exists()) {
-        assert!(start.elapsed() < Duration::from_secs(2), "the scripts did not run");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(Duration::from_secs(2), "the scripts did not run", || {
+        notify_file.exists() && script_file.exists()
+    });
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(std::fs::read_to_string(&notify_file).unwrap().trim(), "nobody");
     assert_eq!(std::fs::read_to_string(&script_file).unwrap().trim(), "nobody");
@@ -339,11 +337,9 @@ fn addresses_honour_prefix_dev_and_label_and_are_gone_after_sigterm() {
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let start = std::time::Instant::now();
-    while !addresses("eth0").contains("inet 10.0.0.33/32") {
-        assert!(start.elapsed() < MDI_MASTER + MARGIN, "no VIP on eth0");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(MDI_MASTER + MARGIN, "no VIP on eth0", || {
+        addresses("eth0").contains("inet 10.0.0.33/32")
+    });
     let eth1 = addresses("eth1");
     assert!(
         eth1.contains("inet 192.168.100.50/24") && eth1.contains("eth1:vip"),

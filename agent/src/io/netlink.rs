@@ -183,24 +183,12 @@ impl Netlink {
                 Err(error) => return Err(error),
             }
         };
-        let mut messages = Vec::new();
-        let mut offset = 0;
-        while offset + 16 <= size {
-            let length = u32::from_ne_bytes(self.buffer[offset..offset + 4].try_into().unwrap()) as usize;
-            if length < 16 || offset + length > size {
-                break;
-            }
-            let message = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buffer[offset..offset + length])
-                .map_err(|error| {
-                    io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("undecodable netlink reply: {error}"),
-                    )
-                })?;
-            messages.push(message);
-            offset += (length + 3) & !3;
-        }
-        Ok(messages)
+        split(&self.buffer[..size]).collect::<Result<_, _>>().map_err(|error| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("undecodable netlink reply: {error}"),
+            )
+        })
     }
 }
 
@@ -226,13 +214,7 @@ impl LinkMonitor {
     pub fn read(&mut self) -> Vec<Interface> {
         let mut updates = Vec::new();
         while let Ok(size) = self.socket.recv(&mut &mut self.buffer[..], 0) {
-            let mut offset = 0;
-            while offset + 16 <= size {
-                let length = u32::from_ne_bytes(self.buffer[offset..offset + 4].try_into().unwrap()) as usize;
-                if length < 16 || offset + length > size {
-                    break;
-                }
-                let message = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buffer[offset..offset + length]);
+            for message in split(&self.buffer[..size]) {
                 if let Ok(NetlinkMessage {
                     payload: NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)),
                     ..
@@ -240,7 +222,6 @@ impl LinkMonitor {
                 {
                     updates.push(interface_of(&link));
                 }
-                offset += (length + 3) & !3;
             }
         }
         updates
@@ -251,6 +232,23 @@ impl std::os::fd::AsFd for LinkMonitor {
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.socket.as_fd()
     }
+}
+
+/// The messages of one netlink datagram (each header says its length; they are 4-byte aligned).
+pub fn split(
+    datagram: &[u8],
+) -> impl Iterator<Item = Result<NetlinkMessage<RouteNetlinkMessage>, rtnetlink::packet_core::DecodeError>> + '_ {
+    let mut offset = 0;
+    std::iter::from_fn(move || {
+        let header = datagram.get(offset..offset + 16)?;
+        let length = u32::from_ne_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+        if length < 16 || offset + length > datagram.len() {
+            return None;
+        }
+        let message = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&datagram[offset..offset + length]);
+        offset += (length + 3) & !3;
+        Some(message)
+    })
 }
 
 fn interface_of(link: &LinkMessage) -> Interface {
