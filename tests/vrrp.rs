@@ -350,3 +350,98 @@ fn addresses_honour_prefix_dev_and_label_and_are_gone_after_sigterm() {
     lab.down().unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Two instances in one sync group: VI_1 (VRID 10, 10.0.0.31, advert 1 s) and VI_2 (VRID 11, 10.0.0.32,
+/// advert 2 s, tracking `chk` on haproxy1 when `flag` is given), haproxy1 at 100, haproxy2 at 99.
+fn group_config(dir: &std::path::Path, host: &str, flag: Option<&std::path::Path>) -> String {
+    let (me, peer, priority) = if host == "haproxy1" {
+        (21, 23, 100)
+    } else {
+        (23, 21, 99)
+    };
+    let instance = |name: &str, vrid: u8, vip: u8, interval: u8, extra: &str| {
+        format!(
+            "vrrp_instance {name} {{\n    interface eth0\n    virtual_router_id {vrid}\n    priority {priority}\n    \
+             advert_int {interval}\n    unicast_src_ip 10.0.0.{me}\n    unicast_peer {{\n        10.0.0.{peer}\n    }}\n    \
+             virtual_ipaddress {{\n        10.0.0.{vip}\n    }}\n{extra}}}\n"
+        )
+    };
+    let (script, track) = match flag {
+        Some(flag) => (
+            format!(
+                "vrrp_script chk {{\n    script \"test ! -e {}\"\n    interval 0.2\n}}\n",
+                flag.display()
+            ),
+            "    track_script {\n        chk\n    }\n".to_string(),
+        ),
+        None => (String::new(), String::new()),
+    };
+    let text = format!(
+        "{script}vrrp_sync_group G {{\n    group {{\n        VI_1\n        VI_2\n    }}\n}}\n{}{}",
+        instance("VI_1", 10, 31, 1, ""),
+        instance("VI_2", 11, 32, 2, &track)
+    );
+    let path = dir.join(format!("{host}-group.conf"));
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+fn holds(lab: &Lab, host: &str, address: &str) -> bool {
+    let out = lab
+        .exec(host, &["ip", "-4", "-o", "addr", "show", "dev", "eth0"])
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).contains(&format!("inet {address}/32"))
+}
+
+#[test]
+fn a_sync_group_moves_together_on_fault_and_on_takeover() {
+    let (lab, dir) = bare_lab("vsyn");
+    let flag = dir.join("fail");
+    let h2 = Daemon::start(
+        &lab,
+        "haproxy2",
+        Agent::Ours,
+        &group_config(&dir, "haproxy2", None),
+        &dir,
+    );
+    let h1 = Daemon::start(
+        &lab,
+        "haproxy1",
+        Agent::Ours,
+        &group_config(&dir, "haproxy1", Some(&flag)),
+        &dir,
+    );
+    // VI_2's Master_Down_Interval is 2 x 3 + 156/256 x 2 s; both are on haproxy1 once it has passed.
+    let mdi_vi2 = Duration::from_secs_f64(6.0 + 2.0 * 156.0 / 256.0);
+    wait_until(mdi_vi2 + MARGIN, "haproxy1 never held both", || {
+        holds(&lab, "haproxy1", "10.0.0.31") && holds(&lab, "haproxy1", "10.0.0.32")
+    });
+
+    // Only VI_2 tracks the script, but the group faults together: both addresses move to haproxy2.
+    std::fs::write(&flag, "").unwrap();
+    wait_until(
+        Duration::from_secs(3),
+        "haproxy2 never took both after the fault",
+        || holds(&lab, "haproxy2", "10.0.0.31") && holds(&lab, "haproxy2", "10.0.0.32"),
+    );
+    assert_eq!(h1.log().matches("Entering FAULT STATE").count(), 2, "{}", h1.log());
+    std::fs::remove_file(&flag).unwrap();
+    wait_until(mdi_vi2 + MARGIN, "haproxy1 never took both back", || {
+        holds(&lab, "haproxy1", "10.0.0.31") && holds(&lab, "haproxy1", "10.0.0.32")
+    });
+
+    // haproxy1 crashes: VI_1 times out after ~3.6 s and VI_2 follows at once instead of after its own ~7.2 s.
+    h1.crash();
+    let crash = Instant::now();
+    wait_until(MDI_BACKUP + MARGIN, "VI_2 did not follow VI_1", || {
+        holds(&lab, "haproxy2", "10.0.0.32")
+    });
+    assert!(crash.elapsed() < mdi_vi2, "VI_2 waited for its own timer");
+    assert!(
+        h2.log().contains("VRRP_Group(G) Syncing instances to MASTER state"),
+        "{}",
+        h2.log()
+    );
+    lab.down().unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}

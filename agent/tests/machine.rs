@@ -843,3 +843,37 @@ fn keepalived_unicast_peer_ttl_limits_are_enforced() {
     );
     assert!(discards(&h.receive_bytes(PEER, ME, 250, &bytes)).is_empty());
 }
+
+#[test]
+fn keepalived_sync_group_backup_follows_a_member_to_master_at_once() {
+    let mut h = Harness::started(unicast(99));
+    h.advance_to(secs(1.0));
+    h.receive(100);
+    h.machine.sync_to(h.now, State::Master);
+    let actions = h.machine.drain_actions();
+    assert_eq!(h.machine.state(), State::Master);
+    assert_eq!(sent_priorities(&actions), vec![99]);
+    assert!(actions.contains(&Action::StateChanged {
+        from: State::Backup,
+        to: State::Master,
+        reason: Reason::Sync
+    }));
+    assert!(actions.contains(&Action::AddAddresses));
+}
+
+#[test]
+fn keepalived_sync_group_master_follows_a_member_to_backup() {
+    let mut h = Harness::started(unicast(100));
+    h.become_master();
+    h.machine.sync_to(h.now, State::Backup);
+    let actions = h.machine.drain_actions();
+    assert_eq!(h.machine.state(), State::Backup);
+    assert!(actions.contains(&Action::RemoveAddresses));
+    assert_eq!(h.machine.poll_timeout(), Some(h.now + secs(3.609375)));
+    h.machine.sync_to(h.now, State::Fault);
+    assert_eq!(
+        h.machine.state(),
+        State::Backup,
+        "FAULT spreads through set_fault, not sync_to"
+    );
+}

@@ -21,12 +21,12 @@ use serde_json::json;
 
 pub use output::Output;
 
-use crate::config::{Config, Instance, VirtualAddress};
+use crate::config::{Config, Instance, SyncGroup, VirtualAddress};
 use crate::io::arp::GarpSender;
 use crate::io::monotonic_now;
 use crate::io::netlink::{Interface, LinkMonitor, Netlink};
 use crate::io::raw::VrrpSocket;
-use crate::machine::{Action, Machine, Received};
+use crate::machine::{Action, Machine, Reason, Received, State};
 use crate::wire::ipv4;
 
 /// One configured instance and the kernel objects it drives.
@@ -67,6 +67,9 @@ pub struct Daemon {
     metrics: Option<metrics::MetricsServer>,
     dump_file: Option<std::path::PathBuf>,
     reload_from: Option<(std::path::PathBuf, crate::config::Options)>,
+    groups: Vec<SyncGroup>,
+    /// Members that changed state on their own since the groups were last synced.
+    sync_pending: Vec<(String, State)>,
 }
 
 /// Where the instances' sockets start in the poll set (after the signalfd, the timerfd and the link monitor).
@@ -127,6 +130,8 @@ impl Daemon {
             metrics,
             dump_file: extras.dump_file,
             reload_from: extras.reload_from,
+            groups: config.sync_groups.clone(),
+            sync_pending: Vec::new(),
         })
     }
 
@@ -216,11 +221,61 @@ impl Daemon {
 
     /// Hands the current tracking verdicts to every machine (no-ops when nothing changed).
     fn apply_tracking(&mut self, now: Duration) {
+        let effects: Vec<(i32, bool)> = self
+            .instances
+            .iter()
+            .map(|running| self.tracker.effect(&running.config))
+            .collect();
         for index in 0..self.instances.len() {
-            let (offset, faulty) = self.tracker.effect(&self.instances[index].config);
+            let (offset, mut faulty) = effects[index];
+            // In a sync group, one member's fault is every member's.
+            let name = &self.instances[index].config.name;
+            for group in self.groups.iter().filter(|group| group.members.contains(name)) {
+                faulty |= self
+                    .instances
+                    .iter()
+                    .zip(&effects)
+                    .any(|(other, (_, other_faulty))| *other_faulty && group.members.contains(&other.config.name));
+            }
             self.instances[index].machine.set_priority_offset(now, offset);
             self.instances[index].machine.set_fault(now, faulty);
             self.carry_out(index, now);
+        }
+        self.sync_groups(now);
+    }
+
+    /// keepalived's vrrp_sync_group: when a member becomes MASTER or BACKUP by itself, the others follow.
+    fn sync_groups(&mut self, now: Duration) {
+        while let Some((name, state)) = self.sync_pending.pop() {
+            let groups: Vec<SyncGroup> = self
+                .groups
+                .iter()
+                .filter(|group| group.members.contains(&name))
+                .cloned()
+                .collect();
+            for group in groups {
+                let followers: Vec<usize> = (0..self.instances.len())
+                    .filter(|index| {
+                        let running = &self.instances[*index];
+                        running.config.name != name
+                            && group.members.contains(&running.config.name)
+                            && running.machine.state() != state
+                            && matches!(running.machine.state(), State::Master | State::Backup)
+                    })
+                    .collect();
+                if followers.is_empty() {
+                    continue;
+                }
+                self.output.text(&format!(
+                    "VRRP_Group({}) Syncing instances to {} state",
+                    group.name,
+                    state.name()
+                ));
+                for index in followers {
+                    self.instances[index].machine.sync_to(now, state);
+                    self.carry_out(index, now);
+                }
+            }
         }
     }
 
@@ -297,6 +352,7 @@ impl Daemon {
         let links = std::mem::take(&mut self.tracker.links);
         self.tracker.kill_all();
         self.tracker = track::Tracker::new(&loaded.config, now);
+        self.groups = loaded.config.sync_groups.clone();
         self.scripts.default_user = loaded.config.global.script_user.clone();
         self.tracker.links = links;
         for instance in &loaded.config.instances {
@@ -463,6 +519,9 @@ impl Daemon {
                         .or_default() += 1;
                     self.output
                         .event(now, &name, "state", output::state_fields(from, to, reason));
+                    if reason != Reason::Sync && matches!(to, State::Master | State::Backup) {
+                        self.sync_pending.push((name.clone(), to));
+                    }
                 }
                 Action::Accepted { from, priority } => {
                     running.counters.adverts_received += 1;

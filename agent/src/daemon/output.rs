@@ -99,6 +99,7 @@ pub fn state_fields(from: State, to: State, reason: Reason) -> Value {
         Reason::Fault => ("fault", None, None),
         Reason::FaultCleared => ("fault_cleared", None, None),
         Reason::Shutdown => ("shutdown", None, None),
+        Reason::Sync => ("sync_group", None, None),
     };
     json!({ "from": from.name(), "to": to.name(), "reason": reason, "peer": peer, "peer_priority": priority })
 }

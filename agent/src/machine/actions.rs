@@ -41,6 +41,8 @@ pub enum Reason {
     Fault,
     FaultCleared,
     Shutdown,
+    /// Another member of the instance's `vrrp_sync_group` changed state.
+    Sync,
 }
 
 /// Why an advert was dropped; each one is counted by the daemon.

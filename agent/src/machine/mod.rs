@@ -251,6 +251,17 @@ impl Machine {
         }
     }
 
+    /// keepalived's `vrrp_sync_group`: another member became MASTER or BACKUP, so this one follows (a backup
+    /// takes over at once, a master steps down). Other states, and a machine already there, are left alone;
+    /// FAULT spreads through [`Machine::set_fault`].
+    pub fn sync_to(&mut self, now: Time, wanted: State) {
+        match (self.state, wanted) {
+            (State::Backup, State::Master) => self.become_master(now, Reason::Sync),
+            (State::Master, State::Backup) => self.step_down(now, Reason::Sync),
+            _ => {}
+        }
+    }
+
     /// The sum of the weights of failed (negative) or succeeding (positive) tracked objects changed. The effective
     /// priority stays within 1-254; an owner is not adjusted. As in keepalived, a master announces its new priority
     /// with its next periodic advert, and a backup's running timer moves by the change in Master_Down_Interval.
@@ -492,13 +503,7 @@ impl Machine {
             }
             self.learn_interval(advert);
             self.master_address = Some(from);
-            self.set_state(State::Backup, reason);
-            self.log(Message::EnteringBackupState);
-            self.release_addresses();
-            self.notify(Notify::Backup);
-            self.second_garp = None;
-            self.garp_refresh = None;
-            self.protocol_timer = Some(now + self.master_down_interval());
+            self.step_down(now, reason);
             return;
         }
         // A weaker master exists (split brain healing): RFC 9568 §6.4.3 and keepalived answer with an advert at
@@ -547,6 +552,16 @@ impl Machine {
         self.master_address = None;
         self.preempt_until = None;
         self.protocol_timer = Some(now + self.settings.advert_interval);
+    }
+
+    fn step_down(&mut self, now: Time, reason: Reason) {
+        self.set_state(State::Backup, reason);
+        self.log(Message::EnteringBackupState);
+        self.release_addresses();
+        self.notify(Notify::Backup);
+        self.second_garp = None;
+        self.garp_refresh = None;
+        self.protocol_timer = Some(now + self.master_down_interval());
     }
 
     fn release_addresses(&mut self) {
