@@ -69,6 +69,11 @@ impl Daemon {
         Daemon { child, log }
     }
 
+    /// Sends `signal` to this daemon only (pkill would reach every test's daemons: lab hosts share the PID space).
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal).unwrap();
+    }
+
     /// What the daemon has written so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -245,8 +250,8 @@ fn observe(
         ];
         let _ = poll(&mut fds, PollTimeout::from(50u16));
         let at = monotonic_now();
-        let uninit = unsafe { &mut *(&mut buffer[..] as *mut [u8] as *mut [std::mem::MaybeUninit<u8>]) };
-        while let Ok(length) = vrrp.recv(uninit) {
+        // `Read` on a socket reference fills an initialised buffer: no unsafe needed.
+        while let Ok(length) = std::io::Read::read(&mut &*vrrp, &mut buffer) {
             let packet = &buffer[..length];
             let header_len = usize::from(packet[0] & 0x0f) * 4;
             if length > header_len + 2 {

@@ -90,7 +90,7 @@ fn a_failing_weighted_script_hands_the_vip_over_and_its_recovery_takes_it_back()
     let (lab, dir) = bare_lab("vtrk");
     let flag = dir.join("fail");
     let script = format!(
-        "vrrp_script chk {{\n    script \"test ! -e {}\"\n    interval 0.2\n    fall 1\n    rise 1\n    weight -4\n}}",
+        "vrrp_script chk {{\n    script \"test ! -e {}\"\n    interval 0.2\n    timeout 2\n    fall 1\n    rise 1\n    weight -4\n}}",
         flag.display()
     );
     let config = haproxy1_config(&dir, &script, "    track_script {\n        chk\n    }");
@@ -199,7 +199,7 @@ fn metrics_and_state_dump() {
         "{text}"
     );
     assert!(text.contains("vrrp_adverts_sent_total"), "{text}");
-    lab.exec("haproxy1", &["pkill", "-USR1", "-x", "vrrpd"]).unwrap();
+    h1.signal(nix::sys::signal::Signal::SIGUSR1);
     wait_until(Duration::from_secs(2), "no state dump", || dump.exists());
     let data = std::fs::read_to_string(&dump).unwrap();
     assert!(
@@ -254,13 +254,7 @@ fn sighup_keeps_an_unchanged_master_and_applies_a_change() {
     let config = haproxy1_config(&dir, "# first version", "");
     let h1 = Daemon::start(&lab, "haproxy1", Agent::Ours, &config, &dir);
     wait_vip(&lab, "haproxy1", MDI_MASTER + MARGIN);
-    let hup = || {
-        assert!(lab
-            .exec("haproxy1", &["pkill", "-HUP", "-x", "vrrpd"])
-            .unwrap()
-            .status
-            .success())
-    };
+    let hup = || h1.signal(nix::sys::signal::Signal::SIGHUP);
 
     // A comment moves the instance down a line: not a change. The master stays master, VIP untouched.
     haproxy1_config(&dir, "# second version\n# one more line", "");
@@ -300,7 +294,7 @@ fn notify_and_track_scripts_run_as_the_configured_user() {
     let notify_file = dir.join("notify-user");
     let script_file = dir.join("script-user");
     let script = format!(
-        "vrrp_script chk {{\n    script \"/bin/sh -c 'id -un > {}'\"\n    interval 0.2\n    user nobody\n}}",
+        "vrrp_script chk {{\n    script \"/bin/sh -c 'id -un > {}'\"\n    interval 1\n    user nobody\n}}",
         script_file.display()
     );
     let extra = format!(
@@ -369,7 +363,7 @@ fn group_config(dir: &std::path::Path, host: &str, flag: Option<&std::path::Path
     let (script, track) = match flag {
         Some(flag) => (
             format!(
-                "vrrp_script chk {{\n    script \"test ! -e {}\"\n    interval 0.2\n}}\n",
+                "vrrp_script chk {{\n    script \"test ! -e {}\"\n    interval 0.2\n    timeout 2\n}}\n",
                 flag.display()
             ),
             "    track_script {\n        chk\n    }\n".to_string(),

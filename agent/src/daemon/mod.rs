@@ -75,6 +75,9 @@ pub struct Daemon {
 /// Where the instances' sockets start in the poll set (after the signalfd, the timerfd and the link monitor).
 const FIRST_SOCKET: usize = 3;
 
+/// Packets read from one socket per wakeup.
+const RECEIVE_BATCH: usize = 64;
+
 /// Why the loop ended.
 pub enum Exit {
     Terminated,
@@ -90,6 +93,7 @@ impl Daemon {
             Signal::SIGHUP,
             Signal::SIGUSR1,
             Signal::SIGCHLD,
+            Signal::SIGUSR2,
         ] {
             mask.add(signal);
         }
@@ -135,7 +139,17 @@ impl Daemon {
         })
     }
 
+    /// Runs until SIGTERM/SIGINT. Should the loop fail, masters still give up (priority 0) and the addresses are
+    /// released before the error is returned.
     pub fn run(&mut self) -> anyhow::Result<Exit> {
+        let result = self.run_loop();
+        if result.is_err() {
+            self.shutdown();
+        }
+        result
+    }
+
+    fn run_loop(&mut self) -> anyhow::Result<Exit> {
         let now = monotonic_now();
         for index in 0..self.instances.len() {
             // Tracking first, so an instance whose interface is down starts in FAULT, as keepalived's does.
@@ -182,8 +196,9 @@ impl Daemon {
                     return Ok(exit);
                 }
             }
+            // A reload may have changed the instances: only those that were polled are read.
             for index in 0..self.instances.len() {
-                if ready[index + FIRST_SOCKET] {
+                if ready.get(index + FIRST_SOCKET).copied().unwrap_or(false) {
                     self.receive(index, &mut buffer);
                 }
             }
@@ -246,7 +261,16 @@ impl Daemon {
 
     /// keepalived's vrrp_sync_group: when a member becomes MASTER or BACKUP by itself, the others follow.
     fn sync_groups(&mut self, now: Duration) {
-        while let Some((name, state)) = self.sync_pending.pop() {
+        let pending: Vec<(String, State)> = self.sync_pending.drain(..).collect();
+        for (name, state) in pending {
+            // Only a member still in that state leads (a later change may have overtaken this one).
+            if !self
+                .instances
+                .iter()
+                .any(|running| running.config.name == name && running.machine.state() == state)
+            {
+                continue;
+            }
             let groups: Vec<SyncGroup> = self
                 .groups
                 .iter()
@@ -303,6 +327,9 @@ impl Daemon {
                 }
                 Ok(Signal::SIGCHLD) => self.scripts.reap(),
                 Ok(Signal::SIGUSR1) => self.dump(),
+                // keepalived's statistics dump: the same state dump here (and never the default, which would kill
+                // the daemon with its addresses still in place).
+                Ok(Signal::SIGUSR2) => self.dump(),
                 Ok(Signal::SIGHUP) => self.reload(),
                 _ => {}
             }
@@ -331,50 +358,52 @@ impl Daemon {
             self.output.text(&warning.to_string());
         }
         let now = monotonic_now();
-        let kept: Vec<bool> = self
+        // Open every new or changed instance first: one that cannot start leaves the running one in place.
+        let mut opened = Vec::new();
+        for instance in &loaded.config.instances {
+            let current = self
+                .instances
+                .iter()
+                .find(|running| running.config.name == instance.name);
+            if current.is_some_and(|running| instance.same_as(&running.config)) {
+                continue;
+            }
+            match open_instance(instance, &mut self.netlink) {
+                Ok(running) => opened.push(running),
+                Err(error) => self
+                    .output
+                    .text(&format!("Reload: {error:#}; keeping the running configuration")),
+            }
+        }
+        let retire: Vec<bool> = self
             .instances
             .iter()
             .map(|running| {
-                loaded
-                    .config
-                    .instance(&running.config.name)
-                    .is_some_and(|new| new.same_as(&running.config))
+                let replaced = opened.iter().any(|new| new.config.name == running.config.name);
+                replaced || loaded.config.instance(&running.config.name).is_none()
             })
             .collect();
-        for (index, keep) in kept.iter().enumerate() {
-            if !keep {
+        for (index, retire) in retire.iter().enumerate() {
+            if *retire {
                 self.instances[index].machine.shutdown(now);
                 self.carry_out(index, now);
             }
         }
-        let mut keep = kept.into_iter();
-        self.instances.retain(|_| keep.next().unwrap_or(false));
-        let links = std::mem::take(&mut self.tracker.links);
-        self.tracker.kill_all();
+        let mut retire = retire.into_iter();
+        self.instances.retain(|_| !retire.next().unwrap_or(false));
+        let previous = std::mem::take(&mut self.tracker);
         self.tracker = track::Tracker::new(&loaded.config, now);
+        self.tracker.carry_over(previous);
         self.groups = loaded.config.sync_groups.clone();
         self.scripts.default_user = loaded.config.global.script_user.clone();
-        self.tracker.links = links;
-        for instance in &loaded.config.instances {
-            if self
-                .instances
-                .iter()
-                .any(|running| running.config.name == instance.name)
-            {
-                continue;
-            }
-            match open_instance(instance, &mut self.netlink) {
-                Ok(running) => {
-                    self.instances.push(running);
-                    let index = self.instances.len() - 1;
-                    let (offset, faulty) = self.tracker.effect(&self.instances[index].config);
-                    self.instances[index].machine.set_priority_offset(now, offset);
-                    self.instances[index].machine.set_fault(now, faulty);
-                    self.instances[index].machine.startup(now);
-                    self.carry_out(index, now);
-                }
-                Err(error) => self.output.text(&format!("Reload: {error:#}")),
-            }
+        for running in opened {
+            self.instances.push(running);
+            let index = self.instances.len() - 1;
+            let (offset, faulty) = self.tracker.effect(&self.instances[index].config);
+            self.instances[index].machine.set_priority_offset(now, offset);
+            self.instances[index].machine.set_fault(now, faulty);
+            self.instances[index].machine.startup(now);
+            self.carry_out(index, now);
         }
         self.publish_metrics();
     }
@@ -427,8 +456,10 @@ impl Daemon {
         }
     }
 
+    /// Reads at most a batch of packets per wakeup, so a flood cannot keep the loop from its timers (poll is
+    /// level-triggered: the rest are read next time round).
     fn receive(&mut self, index: usize, buffer: &mut [u8]) {
-        loop {
+        for _ in 0..RECEIVE_BATCH {
             let length = match self.instances[index].socket.receive(buffer) {
                 Ok(Some(length)) => length,
                 Ok(None) => return,
@@ -466,11 +497,11 @@ impl Daemon {
             let name = running.config.name.clone();
             match action {
                 Action::Send(packet) => {
-                    running.counters.adverts_sent += 1;
                     if let Err(error) = running.socket.send(&packet) {
                         self.output
                             .text(&format!("({name}) Cant send advert to {} ({error})", packet.dst));
                     } else {
+                        running.counters.adverts_sent += 1;
                         let fields = json!({ "to": packet.dst, "priority": packet.priority });
                         self.output.event(now, &name, "advert_sent", fields);
                     }
@@ -519,7 +550,8 @@ impl Daemon {
                         .or_default() += 1;
                     self.output
                         .event(now, &name, "state", output::state_fields(from, to, reason));
-                    if reason != Reason::Sync && matches!(to, State::Master | State::Backup) {
+                    if !matches!(reason, Reason::Sync | Reason::Startup) && matches!(to, State::Master | State::Backup)
+                    {
                         self.sync_pending.push((name.clone(), to));
                     }
                 }
@@ -591,7 +623,12 @@ fn open_instance(instance: &Instance, netlink: &mut Netlink) -> anyhow::Result<R
         let sender = match garps.iter().position(|(open, _)| open == dev) {
             Some(position) => position,
             None => {
-                let garp = GarpSender::open(dev).map_err(|error| {
+                let target = if dev == interface_name {
+                    interface.clone()
+                } else {
+                    netlink.interface(dev)?
+                };
+                let garp = GarpSender::open(&target).map_err(|error| {
                     anyhow::anyhow!(
                         "({name}) opening a packet socket for ARP on {dev}: {}",
                         explain(&error, "CAP_NET_RAW")

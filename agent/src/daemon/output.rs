@@ -52,7 +52,7 @@ impl Output {
             let now = console_time();
             let mut stderr = io::stderr().lock();
             let _ = writeln!(stderr, "{now}: {text}");
-        } else if let Ok(message) = CString::new(text.replace('%', "%%")) {
+        } else if let Ok(message) = CString::new(text) {
             // SAFETY: both strings are NUL-terminated and the format has one %s.
             unsafe { libc::syslog(libc::LOG_INFO, c"%s".as_ptr(), message.as_ptr()) };
         }

@@ -4,6 +4,7 @@
 //! (weighted objects) or FAULT (unweighted ones, and its own interface going down).
 
 use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command as Process, Stdio};
 use std::time::Duration;
 
@@ -59,6 +60,23 @@ impl Tracker {
         tracker
     }
 
+    /// After a reload: scripts that kept their name and command keep their verdict and counts, so a reload
+    /// neither clears a fault nor lifts a weight. Runs of the old tracker are stopped.
+    pub fn carry_over(&mut self, mut previous: Tracker) {
+        previous.kill_all();
+        self.links = std::mem::take(&mut previous.links);
+        for check in &mut self.scripts {
+            let old = previous.scripts.iter().find(|old| {
+                old.script.name == check.script.name && old.script.command.line == check.script.command.line
+            });
+            if let Some(old) = old {
+                check.ok = old.ok;
+                check.successes = old.successes;
+                check.failures = old.failures;
+            }
+        }
+    }
+
     /// The earliest time a script must start or be given up on.
     pub fn next_deadline(&self) -> Option<Duration> {
         self.scripts
@@ -83,7 +101,7 @@ impl Tracker {
                         Verdict::Failed(status.code())
                     }),
                     Ok(None) if now >= *started + timeout => {
-                        let _ = child.kill();
+                        kill_group(child);
                         let _ = child.wait();
                         Some(Verdict::TimedOut)
                     }
@@ -100,7 +118,8 @@ impl Tracker {
             if check.running.is_none() && now >= check.next_run {
                 check.next_run = now + check.script.interval;
                 let mut process = Process::new("/bin/sh");
-                process.arg("-c").arg(&check.script.command.line);
+                // Its own process group, so a timeout kills whatever the script started too.
+                process.arg("-c").arg(&check.script.command.line).process_group(0);
                 process.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
                 let child = super::notify::as_user(&mut process, check.user.as_ref()).and_then(|()| process.spawn());
                 match child {
@@ -147,7 +166,7 @@ impl Tracker {
     pub fn kill_all(&mut self) {
         for check in &mut self.scripts {
             if let Some((mut child, _)) = check.running.take() {
-                let _ = child.kill();
+                kill_group(&mut child);
                 let _ = child.wait();
             }
         }
@@ -186,4 +205,9 @@ fn apply(weight: i32, reverse: bool, ok: bool, offset: &mut i32, faulty: &mut bo
         weight if weight < 0 && !ok => *offset += weight,
         _ => {}
     }
+}
+
+fn kill_group(child: &mut Child) {
+    let group = nix::unistd::Pid::from_raw(-(child.id() as i32));
+    let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
 }

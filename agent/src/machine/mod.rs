@@ -192,7 +192,8 @@ impl Machine {
         if let Some(at) = self.garp_refresh {
             if at <= now {
                 self.gratuitous_arps(self.settings.garp.master_refresh_repeat);
-                self.garp_refresh = self.settings.garp.master_refresh.map(|period| at + period);
+                // From now, not from when it was due: after a stall, one burst rather than one per missed period.
+                self.garp_refresh = self.settings.garp.master_refresh.map(|period| now + period);
             }
         }
         let Some(at) = self.protocol_timer else { return };
