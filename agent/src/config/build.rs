@@ -456,10 +456,20 @@ impl Builder {
                         }
                     }
                 }
-                "track_interface" => group.track_interfaces = self.tracks(item),
-                "track_script" => group.track_scripts = self.tracks(item),
+                "track_interface" => {
+                    self.unsupported(item);
+                    group.track_interfaces = self.tracks(item);
+                }
+                "track_script" => {
+                    self.unsupported(item);
+                    group.track_scripts = self.tracks(item);
+                }
                 "smtp_alert" | "global_tracking" | "sync_group_tracking_weight" => {}
-                keyword if keyword.starts_with("notify") => self.notify(item, &mut group.notify),
+                keyword if keyword.starts_with("notify") => {
+                    // Parsed, but vrrpd does not run a group's own scripts yet: say so rather than stay silent.
+                    self.unsupported(item);
+                    self.notify(item, &mut group.notify);
+                }
                 _ => self.unknown(item),
             }
         }

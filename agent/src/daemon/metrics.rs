@@ -1,5 +1,5 @@
-//! Counters per instance and a tiny Prometheus endpoint (`--metrics ADDR`): answered from the daemon's loop, one
-//! request per connection, no thread.
+//! Counters per instance and a tiny Prometheus endpoint (`--metrics ADDR`): one request per connection, answered
+//! from a thread of its own with the latest rendering the loop published.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -130,9 +130,15 @@ impl MetricsServer {
         let body = Arc::new(Mutex::new(String::new()));
         let shared = body.clone();
         std::thread::Builder::new().name("metrics".into()).spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let text = shared.lock().map(|body| body.clone()).unwrap_or_default();
-                let _ = answer(stream, &text);
+            for stream in listener.incoming() {
+                match stream {
+                    Ok(stream) => {
+                        let text = shared.lock().map(|body| body.clone()).unwrap_or_default();
+                        let _ = answer(stream, &text);
+                    }
+                    // Out of descriptors and the like: wait rather than spin.
+                    Err(_) => std::thread::sleep(Duration::from_millis(100)),
+                }
             }
         })?;
         Ok(MetricsServer { body })
