@@ -210,7 +210,12 @@ impl Daemon {
                 }
             }
             if ready[2] {
-                for interface in self.links.read() {
+                let (mut updates, overrun) = self.links.read();
+                if overrun {
+                    // Events were lost: take the whole picture again.
+                    updates = self.netlink.interfaces().unwrap_or_default();
+                }
+                for interface in updates {
                     let before = self.tracker.links.insert(interface.name.clone(), interface.running);
                     if before != Some(interface.running) {
                         let state = if interface.running { "up" } else { "down" };

@@ -210,10 +210,15 @@ impl LinkMonitor {
         })
     }
 
-    /// Every link update waiting to be read.
-    pub fn read(&mut self) -> Vec<Interface> {
+    /// Every link update waiting to be read, and whether the kernel dropped some (ENOBUFS): then the caller
+    /// must read the whole state again.
+    pub fn read(&mut self) -> (Vec<Interface>, bool) {
         let mut updates = Vec::new();
-        while let Ok(size) = self.socket.recv(&mut &mut self.buffer[..], 0) {
+        loop {
+            let size = match self.socket.recv(&mut &mut self.buffer[..], 0) {
+                Ok(size) => size,
+                Err(error) => return (updates, error.raw_os_error() == Some(libc::ENOBUFS)),
+            };
             for message in split(&self.buffer[..size]) {
                 if let Ok(NetlinkMessage {
                     payload: NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)),
@@ -224,7 +229,6 @@ impl LinkMonitor {
                 }
             }
         }
-        updates
     }
 }
 
