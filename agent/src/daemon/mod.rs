@@ -152,12 +152,7 @@ impl Daemon {
     fn run_loop(&mut self) -> anyhow::Result<Exit> {
         let now = monotonic_now();
         for index in 0..self.instances.len() {
-            // Tracking first, so an instance whose interface is down starts in FAULT, as keepalived's does.
-            let (offset, faulty) = self.tracker.effect(&self.instances[index].config);
-            self.instances[index].machine.set_priority_offset(now, offset);
-            self.instances[index].machine.set_fault(now, faulty);
-            self.instances[index].machine.startup(now);
-            self.carry_out(index, now);
+            self.start_instance(index, now);
         }
         self.publish_metrics();
         let mut buffer = vec![0u8; 65536];
@@ -240,6 +235,15 @@ impl Daemon {
     }
 
     /// Hands the current tracking verdicts to every machine (no-ops when nothing changed).
+    /// Tracking first, so an instance whose interface is down starts in FAULT, as keepalived's does.
+    fn start_instance(&mut self, index: usize, now: Duration) {
+        let (offset, faulty) = self.tracker.effect(&self.instances[index].config);
+        self.instances[index].machine.set_priority_offset(now, offset);
+        self.instances[index].machine.set_fault(now, faulty);
+        self.instances[index].machine.startup(now);
+        self.carry_out(index, now);
+    }
+
     fn apply_tracking(&mut self, now: Duration) {
         let effects: Vec<(i32, bool)> = self
             .instances
@@ -403,12 +407,7 @@ impl Daemon {
         self.scripts.default_user = loaded.config.global.script_user.clone();
         for running in opened {
             self.instances.push(running);
-            let index = self.instances.len() - 1;
-            let (offset, faulty) = self.tracker.effect(&self.instances[index].config);
-            self.instances[index].machine.set_priority_offset(now, offset);
-            self.instances[index].machine.set_fault(now, faulty);
-            self.instances[index].machine.startup(now);
-            self.carry_out(index, now);
+            self.start_instance(self.instances.len() - 1, now);
         }
         self.publish_metrics();
     }
