@@ -199,6 +199,9 @@ fn metrics_and_state_dump() {
         "{text}"
     );
     assert!(text.contains("vrrp_adverts_sent_total"), "{text}");
+    let other = "printf 'GET /other HTTP/1.0\\r\\n\\r\\n' | nc -w 2 127.0.0.1 9650";
+    let out = lab.exec("haproxy1", &["sh", "-c", other]).unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("HTTP/1.0 404"));
     h1.signal(nix::sys::signal::Signal::SIGUSR1);
     wait_until(Duration::from_secs(2), "no state dump", || dump.exists());
     let data = std::fs::read_to_string(&dump).unwrap();

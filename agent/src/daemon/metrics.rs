@@ -43,7 +43,7 @@ pub fn render(instances: &[Snapshot<'_>]) -> String {
                     let _ = writeln!(
                         out,
                         "vrrp_state{{instance=\"{}\",state=\"{}\"}} {value}",
-                        instance.name,
+                        escape(instance.name),
                         state.name()
                     );
                 }
@@ -55,7 +55,8 @@ pub fn render(instances: &[Snapshot<'_>]) -> String {
             let _ = writeln!(
                 out,
                 "vrrp_priority{{instance=\"{}\"}} {}",
-                instance.name, instance.priority
+                escape(instance.name),
+                instance.priority
             );
         }
     });
@@ -68,7 +69,8 @@ pub fn render(instances: &[Snapshot<'_>]) -> String {
                 let _ = writeln!(
                     out,
                     "vrrp_adverts_sent_total{{instance=\"{}\"}} {}",
-                    instance.name, instance.counters.adverts_sent
+                    escape(instance.name),
+                    instance.counters.adverts_sent
                 );
             }
         },
@@ -83,7 +85,7 @@ pub fn render(instances: &[Snapshot<'_>]) -> String {
                 let _ = writeln!(
                     out,
                     "vrrp_adverts_received_total{{instance=\"{}\"}} {value}",
-                    instance.name
+                    escape(instance.name)
                 );
             }
         },
@@ -98,7 +100,7 @@ pub fn render(instances: &[Snapshot<'_>]) -> String {
                     let _ = writeln!(
                         out,
                         "vrrp_discards_total{{instance=\"{}\",reason=\"{reason}\"}} {count}",
-                        instance.name
+                        escape(instance.name)
                     );
                 }
             }
@@ -107,7 +109,7 @@ pub fn render(instances: &[Snapshot<'_>]) -> String {
     family("vrrp_transitions_total", "counter", "state changes", &mut |out| {
         for instance in instances {
             for ((from, to), count) in &instance.counters.transitions {
-                let name = instance.name;
+                let name = escape(instance.name);
                 let _ = writeln!(
                     out,
                     "vrrp_transitions_total{{instance=\"{name}\",from=\"{from}\",to=\"{to}\"}} {count}"
@@ -151,15 +153,58 @@ impl MetricsServer {
     }
 }
 
+/// Reads the request head (up to 8 KiB, until the blank line), answers GET /metrics (or /) with `body`, anything
+/// else with 404, and says so in the status line.
 fn answer(mut stream: TcpStream, body: &str) -> io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     stream.set_write_timeout(Some(Duration::from_secs(2)))?;
-    let mut request = [0u8; 1024];
-    let _ = stream.read(&mut request);
+    let mut head = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !head.windows(4).any(|window| window == b"\r\n\r\n") && head.len() < 8192 {
+        match stream.read(&mut chunk)? {
+            0 => break,
+            read => head.extend_from_slice(&chunk[..read]),
+        }
+    }
+    let request = String::from_utf8_lossy(&head);
+    let mut words = request.split_whitespace();
+    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let found = matches!(method, "GET" | "HEAD") && matches!(path, "/metrics" | "/");
+    let (status, body) = if found {
+        ("200 OK", body)
+    } else {
+        ("404 Not Found", "not found\n")
+    };
     let header = format!(
-        "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n",
+        "HTTP/1.0 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     stream.write_all(header.as_bytes())?;
-    stream.write_all(body.as_bytes())
+    if method != "HEAD" {
+        stream.write_all(body.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// A label value as Prometheus's text format wants it.
+fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        let counters = Counters::default();
+        let snapshot = Snapshot {
+            name: "a\"b\\c",
+            state: State::Master,
+            priority: 100,
+            counters: &counters,
+        };
+        let text = render(&[snapshot]);
+        assert!(text.contains(r#"vrrp_priority{instance="a\"b\\c"} 100"#), "{text}");
+    }
 }

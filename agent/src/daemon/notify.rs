@@ -93,7 +93,9 @@ impl Scripts {
     }
 }
 
-/// Makes `process` run as `user` (and its group, or the user's own), as keepalived's `user`/`script_user` ask.
+/// Makes `process` run as `user` (and its group, or the user's own) with the user's supplementary groups, as
+/// keepalived's `user`/`script_user` do (initgroups). Everything that reads /etc is done here, in the parent; the
+/// child only makes the three system calls, which are safe between fork and exec.
 pub fn as_user(process: &mut Process, user: Option<&User>) -> io::Result<()> {
     let Some(user) = user else { return Ok(()) };
     let found = nix::unistd::User::from_name(&user.user)
@@ -108,6 +110,17 @@ pub fn as_user(process: &mut Process, user: Option<&User>) -> io::Result<()> {
         }
         None => found.gid,
     };
-    process.uid(found.uid.as_raw()).gid(gid.as_raw());
+    let name = std::ffi::CString::new(user.user.clone()).map_err(io::Error::other)?;
+    let groups = nix::unistd::getgrouplist(&name, gid).map_err(io::Error::from)?;
+    let uid = found.uid;
+    // SAFETY: setgroups, setgid and setuid are async-signal-safe system calls; nothing is allocated.
+    unsafe {
+        process.pre_exec(move || {
+            nix::unistd::setgroups(&groups)?;
+            nix::unistd::setgid(gid)?;
+            nix::unistd::setuid(uid)?;
+            Ok(())
+        });
+    }
     Ok(())
 }
