@@ -2,7 +2,6 @@
 //! identification that counts up, as keepalived sends), and come in with theirs.
 
 use std::io;
-use std::mem::MaybeUninit;
 use std::net::SocketAddrV4;
 use std::os::fd::{AsFd, BorrowedFd};
 
@@ -53,9 +52,8 @@ impl VrrpSocket {
 
     /// One received IP packet, or `None` when nothing is waiting.
     pub fn receive(&self, buffer: &mut [u8]) -> io::Result<Option<usize>> {
-        // SAFETY: u8 and MaybeUninit<u8> have the same layout, and recv only writes initialised bytes.
-        let uninit = unsafe { &mut *(buffer as *mut [u8] as *mut [MaybeUninit<u8>]) };
-        match self.socket.recv(uninit) {
+        // `Read` on a socket reference fills an initialised buffer: no unsafe needed.
+        match io::Read::read(&mut &self.socket, buffer) {
             Ok(len) => Ok(Some(len)),
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(None),
             Err(error) => Err(error),
