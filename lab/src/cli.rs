@@ -59,6 +59,39 @@ enum Verb {
         #[arg(long)]
         json: bool,
     },
+    /// Inject a fault: `lab fault vlan haproxy1 crash vrrpd`, `lab fault vlan haproxy1 partition haproxy2`,
+    /// `lab fault vlan haproxy1 heal`. Faults: stop|start|crash|freeze|thaw [SERVICE], reboot [SECONDS],
+    /// power-off, power-on, link-down|link-up [INTERFACE], partition HOST[,HOST...], heal, loss PERCENT,
+    /// rate RATE|off.
+    Fault {
+        lab: String,
+        /// The host, or several separated by commas.
+        hosts: String,
+        /// The fault and its arguments.
+        #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
+        fault: Vec<String>,
+    },
+    /// Print a lab's merged timeline: kernel, wire, daemons, probes and faults, in time order.
+    Timeline {
+        lab: String,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// Keep printing new events until interrupted.
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Write the frames crossing a segment as pcap: `lab capture vlan vlan -w - | tshark -r -`.
+    Capture {
+        lab: String,
+        segment: String,
+        /// Output file, `-` for standard output.
+        #[arg(short = 'w', long = "write")]
+        write: PathBuf,
+        /// Stop after this many frames.
+        #[arg(short = 'c', long)]
+        count: Option<u64>,
+    },
     /// Run a command inside a host (its namespace, hostname and /etc/hosts): `lab exec vlan redisclient -- bash`.
     Exec {
         lab: String,
@@ -90,6 +123,14 @@ pub fn main() -> ExitCode {
         Verb::Ls => ls(),
         Verb::Status { lab, json } => status(lab.as_deref(), json),
         Verb::Exec { lab, host, command } => exec(&lab, &host, command),
+        Verb::Fault { lab, hosts, fault } => fault_command(&lab, &hosts, &fault),
+        Verb::Timeline { lab, json, follow } => timeline(&lab, json, follow),
+        Verb::Capture {
+            lab,
+            segment,
+            write,
+            count,
+        } => capture(&lab, &segment, &write, count),
     };
     match result {
         Ok(code) => code,
@@ -129,7 +170,7 @@ fn up(file: &Path, name: Option<&str>, json: bool, supervise: bool) -> anyhow::R
 
     let mut lab = Lab::up(&topology)?;
     let (control_tx, control_rx) = mpsc::channel();
-    control::serve(lab.name(), control_tx)?;
+    control::serve(lab.name(), lab.events().clone(), control_tx)?;
     std::thread::spawn(move || {
         for request in control_rx {
             let _ = stop_tx.send(Some(request));
@@ -146,7 +187,7 @@ fn up(file: &Path, name: Option<&str>, json: bool, supervise: bool) -> anyhow::R
     };
     let mut seen = 0;
     let request = loop {
-        let events = lab.events().since(seen, Duration::from_millis(100));
+        let events = lab.events().since(seen, Duration::ZERO);
         seen += events.len();
         for event in &events {
             if json {
@@ -159,8 +200,17 @@ fn up(file: &Path, name: Option<&str>, json: bool, supervise: bool) -> anyhow::R
             }
         }
         out.flush()?;
-        if let Ok(request) = stop_rx.try_recv() {
-            break request;
+        match stop_rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(Some(control::Request::Fault { hosts, fault, mut reply })) => {
+                let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
+                let _ = match lab.inject(&hosts, &fault) {
+                    Ok(()) => writeln!(reply, "ok"),
+                    Err(e) => writeln!(reply, "error: {e}"),
+                };
+            }
+            Ok(request) => break request,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break None,
         }
     };
     let statuses = lab.down()?;
@@ -423,6 +473,79 @@ fn status(lab: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
 
 pub fn format_mac(mac: &[u8; 6]) -> String {
     mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+fn fault_command(lab: &str, hosts: &str, words: &[String]) -> anyhow::Result<ExitCode> {
+    lab::check_privileges()?;
+    // Checked here too, so a typo is reported without a round trip.
+    crate::fault::Fault::parse(words).map_err(|why| anyhow::anyhow!(why))?;
+    control::request_fault(lab, hosts, words)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn timeline(lab: &str, json: bool, follow: bool) -> anyhow::Result<ExitCode> {
+    let mut out = io::stdout().lock();
+    if !follow {
+        let mut events = Vec::new();
+        control::read_timeline(lab, false, |event| {
+            events.push(event);
+            true
+        })?;
+        let timeline = crate::timeline::Timeline::new(events);
+        let text = if json { timeline.json_lines() } else { timeline.text() };
+        out.write_all(text.as_bytes())?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut start = None;
+    control::read_timeline(lab, true, |event| {
+        let line = if json {
+            serde_json::to_string(&event).expect("serializable event")
+        } else {
+            let start = *start.get_or_insert(event.at_ns);
+            format!("{:>11.6}s  {event}", event.at_ns.saturating_sub(start) as f64 / 1e9)
+        };
+        writeln!(out, "{line}").and_then(|_| out.flush()).is_ok()
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn capture(lab: &str, segment: &str, write: &Path, count: Option<u64>) -> anyhow::Result<ExitCode> {
+    use std::os::fd::AsFd;
+    lab::check_privileges()?;
+    let state = LabState::load(lab).map_err(|e| anyhow::anyhow!("lab {lab}: {e}"))?;
+    let switch = format!("{}-{}", state.name, crate::topology::SWITCH_HOST);
+    let segments: std::collections::BTreeSet<&str> = state
+        .hosts
+        .values()
+        .flat_map(|h| h.interfaces.iter().map(|i| i.segment.as_str()))
+        .collect();
+    if !segments.contains(segment) {
+        let known: Vec<&str> = segments.into_iter().collect();
+        anyhow::bail!("lab {lab} has no segment `{segment}` (segments: {})", known.join(", "));
+    }
+    // Ctrl-C ends the capture cleanly: the file keeps every frame written so far.
+    let stop_signals: SigSet = [Signal::SIGINT, Signal::SIGTERM].into_iter().collect();
+    stop_signals.thread_block()?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            if stop_signals.wait().is_ok() {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+    }
+    // Unbuffered: a reader such as tshark sees each frame as it is written.
+    let out: std::fs::File = if write == Path::new("-") {
+        std::fs::File::from(io::stdout().as_fd().try_clone_to_owned()?)
+    } else {
+        std::fs::File::create(write).map_err(|e| anyhow::anyhow!("{}: {e}", write.display()))?
+    };
+    let written = crate::observe::wire::write_pcap(&switch, segment, out, count, &stop)?;
+    if write != Path::new("-") {
+        eprintln!("{written} frames written to {}", write.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn exec(lab: &str, host: &str, command: Vec<String>) -> anyhow::Result<ExitCode> {

@@ -1,6 +1,7 @@
 //! What happened in a lab, in order, stamped with CLOCK_MONOTONIC (one clock for every namespace, and the clock
 //! the agent and other observers stamp their own events with).
 
+use std::net::Ipv4Addr;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -51,6 +52,63 @@ pub enum EventKind {
     ServiceExited {
         service: String,
         status: ExitStatus,
+    },
+    /// Something the lab did to a host or the network on purpose (`lab fault`).
+    Fault {
+        fault: String,
+    },
+    /// Kernel: an address appeared on or left an interface of the host (netlink, whoever did it).
+    AddressAdded {
+        interface: String,
+        address: String,
+    },
+    AddressRemoved {
+        interface: String,
+        address: String,
+    },
+    /// Kernel: an interface of the host became usable (administratively up with carrier) or stopped being so.
+    LinkUp {
+        interface: String,
+    },
+    LinkDown {
+        interface: String,
+    },
+    /// Wire: a VRRP advertisement crossing a segment.
+    Vrrp {
+        segment: String,
+        from: Ipv4Addr,
+        to: Ipv4Addr,
+        mac: String,
+        version: u8,
+        vrid: u8,
+        priority: u8,
+    },
+    /// Wire: an ARP reply or announcement (gratuitous: sender and target address are the same).
+    Arp {
+        segment: String,
+        operation: String,
+        sender_ip: Ipv4Addr,
+        sender_mac: String,
+        target_ip: Ipv4Addr,
+        gratuitous: bool,
+    },
+    /// A daemon's own structured event (a JSON line on its stdout, stamped by the daemon).
+    Daemon {
+        service: String,
+        kind: String,
+        detail: serde_json::Value,
+    },
+    /// A client probe stopped getting answers; `at_ns` is when the first unanswered attempt was sent.
+    ProbeDown {
+        probe: String,
+        target: String,
+    },
+    /// A client probe gets answers again; `at_ns` is when the first answer arrived.
+    ProbeUp {
+        probe: String,
+        target: String,
+        outage_ms: f64,
+        failed: u32,
     },
 }
 
@@ -112,6 +170,50 @@ impl std::fmt::Display for Event {
             EventKind::ServiceExited { service, status } => {
                 write!(f, "{host}/{service}: exited, {status}")
             }
+            EventKind::Fault { fault } => write!(f, "{host}: fault: {fault}"),
+            EventKind::AddressAdded { interface, address } => write!(f, "{host} kernel: + {address} on {interface}"),
+            EventKind::AddressRemoved { interface, address } => {
+                write!(f, "{host} kernel: - {address} on {interface}")
+            }
+            EventKind::LinkUp { interface } => write!(f, "{host} kernel: {interface} up"),
+            EventKind::LinkDown { interface } => write!(f, "{host} kernel: {interface} down"),
+            EventKind::Vrrp {
+                segment,
+                from,
+                to,
+                mac,
+                version,
+                vrid,
+                priority,
+            } => write!(
+                f,
+                "wire {segment}: VRRPv{version} vrid {vrid} priority {priority} {from} ({mac}) -> {to}"
+            ),
+            EventKind::Arp {
+                segment,
+                operation,
+                sender_ip,
+                sender_mac,
+                target_ip,
+                gratuitous,
+            } => {
+                if *gratuitous {
+                    write!(f, "wire {segment}: gratuitous ARP {operation} {sender_ip} is-at {sender_mac}")
+                } else {
+                    write!(f, "wire {segment}: ARP {operation} {sender_ip} is-at {sender_mac} to {target_ip}")
+                }
+            }
+            EventKind::Daemon { service, kind, detail } => write!(f, "{host}/{service} event {kind} {detail}"),
+            EventKind::ProbeDown { probe, target } => write!(f, "{host} probe {probe} ({target}): no answer"),
+            EventKind::ProbeUp {
+                probe,
+                target,
+                outage_ms,
+                failed,
+            } => write!(
+                f,
+                "{host} probe {probe} ({target}): answers again after {outage_ms:.1} ms ({failed} attempts failed)"
+            ),
         }
     }
 }
@@ -125,8 +227,13 @@ pub struct EventLog {
 
 impl EventLog {
     pub fn push(&self, host: Option<&str>, kind: EventKind) {
+        self.push_at(monotonic_ns(), host, kind);
+    }
+
+    /// An event stamped by its source (a daemon's own clock reading, a probe's send time).
+    pub fn push_at(&self, at_ns: u64, host: Option<&str>, kind: EventKind) {
         let event = Event {
-            at_ns: monotonic_ns(),
+            at_ns,
             host: host.map(str::to_string),
             kind,
         };

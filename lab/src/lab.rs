@@ -11,10 +11,13 @@ use std::time::Instant;
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags};
 
 use crate::events::{EventKind, EventLog, ExitStatus};
+use crate::fault::NetworkFaults;
+use crate::observe::{self, Observers};
 use crate::net::{build, netlink::Netlink, netns};
 use crate::process::HostCommand;
 use crate::service::RunningService;
 use crate::state::{self, HostRecord, InterfaceRecord, LabState, Phase, ServiceRecord};
+use crate::timeline::Timeline;
 use crate::topology::{Topology, TopologyError};
 
 #[derive(Debug, thiserror::Error)]
@@ -35,8 +38,10 @@ pub enum LabError {
 pub struct Lab {
     topology: Topology,
     state: LabState,
-    events: Arc<EventLog>,
-    services: Vec<RunningService>,
+    pub(crate) events: Arc<EventLog>,
+    pub(crate) services: Vec<RunningService>,
+    pub(crate) network_faults: NetworkFaults,
+    observers: Observers,
     torn_down: bool,
 }
 
@@ -71,6 +76,8 @@ impl Lab {
             state,
             events: Arc::new(EventLog::default()),
             services: Vec::new(),
+            network_faults: NetworkFaults::default(),
+            observers: Observers::default(),
             torn_down: false,
         };
         // From here on, dropping `lab` removes whatever exists.
@@ -81,7 +88,9 @@ impl Lab {
             source,
         })?;
         lab.write_hosts_files()?;
+        lab.start_observers()?;
         lab.start_services()?;
+        lab.start_probes()?;
         lab.state.phase = Phase::Up;
         lab.save_state()?;
         let build_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -105,6 +114,28 @@ impl Lab {
 
     pub fn events(&self) -> &Arc<EventLog> {
         &self.events
+    }
+
+    /// Everything recorded so far, in time order.
+    pub fn timeline(&self) -> Timeline {
+        Timeline::new(self.events.all())
+    }
+
+    /// Text that differs from run to run and the stable name a snapshot shows instead: every interface's MAC
+    /// (`mac:haproxy1/eth0`), the run directory, the topology directory and the lab's name.
+    pub fn volatile_names(&self) -> io::Result<Vec<(String, String)>> {
+        let mut names = Vec::new();
+        for host in &self.topology.hosts {
+            for link in self.links(&host.name)? {
+                if let (Some(mac), true) = (link.mac, link.name != "lo") {
+                    names.push((crate::cli::format_mac(&mac), format!("mac:{}/{}", host.name, link.name)));
+                }
+            }
+        }
+        names.push((state::run_dir(&self.topology.name).display().to_string(), "{run}".into()));
+        names.push((self.topology.directory().display().to_string(), "{dir}".into()));
+        names.push((self.topology.name.clone(), "LAB".into()));
+        Ok(names)
     }
 
     pub fn state(&self) -> &LabState {
@@ -214,6 +245,7 @@ impl Lab {
             .rev()
             .map(|s| (s.host.clone(), s.spec.name.clone(), s.stop(&self.events)))
             .collect();
+        self.observers.stop();
         state::remove(&self.state)?;
         self.events.push(
             None,
@@ -243,6 +275,47 @@ impl Lab {
                     std::fs::write(&record.hosts_file, self.topology.etc_hosts())?;
                     written = Some(&record.hosts_file);
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// The kernel monitor of every host and a capture on every segment, started before any service so they see
+    /// everything the services do.
+    fn start_observers(&mut self) -> io::Result<()> {
+        let stop = self.observers.stop_flag();
+        let hosts: Vec<(String, String)> = self
+            .topology
+            .hosts
+            .iter()
+            .map(|h| (h.name.clone(), self.topology.netns_name(&h.name)))
+            .collect();
+        self.observers
+            .adopt(observe::kernel::start(&hosts, self.events.clone(), stop.clone())?);
+        let switch = self.topology.netns_name(crate::topology::SWITCH_HOST);
+        for segment in &self.topology.segments {
+            self.observers.adopt(observe::wire::start(
+                &switch,
+                &segment.name,
+                self.events.clone(),
+                stop.clone(),
+            )?);
+        }
+        Ok(())
+    }
+
+    fn start_probes(&mut self) -> io::Result<()> {
+        let stop = self.observers.stop_flag();
+        for host in &self.topology.hosts {
+            for probe in &host.probes {
+                let namespace = self.topology.netns_name(&host.name);
+                self.observers.adopt(observe::probe::start(
+                    &host.name,
+                    &namespace,
+                    probe,
+                    self.events.clone(),
+                    stop.clone(),
+                )?);
             }
         }
         Ok(())

@@ -76,7 +76,8 @@ impl RunningService {
         for (pipe, stream) in pipes {
             let Some(pipe) = pipe else { continue };
             let (file, events, host, service) = (file.clone(), events.clone(), host.to_string(), spec.name.clone());
-            std::thread::spawn(move || copy_lines(pipe, stream, &file, &events, &host, &service));
+            let structured = stream == Stream::Stdout && spec.events_on_stdout;
+            std::thread::spawn(move || copy_lines(pipe, stream, structured, &file, &events, &host, &service));
         }
 
         let exit = Arc::new((Mutex::new(None), Condvar::new()));
@@ -184,9 +185,12 @@ impl RunningService {
     }
 }
 
+/// Copies a service's output to its log file and the event log. With `structured`, JSON lines carrying `at_ns` and
+/// `event` become daemon events at the daemon's own time; anything else stays a plain output line.
 fn copy_lines(
     pipe: Box<dyn Read + Send>,
     stream: Stream,
+    structured: bool,
     file: &Mutex<File>,
     events: &EventLog,
     host: &str,
@@ -199,6 +203,13 @@ fn copy_lines(
         let text = String::from_utf8_lossy(&line)
             .trim_end_matches(['\n', '\r'])
             .to_string();
+        if structured {
+            if let Some((at_ns, kind)) = daemon_event(&text, service) {
+                events.push_at(at_ns, Some(host), kind);
+                line.clear();
+                continue;
+            }
+        }
         events.push(
             Some(host),
             EventKind::ServiceOutput {
@@ -209,6 +220,24 @@ fn copy_lines(
         );
         line.clear();
     }
+}
+
+fn daemon_event(line: &str, service: &str) -> Option<(u64, EventKind)> {
+    let serde_json::Value::Object(mut object) = serde_json::from_str(line).ok()? else {
+        return None;
+    };
+    let at_ns = object.get("at_ns")?.as_u64()?;
+    let kind = object.get("event")?.as_str()?.to_string();
+    object.remove("at_ns");
+    object.remove("event");
+    Some((
+        at_ns,
+        EventKind::Daemon {
+            service: service.to_string(),
+            kind,
+            detail: serde_json::Value::Object(object),
+        },
+    ))
 }
 
 /// Whether a socket listens on TCP `port` inside the namespace. Reads the kernel's table rather than connecting,

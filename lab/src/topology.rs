@@ -53,6 +53,27 @@ pub struct Host {
     pub sysctls: BTreeMap<String, String>,
     pub services: Vec<Service>,
     pub firewall: Option<Firewall>,
+    pub probes: Vec<Probe>,
+}
+
+/// A client probe: from its host, try `target` every `interval` and record when answers stop and come back.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub name: String,
+    pub kind: ProbeKind,
+    /// The target as written (a name from /etc/hosts or an address), with the port for TCP.
+    pub target: String,
+    pub interval: Duration,
+    /// How long one attempt may wait for its answer.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeKind {
+    /// A TCP connection is accepted (the handshake completes).
+    Tcp { address: Ipv4Addr, port: u16 },
+    /// An ICMP echo request is answered.
+    Ping { address: Ipv4Addr },
 }
 
 #[derive(Debug, Clone)]
@@ -81,6 +102,8 @@ pub struct Service {
     pub ready_timeout: Duration,
     pub stop_signal: nix::sys::signal::Signal,
     pub grace: Duration,
+    /// The service writes its own events as JSON lines (with `at_ns` and `event`) on stdout.
+    pub events_on_stdout: bool,
 }
 
 impl Service {
@@ -260,6 +283,26 @@ impl Topology {
         self.segments.iter().find(|s| s.name == name)
     }
 
+    /// An IPv4 address, or the address /etc/hosts gives a name in this topology.
+    pub fn resolve(&self, name: &str) -> Option<Ipv4Addr> {
+        if let Ok(address) = name.parse() {
+            return Some(address);
+        }
+        if let Some(address) = self.names.get(name) {
+            return Some(*address);
+        }
+        self.hosts.iter().find_map(|host| {
+            let first = host.interfaces.first()?;
+            if host.name == name || host.hostname == name || host.aliases.iter().any(|a| a == name) {
+                return Some(first.address);
+            }
+            host.interfaces
+                .iter()
+                .find(|i| format!("{}-{}", host.name, i.name) == name)
+                .map(|i| i.address)
+        })
+    }
+
     /// The namespace of a host, `<lab>-<host>`, under /run/netns.
     pub fn netns_name(&self, host: &str) -> String {
         format!("{}-{}", self.name, host)
@@ -378,6 +421,20 @@ struct RawHost {
     #[serde(default)]
     services: Vec<RawService>,
     firewall: Option<RawFirewall>,
+    #[serde(default)]
+    probes: Vec<RawProbe>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProbe {
+    name: Spanned<String>,
+    kind: Spanned<String>,
+    target: Spanned<String>,
+    /// Seconds between attempts.
+    interval: Option<Spanned<f64>>,
+    /// Seconds one attempt waits for its answer.
+    timeout: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize)]
@@ -410,6 +467,8 @@ struct RawService {
     stop_signal: Option<Spanned<String>>,
     /// Seconds between the stop signal and SIGKILL.
     grace: Option<Spanned<f64>>,
+    /// `"stdout"`: the service writes JSON events there (vrrpd --events -).
+    events: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -915,6 +974,7 @@ impl Checker<'_> {
                 sysctls,
                 services,
                 firewall,
+                probes: Vec::new(),
             });
         }
 
@@ -943,13 +1003,117 @@ impl Checker<'_> {
             }
         }
 
-        Topology {
+        let mut topology = Topology {
             name: lab,
             source: source.to_path_buf(),
             segments,
             hosts,
             names,
+        };
+        // Probe targets may name any host or extra name, so they are checked once every name is known.
+        let mut probes = Vec::new();
+        for (h, raw_host) in raw.hosts.iter().enumerate() {
+            let mut seen = HashSet::new();
+            for (p, raw_probe) in raw_host.probes.iter().enumerate() {
+                let field = |f: &str| format!("hosts[{h}].probes[{p}].{f}");
+                if !seen.insert(raw_probe.name.get_ref().clone()) {
+                    self.report(
+                        raw_probe.name.span(),
+                        &field("name"),
+                        format!("duplicate probe name `{}`", raw_probe.name.get_ref()),
+                    );
+                }
+                if let Some(probe) = self.check_probe(&topology, raw_probe, &field) {
+                    probes.push((h, probe));
+                }
+            }
         }
+        for (h, probe) in probes {
+            if let Some(host) = topology.hosts.get_mut(h) {
+                host.probes.push(probe);
+            }
+        }
+        topology
+    }
+
+    fn check_probe(&mut self, topology: &Topology, raw: &RawProbe, field: &dyn Fn(&str) -> String) -> Option<Probe> {
+        let name = raw.name.get_ref().clone();
+        if let Err(why) = check_identifier(&name) {
+            self.report(raw.name.span(), &field("name"), format!("probe name `{name}` {why}"));
+        }
+        let target = raw.target.get_ref().clone();
+        let resolve = |checker: &mut Self, host: &str| {
+            let address = topology.resolve(host);
+            if address.is_none() {
+                checker.report(
+                    raw.target.span(),
+                    &field("target"),
+                    format!("`{host}` is neither an IPv4 address nor a name of this topology"),
+                );
+            }
+            address
+        };
+        let kind = match raw.kind.get_ref().as_str() {
+            "tcp" => {
+                let Some((host, port)) = target.rsplit_once(':') else {
+                    self.report(
+                        raw.target.span(),
+                        &field("target"),
+                        format!("a tcp probe needs `host:port`, not `{target}`"),
+                    );
+                    return None;
+                };
+                let port = match port.parse::<u16>() {
+                    Ok(port) if port > 0 => port,
+                    _ => {
+                        self.report(
+                            raw.target.span(),
+                            &field("target"),
+                            format!("`{port}` is not a port (1-65535)"),
+                        );
+                        return None;
+                    }
+                };
+                ProbeKind::Tcp {
+                    address: resolve(self, host)?,
+                    port,
+                }
+            }
+            "ping" => ProbeKind::Ping {
+                address: resolve(self, &target)?,
+            },
+            other => {
+                self.report(
+                    raw.kind.span(),
+                    &field("kind"),
+                    format!("unknown probe kind `{other}` (expected tcp or ping)"),
+                );
+                return None;
+            }
+        };
+        let mut seconds = |value: &Option<Spanned<f64>>, key: &str, default: f64| match value {
+            None => Duration::from_secs_f64(default),
+            Some(v) if v.get_ref().is_finite() && *v.get_ref() >= 0.001 && *v.get_ref() <= 3600.0 => {
+                Duration::from_secs_f64(*v.get_ref())
+            }
+            Some(v) => {
+                self.report(
+                    v.span(),
+                    &field(key),
+                    format!("{} is not a number of seconds in 0.001-3600", v.get_ref()),
+                );
+                Duration::from_secs_f64(default)
+            }
+        };
+        let interval = seconds(&raw.interval, "interval", 0.1);
+        let timeout = seconds(&raw.timeout, "timeout", 0.2);
+        Some(Probe {
+            name,
+            kind,
+            target,
+            interval,
+            timeout,
+        })
     }
 
     fn check_service(&mut self, raw: &RawService, field: &dyn Fn(&str) -> String) -> Option<Service> {
@@ -1019,6 +1183,18 @@ impl Checker<'_> {
                 }
             },
         };
+        let events_on_stdout = match &raw.events {
+            None => false,
+            Some(events) if events.get_ref() == "stdout" => true,
+            Some(events) => {
+                self.report(
+                    events.span(),
+                    &field("events"),
+                    format!("events = `{}`: the only source supported is \"stdout\"", events.get_ref()),
+                );
+                false
+            }
+        };
         Some(Service {
             name,
             argv,
@@ -1028,6 +1204,7 @@ impl Checker<'_> {
             ready_timeout,
             stop_signal,
             grace,
+            events_on_stdout,
         })
     }
 }

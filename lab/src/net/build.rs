@@ -172,6 +172,25 @@ fn configure_host(topology: &Topology, host: &str) -> io::Result<()> {
             RouteNetlinkMessage::NewAddress(address),
         ));
     }
+    requests.extend(route_requests(topology, &host.name));
+    Netlink::open()?.apply(requests)?;
+    for (key, value) in &host.sysctls {
+        netns::write_sysctl(key, value).map_err(|e| io::Error::new(e.kind(), format!("{e} (host {})", host.name)))?;
+    }
+    Ok(())
+}
+
+/// The index of a host's n-th interface inside its namespace.
+pub fn interface_index(n: usize) -> u32 {
+    FIRST_INDEX + n as u32
+}
+
+/// The routes the topology gives `host`: what comes back when its links do (the kernel drops a route whose link
+/// goes down).
+pub fn route_requests(topology: &Topology, host: &str) -> Vec<Request> {
+    let host = topology.host(host).expect("validated host");
+    let ns = topology.netns_name(&host.name);
+    let mut requests = Vec::new();
     for route in &host.routes {
         let mut builder = RouteMessageBuilder::<Ipv4Addr>::new().gateway(route.via);
         if let Some(to) = route.to {
@@ -183,15 +202,15 @@ fn configure_host(topology: &Topology, host: &str) -> io::Result<()> {
         };
         requests.push(Request::new(what, RouteNetlinkMessage::NewRoute(builder.build())));
     }
-    Netlink::open()?.apply(requests)?;
-    for (key, value) in &host.sysctls {
-        netns::write_sysctl(key, value).map_err(|e| io::Error::new(e.kind(), format!("{e} (host {})", host.name)))?;
-    }
-    Ok(())
+    requests
 }
 
-fn set_up(index: u32) -> RouteNetlinkMessage {
+pub fn set_up(index: u32) -> RouteNetlinkMessage {
     RouteNetlinkMessage::SetLink(LinkUnspec::new_with_index(index).up().build())
+}
+
+pub fn set_down(index: u32) -> RouteNetlinkMessage {
+    RouteNetlinkMessage::SetLink(LinkUnspec::new_with_index(index).down().build())
 }
 
 /// 802.1Q tagging is done by the switch's bridges (vlan filtering, the segment's id as default PVID). A kernel built

@@ -9,8 +9,10 @@ use std::collections::HashMap;
 use std::io;
 
 use rtnetlink::packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE,
+    NLM_F_REQUEST,
 };
+use rtnetlink::packet_route::address::AddressMessage;
 use rtnetlink::packet_route::link::LinkMessage;
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
@@ -59,6 +61,15 @@ impl Netlink {
     /// Sends every request (creating objects exclusively) and waits for all acks; the first failure is returned,
     /// naming its request.
     pub fn apply(&mut self, requests: Vec<Request>) -> io::Result<()> {
+        self.apply_with(requests, NLM_F_EXCL)
+    }
+
+    /// Like [`apply`](Self::apply), but objects that exist already are replaced (restoring routes after a fault).
+    pub fn apply_replacing(&mut self, requests: Vec<Request>) -> io::Result<()> {
+        self.apply_with(requests, NLM_F_REPLACE)
+    }
+
+    fn apply_with(&mut self, requests: Vec<Request>, create_mode: u16) -> io::Result<()> {
         let mut requests = requests.into_iter().peekable();
         while requests.peek().is_some() {
             let mut pending: HashMap<u32, String> = HashMap::new();
@@ -67,7 +78,7 @@ impl Netlink {
                 let flags = match request.message {
                     RouteNetlinkMessage::NewLink(_)
                     | RouteNetlinkMessage::NewAddress(_)
-                    | RouteNetlinkMessage::NewRoute(_) => NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+                    | RouteNetlinkMessage::NewRoute(_) => NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | create_mode,
                     _ => NLM_F_REQUEST | NLM_F_ACK,
                 };
                 let sequence = self.next_sequence();
@@ -98,25 +109,43 @@ impl Netlink {
 
     /// Dumps every link of the namespace.
     pub fn links(&mut self) -> io::Result<Vec<LinkMessage>> {
+        let replies = self.dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(link) => Some(link),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Dumps every address of the namespace.
+    pub fn addresses(&mut self) -> io::Result<Vec<AddressMessage>> {
+        let replies = self.dump(RouteNetlinkMessage::GetAddress(AddressMessage::default()))?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewAddress(address) => Some(address),
+                _ => None,
+            })
+            .collect())
+    }
+
+    fn dump(&mut self, request: RouteNetlinkMessage) -> io::Result<Vec<RouteNetlinkMessage>> {
         let sequence = self.next_sequence();
         let mut out = Vec::new();
-        serialize_into(
-            &mut out,
-            RouteNetlinkMessage::GetLink(LinkMessage::default()),
-            NLM_F_REQUEST | NLM_F_DUMP,
-            sequence,
-        );
+        serialize_into(&mut out, request, NLM_F_REQUEST | NLM_F_DUMP, sequence);
         self.socket.send(&out, 0)?;
-        let mut links = Vec::new();
+        let mut replies = Vec::new();
         loop {
             for message in self.receive()? {
                 if message.header.sequence_number != sequence {
                     continue;
                 }
                 match message.payload {
-                    NetlinkPayload::Done(_) => return Ok(links),
+                    NetlinkPayload::Done(_) => return Ok(replies),
                     NetlinkPayload::Error(e) if e.code.is_some() => return Err(e.to_io()),
-                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => links.push(link),
+                    NetlinkPayload::InnerMessage(reply) => replies.push(reply),
                     _ => {}
                 }
             }

@@ -1,0 +1,150 @@
+//! The kernel's view of each host: addresses added and removed, interfaces going up and down, read from route
+//! netlink multicast groups. One socket per host namespace, all polled by a single thread, so a 1000-host lab costs
+//! one thread, not a thousand.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use rtnetlink::packet_core::NetlinkPayload;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
+use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use rtnetlink::packet_route::RouteNetlinkMessage;
+use rtnetlink::sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+
+use crate::events::{EventKind, EventLog};
+use crate::net::{netlink::Netlink, netns};
+
+const RTMGRP_LINK: u32 = 0x1;
+const RTMGRP_IPV4_IFADDR: u32 = 0x10;
+
+struct HostWatch {
+    host: String,
+    socket: Socket,
+    /// Interface index -> (name, usable).
+    links: HashMap<u32, (String, bool)>,
+}
+
+/// Opens a monitor in every `(host, namespace)` and starts the thread that reads them.
+pub fn start(hosts: &[(String, String)], events: Arc<EventLog>, stop: Arc<AtomicBool>) -> io::Result<JoinHandle<()>> {
+    let mut watches = Vec::new();
+    for (host, namespace) in hosts {
+        let (socket, links) = netns::run_in(namespace, || {
+            let mut socket = Socket::new(NETLINK_ROUTE)?;
+            socket.bind(&SocketAddr::new(0, RTMGRP_LINK | RTMGRP_IPV4_IFADDR))?;
+            socket.set_non_blocking(true)?;
+            socket.set_rx_buf_sz(1 << 20)?;
+            // Subscribed before the dump, so no change falls between the two.
+            let links = Netlink::open()?.links()?.iter().map(link_state).collect();
+            Ok((socket, links))
+        })?;
+        watches.push(HostWatch {
+            host: host.clone(),
+            socket,
+            links,
+        });
+    }
+    Ok(std::thread::Builder::new()
+        .name("kernel-monitor".into())
+        .spawn(move || watch(watches, &events, &stop))?)
+}
+
+fn watch(mut watches: Vec<HostWatch>, events: &EventLog, stop: &AtomicBool) {
+    let mut buffer = vec![0u8; 1 << 16];
+    while !stop.load(Ordering::Relaxed) {
+        let ready: Vec<bool> = {
+            let mut fds: Vec<PollFd> = watches
+                .iter()
+                .map(|w| PollFd::new(w.socket.as_fd(), PollFlags::POLLIN))
+                .collect();
+            if poll(&mut fds, PollTimeout::from(100u16)).is_err() {
+                continue;
+            }
+            fds.iter()
+                .map(|fd| fd.revents().is_some_and(|r| !r.is_empty()))
+                .collect()
+        };
+        for (watch, ready) in watches.iter_mut().zip(ready) {
+            if !ready {
+                continue;
+            }
+            // ENOBUFS (the kernel dropped notifications) ends this round like EAGAIN; later changes still arrive.
+            while let Ok(size) = watch.socket.recv(&mut &mut buffer[..], 0) {
+                for message in agent::io::netlink::split(&buffer[..size]).flatten() {
+                    if let NetlinkPayload::InnerMessage(message) = message.payload {
+                        watch.handle(message, events);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl HostWatch {
+    fn handle(&mut self, message: RouteNetlinkMessage, events: &EventLog) {
+        let host = Some(self.host.as_str());
+        match message {
+            RouteNetlinkMessage::NewLink(link) => {
+                let (index, (name, usable)) = link_state(&link);
+                let before = self.links.insert(index, (name.clone(), usable));
+                let was_usable = before.is_some_and(|(_, usable)| usable);
+                if usable != was_usable && name != "lo" {
+                    let kind = if usable {
+                        EventKind::LinkUp { interface: name }
+                    } else {
+                        EventKind::LinkDown { interface: name }
+                    };
+                    events.push(host, kind);
+                }
+            }
+            RouteNetlinkMessage::DelLink(link) => {
+                if let Some((name, true)) = self.links.remove(&link.header.index) {
+                    events.push(host, EventKind::LinkDown { interface: name });
+                }
+            }
+            RouteNetlinkMessage::NewAddress(address) => {
+                if let Some((interface, address)) = self.address(&address) {
+                    events.push(host, EventKind::AddressAdded { interface, address });
+                }
+            }
+            RouteNetlinkMessage::DelAddress(address) => {
+                if let Some((interface, address)) = self.address(&address) {
+                    events.push(host, EventKind::AddressRemoved { interface, address });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn address(&self, message: &AddressMessage) -> Option<(String, String)> {
+        let address = message.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Local(std::net::IpAddr::V4(address)) => Some(*address),
+            _ => None,
+        })?;
+        let interface = self
+            .links
+            .get(&message.header.index)
+            .map(|(name, _)| name.clone())
+            .unwrap_or_else(|| format!("if{}", message.header.index));
+        Some((interface, format!("{address}/{}", message.header.prefix_len)))
+    }
+}
+
+/// An interface is usable when it is administratively up and has carrier.
+fn link_state(link: &LinkMessage) -> (u32, (String, bool)) {
+    let name = link
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            LinkAttribute::IfName(name) => Some(name.clone()),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let flags = link.header.flags;
+    let usable = flags.contains(LinkFlags::Up) && flags.contains(LinkFlags::LowerUp);
+    (link.header.index, (name, usable))
+}

@@ -1,0 +1,276 @@
+//! One ordered story of a lab: every observer's events merged by their CLOCK_MONOTONIC stamps, rendered as text,
+//! JSON lines, or a snapshot that stays the same from run to run.
+//!
+//! A snapshot does not print raw times. Each event is placed relative to the last fault before it (or the start),
+//! against figures the caller names (for VRRP: Skew_Time, the advertisement interval, Master_Down_Interval), so a
+//! takeover reads `≤ Master_Down_Interval`. Volatile text (MACs, the lab's name, its directories) is replaced by
+//! names; events closer together than `together` are sorted by text, because observers on different threads see one
+//! instant in any order; a line that repeats within one and a half periods is shown once, so a periodic
+//! advertisement is one line however long it ran.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::events::{Event, EventKind};
+
+#[derive(Debug, Clone, Default)]
+pub struct Timeline {
+    events: Vec<Event>,
+}
+
+/// How to render a stable snapshot.
+#[derive(Debug, Clone)]
+pub struct SnapshotStyle {
+    /// Named durations, shortest first: each event is labelled with the first one its delay fits under.
+    pub figures: Vec<(String, Duration)>,
+    /// Slack added to every figure (and what counts as "at once").
+    pub margin: Duration,
+    /// Events closer than this to the previous one are one moment: sorted by text.
+    pub together: Duration,
+    /// The period of repeating lines (e.g. the advertisement interval).
+    pub period: Duration,
+    /// Volatile text and the stable name that replaces it, applied in order.
+    pub replacements: Vec<(String, String)>,
+    /// Ignore events after this CLOCK_MONOTONIC instant (ns).
+    pub until_ns: Option<u64>,
+}
+
+impl Timeline {
+    /// Orders `events` by time; events with the same stamp keep the order they were recorded in.
+    pub fn new(mut events: Vec<Event>) -> Timeline {
+        events.sort_by_key(|e| e.at_ns);
+        Timeline { events }
+    }
+
+    pub fn events(&self) -> &[Event] {
+        &self.events
+    }
+
+    /// The events from `host` (or the lab itself with `None`) matching `wanted`.
+    pub fn find<'a>(&'a self, wanted: impl Fn(&Event) -> bool + 'a) -> impl Iterator<Item = &'a Event> + 'a {
+        self.events.iter().filter(move |e| wanted(e))
+    }
+
+    /// Human-readable: seconds since the first event, then the event.
+    pub fn text(&self) -> String {
+        let start = self.events.first().map_or(0, |e| e.at_ns);
+        let mut out = String::new();
+        for event in &self.events {
+            let seconds = (event.at_ns - start) as f64 / 1e9;
+            let _ = writeln!(out, "{seconds:>11.6}s  {event}");
+        }
+        out
+    }
+
+    /// One JSON object per line.
+    pub fn json_lines(&self) -> String {
+        let mut out = String::new();
+        for event in &self.events {
+            out.push_str(&serde_json::to_string(event).expect("serializable event"));
+            out.push('\n');
+        }
+        out
+    }
+
+    /// The stable rendering described in the module documentation.
+    pub fn snapshot(&self, style: &SnapshotStyle) -> String {
+        struct Line {
+            at_ns: u64,
+            anchor: bool,
+            label: String,
+            text: String,
+        }
+        let mut lines: Vec<Line> = Vec::new();
+        let mut anchor_ns = self.events.first().map_or(0, |e| e.at_ns);
+        let mut last_seen: HashMap<String, u64> = HashMap::new();
+        let period_ns = (style.period.as_nanos() as u64) * 3 / 2;
+        for event in &self.events {
+            if style.until_ns.is_some_and(|until| event.at_ns > until) {
+                break;
+            }
+            let Some(text) = snapshot_text(event) else { continue };
+            let text = style
+                .replacements
+                .iter()
+                .fold(text, |text, (volatile, stable)| text.replace(volatile, stable));
+            let is_fault = matches!(event.kind, EventKind::Fault { .. });
+            if is_fault {
+                anchor_ns = event.at_ns;
+                last_seen.clear();
+            }
+            let repeated = last_seen
+                .insert(text.clone(), event.at_ns)
+                .is_some_and(|before| event.at_ns - before <= period_ns);
+            if repeated {
+                continue;
+            }
+            let label = if is_fault {
+                "FAULT".to_string()
+            } else {
+                label(Duration::from_nanos(event.at_ns - anchor_ns), style)
+            };
+            lines.push(Line {
+                at_ns: event.at_ns,
+                anchor: is_fault,
+                label,
+                text,
+            });
+        }
+        // Runs of events that happen together are sorted by their text.
+        let together_ns = style.together.as_nanos() as u64;
+        let mut start = 0;
+        while start < lines.len() {
+            let mut end = start + 1;
+            while end < lines.len()
+                && !lines[end].anchor
+                && !lines[start].anchor
+                && lines[end].at_ns - lines[end - 1].at_ns < together_ns
+            {
+                end += 1;
+            }
+            lines[start..end].sort_by(|a, b| a.text.cmp(&b.text));
+            start = end;
+        }
+        let mut out = String::new();
+        for line in lines {
+            let _ = writeln!(out, "{:<24} {}", line.label, line.text);
+        }
+        out
+    }
+}
+
+fn label(delay: Duration, style: &SnapshotStyle) -> String {
+    if delay <= style.margin {
+        return "at once".into();
+    }
+    for (name, figure) in &style.figures {
+        if delay <= *figure + style.margin {
+            return format!("≤ {name}");
+        }
+    }
+    match style.figures.last() {
+        Some((name, _)) => format!("> {name}"),
+        None => "later".into(),
+    }
+}
+
+/// What a snapshot shows of an event, without numbers that change from run to run; `None` hides it (advert
+/// counters and other per-packet daemon events: the wire shows the packets themselves).
+fn snapshot_text(event: &Event) -> Option<String> {
+    let host = event.host.as_deref().unwrap_or("lab");
+    Some(match &event.kind {
+        EventKind::LabUp { .. } => "lab: up".into(),
+        EventKind::LabDown { .. } => "lab: down".into(),
+        EventKind::ServiceStarted { service, .. } => format!("{host}/{service}: started"),
+        EventKind::ServiceOutput { service, line, .. } => {
+            let line = without_console_date(line);
+            if line.trim().is_empty() {
+                return None;
+            }
+            format!("{host}/{service} | {line}")
+        }
+        EventKind::Daemon { service, kind, detail } => {
+            if kind != "state" {
+                return None;
+            }
+            let field = |name: &str| detail.get(name).and_then(|v| v.as_str()).unwrap_or("?").to_string();
+            format!(
+                "{host}/{service} event: {} -> {} ({})",
+                field("from"),
+                field("to"),
+                field("reason")
+            )
+        }
+        EventKind::Arp { gratuitous: false, .. } => return None,
+        EventKind::ProbeDown { probe, target } => format!("{host} probe {probe} ({target}): no answer"),
+        EventKind::ProbeUp { probe, target, .. } => format!("{host} probe {probe} ({target}): answers again"),
+        _ => event.to_string(),
+    })
+}
+
+/// keepalived's console lines start with the local date (`Wed Nov 25 10:38:06 2026: `).
+fn without_console_date(line: &str) -> &str {
+    let bytes = line.as_bytes();
+    let looks_dated = bytes.len() > 26
+        && bytes[3] == b' '
+        && bytes[7] == b' '
+        && bytes[13] == b':'
+        && bytes[16] == b':'
+        && &line[24..26] == ": ";
+    if looks_dated {
+        &line[26..]
+    } else {
+        line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(at_ms: u64, host: &str, kind: EventKind) -> Event {
+        Event {
+            at_ns: at_ms * 1_000_000,
+            host: Some(host.into()),
+            kind,
+        }
+    }
+
+    fn output(line: &str) -> EventKind {
+        EventKind::ServiceOutput {
+            service: "vrrpd".into(),
+            stream: crate::events::Stream::Stderr,
+            line: line.into(),
+        }
+    }
+
+    fn style() -> SnapshotStyle {
+        SnapshotStyle {
+            figures: vec![
+                ("Skew_Time".into(), Duration::from_millis(613)),
+                ("Master_Down_Interval".into(), Duration::from_millis(3613)),
+            ],
+            margin: Duration::from_millis(100),
+            together: Duration::from_millis(20),
+            period: Duration::from_secs(1),
+            replacements: vec![("10.0.0.21".into(), "haproxy1".into())],
+            until_ns: None,
+        }
+    }
+
+    #[test]
+    fn snapshot_labels_sorts_collapses_and_replaces() {
+        let fault = EventKind::Fault { fault: "crash vrrpd".into() };
+        let timeline = Timeline::new(vec![
+            event(0, "h1", output("Wed Nov 25 10:38:06 2026: (I) Entering BACKUP STATE (init)")),
+            event(1000, "h2", output("discarding 10.0.0.21")),
+            event(2000, "h2", output("discarding 10.0.0.21")),
+            event(5000, "h1", fault),
+            // Recorded in this order, 5 ms apart: one moment, sorted.
+            event(8000, "h2", output("b")),
+            event(8005, "h2", output("a")),
+            event(9500, "h2", output("late")),
+        ]);
+        let text = timeline.snapshot(&style());
+        assert_eq!(
+            text,
+            "at once                  h1/vrrpd | (I) Entering BACKUP STATE (init)\n\
+             ≤ Master_Down_Interval   h2/vrrpd | discarding haproxy1\n\
+             FAULT                    h1: fault: crash vrrpd\n\
+             ≤ Master_Down_Interval   h2/vrrpd | a\n\
+             ≤ Master_Down_Interval   h2/vrrpd | b\n\
+             > Master_Down_Interval   h2/vrrpd | late\n"
+        );
+    }
+
+    #[test]
+    fn a_line_that_returns_after_a_pause_is_shown_again() {
+        let timeline = Timeline::new(vec![
+            event(0, "h", output("tick")),
+            event(1000, "h", output("tick")),
+            event(5000, "h", output("tick")),
+        ]);
+        assert_eq!(timeline.snapshot(&style()).matches("tick").count(), 2);
+    }
+}
