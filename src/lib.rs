@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use lab::net::{netlink::Netlink, netns};
 use lab::Topology;
 
+pub mod failover;
 pub mod vrrp;
 
 /// A lab name no other test (in this or another test process) uses.

@@ -50,11 +50,21 @@ fn seed_lab_elects_haproxy1_and_the_client_reaches_the_vip() {
     let run = lab::state::run_dir(lab.name());
     let log = std::fs::read_to_string(run.join("logs/haproxy1.vrrpd.log")).unwrap();
     assert!(log.contains("(Instance1) Entering MASTER STATE"), "{log}");
-    let events = std::fs::read_to_string(run.join("haproxy1.vrrpd.events")).unwrap();
-    assert!(events
-        .lines()
-        .any(|line| line.contains(r#""event":"state""#) && line.contains(r#""to":"MASTER""#)));
-    assert!(events.contains(r#""event":"garp""#));
+    // The agent's JSON events (`--events -`, `events = "stdout"`) are on the lab's timeline.
+    let timeline = lab.timeline();
+    let daemon_events: Vec<(&str, &serde_json::Value)> = timeline
+        .events()
+        .iter()
+        .filter(|e| e.host.as_deref() == Some("haproxy1"))
+        .filter_map(|e| match &e.kind {
+            lab::EventKind::Daemon { kind, detail, .. } => Some((kind.as_str(), detail)),
+            _ => None,
+        })
+        .collect();
+    assert!(daemon_events
+        .iter()
+        .any(|(kind, detail)| *kind == "state" && detail["to"] == "MASTER"));
+    assert!(daemon_events.iter().any(|(kind, _)| *kind == "garp"));
     lab.down().unwrap();
 }
 

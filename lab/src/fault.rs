@@ -38,11 +38,11 @@ pub enum Fault {
     PowerOn,
     LinkDown { interface: Option<String> },
     LinkUp { interface: Option<String> },
-    /// Traffic between the fault's hosts and these hosts is dropped, both ways, until `heal`.
+    /// Traffic between the fault's hosts and these hosts is dropped by the switch, both ways, until `heal`.
     Partition { from: Vec<String> },
     /// Removes every partition of the lab.
     Heal,
-    /// Drops this percentage of the hosts' outgoing packets at random (0 clears it).
+    /// The switch drops this percentage of the hosts' outgoing packets at random (0 clears it).
     Loss { percent: u8 },
     /// Shapes the hosts' outgoing traffic with a token bucket (`tc` rate such as `1mbit`); `None` clears it.
     Rate { rate: Option<String> },
@@ -159,16 +159,14 @@ impl fmt::Display for Fault {
     }
 }
 
-/// Network faults in force, per host, kept so each change rewrites the host's fault table whole.
+/// Network faults in force, kept so each change rewrites the switch's fault table whole. They live in the lab's
+/// switch namespace, as a broken network would: hosts see their packets vanish, not a local error.
 #[derive(Debug, Default)]
 pub struct NetworkFaults {
-    hosts: BTreeMap<String, HostFaults>,
-}
-
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-struct HostFaults {
-    blocked: BTreeSet<Ipv4Addr>,
-    loss_percent: u8,
+    /// (source, destination) pairs whose packets are dropped.
+    blocked: BTreeSet<(Ipv4Addr, Ipv4Addr)>,
+    /// Host -> percentage of its outgoing packets dropped.
+    loss: BTreeMap<String, u8>,
 }
 
 impl Lab {
@@ -216,8 +214,8 @@ impl Lab {
                 Fault::LinkDown { interface } => self.set_links(host, interface.as_deref(), false)?,
                 Fault::LinkUp { interface } => self.set_links(host, interface.as_deref(), true)?,
                 Fault::Loss { percent } => {
-                    self.network_faults.hosts.entry(host.to_string()).or_default().loss_percent = *percent;
-                    self.write_fault_table(host)?;
+                    self.network_faults.loss.insert(host.to_string(), *percent);
+                    self.write_switch_faults()?;
                 }
                 Fault::Rate { rate } => self.shape(host, rate.as_deref())?,
                 Fault::Partition { .. } | Fault::Heal => unreachable!("handled above"),
@@ -358,50 +356,44 @@ impl Lab {
             ));
         }
         let (side_addresses, other_addresses) = (addresses(self, side)?, addresses(self, &other)?);
-        for (hosts, blocked) in [(side, &other_addresses), (&other[..], &side_addresses)] {
-            for host in hosts {
-                let entry = self.network_faults.hosts.entry(host.to_string()).or_default();
-                entry.blocked.extend(blocked.iter().copied());
-                self.write_fault_table(host)?;
+        for a in &side_addresses {
+            for b in &other_addresses {
+                self.network_faults.blocked.insert((*a, *b));
+                self.network_faults.blocked.insert((*b, *a));
             }
         }
-        Ok(())
+        self.write_switch_faults()
     }
 
     fn heal(&mut self) -> io::Result<()> {
-        let hosts: Vec<String> = self.network_faults.hosts.keys().cloned().collect();
-        for host in hosts {
-            if let Some(entry) = self.network_faults.hosts.get_mut(&host) {
-                entry.blocked.clear();
-            }
-            self.write_fault_table(&host)?;
-        }
-        Ok(())
+        self.network_faults.blocked.clear();
+        self.write_switch_faults()
     }
 
-    /// Replaces the host's `lab_fault` nftables table with the faults in force (atomically, in one `nft` run).
-    fn write_fault_table(&self, host: &str) -> io::Result<()> {
-        let faults = self.network_faults.hosts.get(host).cloned().unwrap_or_default();
-        let mut rules = String::from("add table inet lab_fault\ndelete table inet lab_fault\n");
-        if faults != HostFaults::default() {
-            let blocked: Vec<String> = faults.blocked.iter().map(Ipv4Addr::to_string).collect();
-            rules.push_str("table inet lab_fault {\n  chain input {\n    type filter hook input priority -10;\n");
-            if !blocked.is_empty() {
-                rules.push_str(&format!("    ip saddr {{ {} }} drop\n", blocked.join(", ")));
+    /// Replaces the switch's `lab_fault` table (bridge family: it sees every frame between hosts) with the faults
+    /// in force, atomically, in one `nft` run.
+    fn write_switch_faults(&self) -> io::Result<()> {
+        let faults = &self.network_faults;
+        let mut rules = String::from("add table bridge lab_fault\ndelete table bridge lab_fault\n");
+        if !faults.blocked.is_empty() || faults.loss.values().any(|p| *p > 0) {
+            rules.push_str("table bridge lab_fault {\n  chain forward {\n    type filter hook forward priority -10;\n");
+            for (from, to) in &faults.blocked {
+                rules.push_str(&format!("    ip saddr {from} ip daddr {to} drop\n"));
             }
-            rules.push_str("  }\n  chain output {\n    type filter hook output priority -10;\n");
-            if !blocked.is_empty() {
-                rules.push_str(&format!("    ip daddr {{ {} }} drop\n", blocked.join(", ")));
-            }
-            if faults.loss_percent > 0 {
+            for (host, percent) in faults.loss.iter().filter(|(_, p)| **p > 0) {
+                let interfaces = self.topology().host(host).expect("checked host").interfaces.len();
+                let ports: Vec<String> = (0..interfaces)
+                    .map(|n| format!("\"{}\"", crate::topology::switch_port_name(host, n)))
+                    .collect();
                 rules.push_str(&format!(
-                    "    numgen random mod 100 < {} drop\n",
-                    faults.loss_percent
+                    "    iifname {{ {} }} numgen random mod 100 < {percent} drop\n",
+                    ports.join(", ")
                 ));
             }
             rules.push_str("  }\n}\n");
         }
-        run_tool(&HostCommand::new(&self.netns(host)?), "nft", &["-f", "-"], Some(&rules))
+        let switch = self.topology().netns_name(crate::topology::SWITCH_HOST);
+        run_tool(&HostCommand::new(&switch), "nft", &["-f", "-"], Some(&rules))
     }
 
     fn shape(&self, host: &str, rate: Option<&str>) -> io::Result<()> {

@@ -90,7 +90,6 @@ impl Lab {
         lab.write_hosts_files()?;
         lab.start_observers()?;
         lab.start_services()?;
-        lab.start_probes()?;
         lab.state.phase = Phase::Up;
         lab.save_state()?;
         let build_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -101,6 +100,8 @@ impl Lab {
                 build_ms,
             },
         );
+        // Probes start once the lab is up: what they see is the running lab, not its construction.
+        lab.start_probes()?;
         Ok(lab)
     }
 

@@ -32,6 +32,8 @@ pub struct SnapshotStyle {
     pub period: Duration,
     /// Volatile text and the stable name that replaces it, applied in order.
     pub replacements: Vec<(String, String)>,
+    /// Ignore events before this CLOCK_MONOTONIC instant (ns), e.g. a start other snapshots already show.
+    pub since_ns: Option<u64>,
     /// Ignore events after this CLOCK_MONOTONIC instant (ns).
     pub until_ns: Option<u64>,
 }
@@ -73,78 +75,132 @@ impl Timeline {
         out
     }
 
-    /// The stable rendering described in the module documentation.
+    /// The stable rendering described in the module documentation, in three parts: the lab's construction
+    /// (everything before "lab up", sorted, since services and observers start concurrently), the story, and the
+    /// client probes on their own (their attempts run on their own period, so where an answer falls among the
+    /// other events of one moment is chance).
     pub fn snapshot(&self, style: &SnapshotStyle) -> String {
-        struct Line {
-            at_ns: u64,
-            anchor: bool,
-            label: String,
-            text: String,
-        }
-        let mut lines: Vec<Line> = Vec::new();
-        let mut anchor_ns = self.events.first().map_or(0, |e| e.at_ns);
+        let mut start: Vec<String> = Vec::new();
+        let mut story: Vec<Line> = Vec::new();
+        let mut probes: Vec<(usize, Line)> = Vec::new();
+        let mut anchors: Vec<String> = Vec::new();
+        let mut anchor_ns = None;
         let mut last_seen: HashMap<String, u64> = HashMap::new();
         let period_ns = (style.period.as_nanos() as u64) * 3 / 2;
+        let first_ns = self.events.first().map_or(0, |e| e.at_ns);
         for event in &self.events {
             if style.until_ns.is_some_and(|until| event.at_ns > until) {
                 break;
+            }
+            if style.since_ns.is_some_and(|since| event.at_ns < since) {
+                continue;
             }
             let Some(text) = snapshot_text(event) else { continue };
             let text = style
                 .replacements
                 .iter()
                 .fold(text, |text, (volatile, stable)| text.replace(volatile, stable));
-            let is_fault = matches!(event.kind, EventKind::Fault { .. });
-            if is_fault {
-                anchor_ns = event.at_ns;
+            let is_anchor = matches!(event.kind, EventKind::Fault { .. } | EventKind::LabUp { .. });
+            if is_anchor {
+                // Times after "lab up" count from the first event: how long the build took is no protocol figure.
+                let is_up = matches!(event.kind, EventKind::LabUp { .. });
+                anchor_ns = Some(if is_up { first_ns } else { event.at_ns });
+                anchors.push(text.trim_start_matches("---- ").to_string());
                 last_seen.clear();
             }
+            let Some(anchor_ns) = anchor_ns else {
+                start.push(text);
+                continue;
+            };
             let repeated = last_seen
                 .insert(text.clone(), event.at_ns)
                 .is_some_and(|before| event.at_ns - before <= period_ns);
             if repeated {
                 continue;
             }
-            let label = if is_fault {
-                "FAULT".to_string()
+            let is_probe = matches!(event.kind, EventKind::ProbeDown { .. } | EventKind::ProbeUp { .. });
+            let label = if is_anchor {
+                String::new()
             } else {
-                label(Duration::from_nanos(event.at_ns - anchor_ns), style)
+                label(Duration::from_nanos(event.at_ns.saturating_sub(anchor_ns)), style, is_probe)
             };
-            lines.push(Line {
+            let line = Line {
                 at_ns: event.at_ns,
-                anchor: is_fault,
+                anchor: is_anchor,
                 label,
                 text,
-            });
-        }
-        // Runs of events that happen together are sorted by their text.
-        let together_ns = style.together.as_nanos() as u64;
-        let mut start = 0;
-        while start < lines.len() {
-            let mut end = start + 1;
-            while end < lines.len()
-                && !lines[end].anchor
-                && !lines[start].anchor
-                && lines[end].at_ns - lines[end - 1].at_ns < together_ns
-            {
-                end += 1;
+            };
+            if is_probe {
+                probes.push((anchors.len() - 1, line));
+            } else {
+                story.push(line);
             }
-            lines[start..end].sort_by(|a, b| a.text.cmp(&b.text));
-            start = end;
         }
+        start.sort();
+        sort_moments(&mut story, style.together);
         let mut out = String::new();
-        for line in lines {
+        for text in start {
+            let _ = writeln!(out, "{:<24} {text}", "start");
+        }
+        for line in &story {
+            let _ = writeln!(out, "{:<24} {}", line.label, line.text);
+        }
+        // Per moment (lab up or fault), per probe, in time order.
+        probes.sort_by(|(a, x), (b, y)| (a, probe_name(&x.text)).cmp(&(b, probe_name(&y.text))));
+        let mut current = None;
+        for (anchor, line) in &probes {
+            if current != Some(anchor) {
+                let _ = writeln!(out, "\nclient probes since {}:", anchors[*anchor]);
+                current = Some(anchor);
+            }
             let _ = writeln!(out, "{:<24} {}", line.label, line.text);
         }
         out
     }
 }
 
-fn label(delay: Duration, style: &SnapshotStyle) -> String {
+/// `host probe NAME (target): ...` -> NAME.
+fn probe_name(text: &str) -> &str {
+    text.split_whitespace().nth(2).unwrap_or(text)
+}
+
+struct Line {
+    at_ns: u64,
+    anchor: bool,
+    label: String,
+    text: String,
+}
+
+/// Sorts by text each run of lines closer than `together` to the previous one (an anchor always stands alone).
+fn sort_moments(lines: &mut [Line], together: Duration) {
+    let together_ns = together.as_nanos() as u64;
+    let mut start = 0;
+    while start < lines.len() {
+        let mut end = start + 1;
+        while end < lines.len()
+            && !lines[end].anchor
+            && !lines[start].anchor
+            && lines[end].at_ns - lines[end - 1].at_ns < together_ns
+        {
+            end += 1;
+        }
+        lines[start..end].sort_by(|a, b| a.text.cmp(&b.text));
+        start = end;
+    }
+}
+
+/// The first figure `delay` fits under. Probes only get the longest figure: their attempts run on their own period,
+/// so a finer label would depend on where an attempt happened to fall.
+fn label(delay: Duration, style: &SnapshotStyle, coarse: bool) -> String {
     if delay <= style.margin {
         return "at once".into();
     }
-    for (name, figure) in &style.figures {
+    let figures = if coarse {
+        &style.figures[style.figures.len().saturating_sub(1)..]
+    } else {
+        &style.figures[..]
+    };
+    for (name, figure) in figures {
         if delay <= *figure + style.margin {
             return format!("≤ {name}");
         }
@@ -160,7 +216,8 @@ fn label(delay: Duration, style: &SnapshotStyle) -> String {
 fn snapshot_text(event: &Event) -> Option<String> {
     let host = event.host.as_deref().unwrap_or("lab");
     Some(match &event.kind {
-        EventKind::LabUp { .. } => "lab: up".into(),
+        EventKind::LabUp { .. } => "---- lab up".into(),
+        EventKind::Fault { fault } => format!("---- fault on {host}: {fault}"),
         EventKind::LabDown { .. } => "lab: down".into(),
         EventKind::ServiceStarted { service, .. } => format!("{host}/{service}: started"),
         EventKind::ServiceOutput { service, line, .. } => {
@@ -235,18 +292,32 @@ mod tests {
             together: Duration::from_millis(20),
             period: Duration::from_secs(1),
             replacements: vec![("10.0.0.21".into(), "haproxy1".into())],
+            since_ns: None,
             until_ns: None,
         }
     }
 
     #[test]
     fn snapshot_labels_sorts_collapses_and_replaces() {
-        let fault = EventKind::Fault { fault: "crash vrrpd".into() };
+        let up = EventKind::LabUp {
+            lab: "x".into(),
+            build_ms: 1.0,
+        };
+        let fault = EventKind::Fault {
+            fault: "crash vrrpd".into(),
+        };
+        let probe_down = EventKind::ProbeDown {
+            probe: "vip".into(),
+            target: "vip".into(),
+        };
         let timeline = Timeline::new(vec![
-            event(0, "h1", output("Wed Nov 25 10:38:06 2026: (I) Entering BACKUP STATE (init)")),
+            event(0, "h2", output("started")),
+            event(1, "h1", output("Wed Nov 25 10:38:06 2026: (I) Entering BACKUP STATE (init)")),
+            event(2, "h1", up),
             event(1000, "h2", output("discarding 10.0.0.21")),
             event(2000, "h2", output("discarding 10.0.0.21")),
             event(5000, "h1", fault),
+            event(5001, "c", probe_down),
             // Recorded in this order, 5 ms apart: one moment, sorted.
             event(8000, "h2", output("b")),
             event(8005, "h2", output("a")),
@@ -255,18 +326,28 @@ mod tests {
         let text = timeline.snapshot(&style());
         assert_eq!(
             text,
-            "at once                  h1/vrrpd | (I) Entering BACKUP STATE (init)\n\
+            "start                    h1/vrrpd | (I) Entering BACKUP STATE (init)\n\
+             start                    h2/vrrpd | started\n\
+             \x20                        ---- lab up\n\
              ≤ Master_Down_Interval   h2/vrrpd | discarding haproxy1\n\
-             FAULT                    h1: fault: crash vrrpd\n\
+             \x20                        ---- fault on h1: crash vrrpd\n\
              ≤ Master_Down_Interval   h2/vrrpd | a\n\
              ≤ Master_Down_Interval   h2/vrrpd | b\n\
-             > Master_Down_Interval   h2/vrrpd | late\n"
+             > Master_Down_Interval   h2/vrrpd | late\n\
+             \n\
+             client probes since fault on h1: crash vrrpd:\n\
+             at once                  c probe vip (vip): no answer\n"
         );
     }
 
     #[test]
     fn a_line_that_returns_after_a_pause_is_shown_again() {
+        let up = EventKind::LabUp {
+            lab: "x".into(),
+            build_ms: 1.0,
+        };
         let timeline = Timeline::new(vec![
+            event(0, "h", up),
             event(0, "h", output("tick")),
             event(1000, "h", output("tick")),
             event(5000, "h", output("tick")),

@@ -99,10 +99,12 @@ pub fn decode(segment: &str, frame: &[u8]) -> Option<EventKind> {
             let arp = ArpPacket::new(ethernet.payload())?;
             let sender_ip: Ipv4Addr = arp.get_sender_proto_addr();
             let target_ip: Ipv4Addr = arp.get_target_proto_addr();
-            let gratuitous = sender_ip == target_ip;
-            let operation = match arp.get_operation() {
-                ArpOperations::Request if gratuitous => "request",
-                ArpOperations::Reply => "reply",
+            // An announcement names its own address as the target, and is a request or a broadcast reply; a reply
+            // sent to one asker is an answer, even when the asker used the same address (a conflict).
+            let broadcast = arp.get_target_hw_addr() == pnet_base::MacAddr::broadcast();
+            let (operation, gratuitous) = match arp.get_operation() {
+                ArpOperations::Request if sender_ip == target_ip => ("request", true),
+                ArpOperations::Reply => ("reply", sender_ip == target_ip && broadcast),
                 // Plain who-has questions say nothing about who holds an address.
                 _ => return None,
             };

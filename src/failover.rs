@@ -1,0 +1,277 @@
+//! The seed's lab as failover scenarios use it: its VRRP figures, variants of its keepalived.conf files, waits on
+//! the lab's timeline, and snapshots in terms of the protocol's own durations.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use lab::events::monotonic_ns;
+use lab::{Event, EventKind, Fault, Lab, SnapshotStyle};
+
+use crate::{seed_topology, workspace_file};
+
+pub const VIP: &str = "10.0.0.31";
+
+/// The timers of a VRRP instance, from RFC 3768 (v2) and RFC 5798 (v3).
+#[derive(Debug, Clone, Copy)]
+pub struct Vrrp {
+    pub version: u8,
+    pub interval: Duration,
+}
+
+impl Vrrp {
+    /// The seed: VRRPv2, advert_int 1.
+    pub const SEED: Vrrp = Vrrp {
+        version: 2,
+        interval: Duration::from_secs(1),
+    };
+
+    /// Skew_Time: (256 - priority) / 256 s in v2, times Master_Adver_Interval in v3.
+    pub fn skew(&self, priority: u8) -> Duration {
+        let unit = if self.version == 3 {
+            self.interval
+        } else {
+            Duration::from_secs(1)
+        };
+        unit * (256 - u32::from(priority)) / 256
+    }
+
+    /// Master_Down_Interval: 3 x the advertisement interval + Skew_Time.
+    pub fn master_down(&self, priority: u8) -> Duration {
+        self.interval * 3 + self.skew(priority)
+    }
+
+    /// Slack for timing assertions: half an interval, plus 100 ms for a loaded machine running every scenario at
+    /// once. A real regression (one interval late, a missed timer) is still far outside it.
+    pub fn slack(&self) -> Duration {
+        self.interval / 2 + Duration::from_millis(100)
+    }
+}
+
+/// One scenario's lab: the seed topology under a unique name, optionally with other keepalived.conf files.
+pub struct Scenario {
+    pub lab: Lab,
+    pub vrrp: Vrrp,
+    /// When the first fault was injected: snapshots start there (the start is the first scenario's snapshot).
+    first_fault_ns: Option<u64>,
+    _configs: Option<ConfigDirectory>,
+}
+
+/// The generated keepalived.conf files, removed with the scenario.
+struct ConfigDirectory(PathBuf);
+
+impl Drop for ConfigDirectory {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Scenario {
+    /// The seed's lab as `topologies/vlan.toml` describes it.
+    pub fn seed(prefix: &str) -> Scenario {
+        Scenario::start(prefix, Vrrp::SEED, None)
+    }
+
+    /// The seed's lab with `haproxy1`/`haproxy2` running these keepalived.conf texts instead of the seed's.
+    pub fn with_configs(prefix: &str, vrrp: Vrrp, haproxy1: &str, haproxy2: &str) -> Scenario {
+        Scenario::start(prefix, vrrp, Some([haproxy1, haproxy2]))
+    }
+
+    fn start(prefix: &str, vrrp: Vrrp, configs: Option<[&str; 2]>) -> Scenario {
+        let mut topology = seed_topology(prefix);
+        let directory = configs.map(|texts| {
+            let directory = std::env::temp_dir().join(format!("failover-{}", topology.name));
+            std::fs::create_dir_all(&directory).unwrap();
+            for (n, text) in texts.iter().enumerate() {
+                let host = format!("haproxy{}", n + 1);
+                let path = directory.join(format!("{host}.conf"));
+                std::fs::write(&path, text).unwrap();
+                let seed_name = format!("{{dir}}/keepalived-{host}.conf");
+                for host in topology.hosts.iter_mut().filter(|h| h.name == host) {
+                    for service in &mut host.services {
+                        for arg in &mut service.argv {
+                            if *arg == seed_name {
+                                *arg = path.display().to_string();
+                            }
+                        }
+                    }
+                }
+            }
+            ConfigDirectory(directory)
+        });
+        let lab = Lab::up(&topology).unwrap();
+        Scenario {
+            lab,
+            vrrp,
+            first_fault_ns: None,
+            _configs: directory,
+        }
+    }
+
+    /// Injects a fault given as `lab fault` words (`"crash vrrpd"`); returns when it started (CLOCK_MONOTONIC ns).
+    pub fn fault(&mut self, host: &str, words: &str) -> u64 {
+        let words: Vec<String> = words.split_whitespace().map(str::to_string).collect();
+        let fault = Fault::parse(&words).unwrap();
+        let before = monotonic_ns();
+        self.lab.fault(host, &fault).unwrap();
+        let at_ns = self
+            .wait(Duration::from_secs(1), &format!("the fault event of `{fault}`"), |e| {
+                e.at_ns >= before && matches!(&e.kind, EventKind::Fault { .. })
+            })
+            .at_ns;
+        self.first_fault_ns.get_or_insert(at_ns);
+        at_ns
+    }
+
+    /// The first event at or after `after_ns` that matches, waiting up to `limit`; panics naming `what`.
+    pub fn wait_after(&self, after_ns: u64, limit: Duration, what: &str, wanted: impl Fn(&Event) -> bool) -> Event {
+        self.lab
+            .events()
+            .wait_for(limit, |e| e.at_ns >= after_ns && wanted(e))
+            .unwrap_or_else(|| panic!("{what}: not seen within {limit:?}\n{}", self.lab.timeline().text()))
+    }
+
+    pub fn wait(&self, limit: Duration, what: &str, wanted: impl Fn(&Event) -> bool) -> Event {
+        self.wait_after(0, limit, what, wanted)
+    }
+
+    /// Waits for `host`'s agent to report entering `state` at or after `after_ns`.
+    pub fn wait_state(&self, host: &str, state: &str, after_ns: u64, limit: Duration) -> Event {
+        self.wait_after(after_ns, limit, &format!("{host} entering {state}"), |e| {
+            is_state(e, host, state)
+        })
+    }
+
+    /// Waits until `host`'s kernel reports the VIP added at or after `after_ns`.
+    pub fn wait_vip(&self, host: &str, after_ns: u64, limit: Duration) -> Event {
+        self.wait_after(after_ns, limit, &format!("{VIP} on {host}"), |e| {
+            e.host.as_deref() == Some(host)
+                && matches!(&e.kind, EventKind::AddressAdded { address, .. } if address.starts_with(&format!("{VIP}/")))
+        })
+    }
+
+    /// Whether the kernel of `host` has the VIP now.
+    pub fn holds_vip(&self, host: &str) -> bool {
+        let out = self
+            .lab
+            .exec(host, &["ip", "-4", "-o", "addr", "show", "dev", "eth0"])
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).contains(&format!("inet {VIP}/32"))
+    }
+
+    /// Waits for `host`'s agent to log a line containing `text` at or after `after_ns` (lines are stamped when the
+    /// lab reads them, a little after the agent's own event for the same moment).
+    pub fn wait_line(&self, host: &str, text: &str, after_ns: u64, limit: Duration) -> Event {
+        self.wait_after(after_ns, limit, &format!("{host} logging `{text}`"), |e| {
+            e.host.as_deref() == Some(host)
+                && matches!(&e.kind, EventKind::ServiceOutput { line, .. } if line.contains(text))
+        })
+    }
+
+    /// The agent's log lines on `host` from `after_ns` on, without keepalived's date prefix.
+    pub fn agent_lines(&self, host: &str, after_ns: u64) -> Vec<String> {
+        self.lab
+            .timeline()
+            .events()
+            .iter()
+            .filter(|e| e.at_ns >= after_ns && e.host.as_deref() == Some(host))
+            .filter_map(|e| match &e.kind {
+                EventKind::ServiceOutput { service, line, .. } if service == "vrrpd" => {
+                    Some(line.split_once(": ").map_or(line.as_str(), |(_, l)| l).to_string())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The wire's VRRP adverts from `from` (an address) between the two instants.
+    pub fn adverts(&self, from: &str, after_ns: u64, before_ns: u64) -> Vec<(u64, u8)> {
+        self.lab
+            .timeline()
+            .events()
+            .iter()
+            .filter(|e| e.at_ns >= after_ns && e.at_ns <= before_ns)
+            .filter_map(|e| match &e.kind {
+                EventKind::Vrrp { from: source, priority, .. } if source.to_string() == from => {
+                    Some((e.at_ns, *priority))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Outage windows of a client probe that began at or after `after_ns`: (start, length).
+    pub fn outages(&self, probe: &str, after_ns: u64) -> Vec<(u64, Duration)> {
+        self.lab
+            .timeline()
+            .events()
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::ProbeUp { probe: p, outage_ms, .. } if p == probe => {
+                    let length = Duration::from_secs_f64(outage_ms / 1e3);
+                    let start = e.at_ns - length.as_nanos() as u64;
+                    (start >= after_ns).then_some((start, length))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The timeline so far (from the first fault on, if there was one), as the snapshot shows it.
+    pub fn snapshot(&self) -> String {
+        // A tenth of the interval, and never under 50 ms: starting a process or waking a thread on a machine
+        // running every scenario at once can take tens of milliseconds.
+        let margin = (self.vrrp.interval / 10).max(Duration::from_millis(50));
+        let style = SnapshotStyle {
+            figures: vec![
+                ("Skew_Time".into(), self.vrrp.skew(99)),
+                ("advert_int".into(), self.vrrp.interval),
+                ("Master_Down_Interval".into(), self.vrrp.master_down(99)),
+            ],
+            margin,
+            together: margin / 2,
+            period: self.vrrp.interval,
+            replacements: self.lab.volatile_names().unwrap(),
+            since_ns: self.first_fault_ns,
+            until_ns: Some(monotonic_ns()),
+        };
+        self.lab.timeline().snapshot(&style)
+    }
+
+    /// Takes the lab down and checks nothing of it is left.
+    pub fn finish(self) {
+        let name = self.lab.name().to_string();
+        let inodes = crate::namespace_inodes(&self.lab);
+        self.lab.down().unwrap();
+        let left = crate::leftovers(&name, &inodes);
+        assert!(left.is_empty(), "lab {name} left {left:?}");
+    }
+}
+
+pub fn is_state(event: &Event, host: &str, state: &str) -> bool {
+    event.host.as_deref() == Some(host)
+        && matches!(&event.kind, EventKind::Daemon { kind, detail, .. }
+            if kind == "state" && detail.get("to").and_then(|v| v.as_str()) == Some(state))
+}
+
+/// The seed's keepalived.conf of `host` with `edit` applied to its text.
+pub fn seed_config(host: &str, edit: impl Fn(String) -> String) -> String {
+    let text = std::fs::read_to_string(workspace_file(&format!("topologies/keepalived-{host}.conf"))).unwrap();
+    edit(text)
+}
+
+/// Seconds between two CLOCK_MONOTONIC instants.
+pub fn since(from_ns: u64, to_ns: u64) -> Duration {
+    Duration::from_nanos(to_ns.saturating_sub(from_ns))
+}
+
+/// Polls `condition` every 10 ms until it holds; false after `limit`.
+pub fn eventually(limit: Duration, condition: impl Fn() -> bool) -> bool {
+    let start = Instant::now();
+    while !condition() {
+        if start.elapsed() > limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
