@@ -32,6 +32,9 @@ pub struct SnapshotStyle {
     pub period: Duration,
     /// Volatile text and the stable name that replaces it, applied in order.
     pub replacements: Vec<(String, String)>,
+    /// Probe outages shorter than this are left out: one lost attempt at the instant two hosts swap an address is
+    /// chance, not behaviour (the JSON timeline keeps them).
+    pub min_outage: Duration,
     /// Ignore events before this CLOCK_MONOTONIC instant (ns), e.g. a start other snapshots already show.
     pub since_ns: Option<u64>,
     /// Ignore events after this CLOCK_MONOTONIC instant (ns).
@@ -88,7 +91,11 @@ impl Timeline {
         let mut last_seen: HashMap<String, u64> = HashMap::new();
         let period_ns = (style.period.as_nanos() as u64) * 3 / 2;
         let first_ns = self.events.first().map_or(0, |e| e.at_ns);
-        for event in &self.events {
+        let blips = self.short_outages(style.min_outage);
+        for (index, event) in self.events.iter().enumerate() {
+            if blips.contains(&index) {
+                continue;
+            }
             if style.until_ns.is_some_and(|until| event.at_ns > until) {
                 break;
             }
@@ -162,6 +169,30 @@ impl Timeline {
 /// `host probe NAME (target): ...` -> NAME.
 fn probe_name(text: &str) -> &str {
     text.split_whitespace().nth(2).unwrap_or(text)
+}
+
+impl Timeline {
+    /// Indexes of the down and up events of every probe outage shorter than `shorter_than`.
+    fn short_outages(&self, shorter_than: Duration) -> std::collections::HashSet<usize> {
+        let mut down_at: HashMap<&str, usize> = HashMap::new();
+        let mut hidden = std::collections::HashSet::new();
+        for (index, event) in self.events.iter().enumerate() {
+            match &event.kind {
+                EventKind::ProbeDown { probe, .. } => {
+                    down_at.insert(probe, index);
+                }
+                EventKind::ProbeUp { probe, outage_ms, .. } => {
+                    if let Some(down) = down_at.remove(probe.as_str()) {
+                        if Duration::from_secs_f64(outage_ms / 1e3) < shorter_than {
+                            hidden.extend([down, index]);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        hidden
+    }
 }
 
 struct Line {
@@ -292,6 +323,7 @@ mod tests {
             together: Duration::from_millis(20),
             period: Duration::from_secs(1),
             replacements: vec![("10.0.0.21".into(), "haproxy1".into())],
+            min_outage: Duration::ZERO,
             since_ns: None,
             until_ns: None,
         }
