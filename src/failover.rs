@@ -191,9 +191,9 @@ impl Scenario {
             .iter()
             .filter(|e| e.at_ns >= after_ns && e.at_ns <= before_ns)
             .filter_map(|e| match &e.kind {
-                EventKind::Vrrp { from: source, priority, .. } if source.to_string() == from => {
-                    Some((e.at_ns, *priority))
-                }
+                EventKind::Vrrp {
+                    from: source, priority, ..
+                } if source.to_string() == from => Some((e.at_ns, *priority)),
                 _ => None,
             })
             .collect()
@@ -206,7 +206,9 @@ impl Scenario {
             .events()
             .iter()
             .filter_map(|e| match &e.kind {
-                EventKind::ProbeUp { probe: p, outage_ms, .. } if p == probe => {
+                EventKind::ProbeUp {
+                    probe: p, outage_ms, ..
+                } if p == probe => {
                     let length = Duration::from_secs_f64(outage_ms / 1e3);
                     let start = e.at_ns - length.as_nanos() as u64;
                     (start >= after_ns).then_some((start, length))

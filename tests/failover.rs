@@ -21,8 +21,14 @@ fn main() {
         ("haproxy1_returns_and_preempts", haproxy1_returns_and_preempts),
         ("reboot_of_haproxy1_as_in_the_seed", reboot_of_haproxy1_as_in_the_seed),
         ("partition_and_heal", partition_and_heal),
-        ("nopreempt_keeps_the_vip_on_haproxy2", nopreempt_keeps_the_vip_on_haproxy2),
-        ("freeze_longer_than_master_down_interval", freeze_longer_than_master_down_interval),
+        (
+            "nopreempt_keeps_the_vip_on_haproxy2",
+            nopreempt_keeps_the_vip_on_haproxy2,
+        ),
+        (
+            "freeze_longer_than_master_down_interval",
+            freeze_longer_than_master_down_interval,
+        ),
         ("link_down_with_track_interface", link_down_with_track_interface),
         ("vrrpv3_at_a_tenth_of_a_second", vrrpv3_at_a_tenth_of_a_second),
     ];
@@ -67,7 +73,12 @@ const GARP_REPEAT: Duration = Duration::from_secs(5);
 /// race the takeover's own events. Returns when haproxy1 became master.
 fn elect_haproxy1_and_settle(scenario: &Scenario) -> u64 {
     let master = elect_haproxy1(scenario);
-    garp_seen_within(scenario, "haproxy1", master + GARP_REPEAT.as_nanos() as u64, GARP_REPEAT + scenario.vrrp.slack());
+    garp_seen_within(
+        scenario,
+        "haproxy1",
+        master + GARP_REPEAT.as_nanos() as u64,
+        GARP_REPEAT + scenario.vrrp.slack(),
+    );
     std::thread::sleep(Duration::from_millis(100));
     master
 }
@@ -77,15 +88,24 @@ fn elect_haproxy1_and_settle(scenario: &Scenario) -> u64 {
 fn client_settles(scenario: &Scenario, probes: &[&str]) {
     std::thread::sleep(Duration::from_millis(250));
     for probe in probes {
-        let last = scenario.lab.timeline().events().iter().rev().find_map(|e| match &e.kind {
-            EventKind::ProbeDown { probe: p, .. } if p == probe => Some((e.at_ns, false)),
-            EventKind::ProbeUp { probe: p, .. } if p == probe => Some((e.at_ns, true)),
-            _ => None,
-        });
-        if let Some((at_ns, false)) = last {
-            scenario.wait_after(at_ns, Duration::from_secs(3), &format!("probe {probe} answering again"), |e| {
-                matches!(&e.kind, EventKind::ProbeUp { probe: p, .. } if p == probe)
+        let last = scenario
+            .lab
+            .timeline()
+            .events()
+            .iter()
+            .rev()
+            .find_map(|e| match &e.kind {
+                EventKind::ProbeDown { probe: p, .. } if p == probe => Some((e.at_ns, false)),
+                EventKind::ProbeUp { probe: p, .. } if p == probe => Some((e.at_ns, true)),
+                _ => None,
             });
+        if let Some((at_ns, false)) = last {
+            scenario.wait_after(
+                at_ns,
+                Duration::from_secs(3),
+                &format!("probe {probe} answering again"),
+                |e| matches!(&e.kind, EventKind::ProbeUp { probe: p, .. } if p == probe),
+            );
         }
     }
 }
@@ -122,7 +142,9 @@ fn start_elects_haproxy1() {
     let scenario = Scenario::seed("fo1");
     // The agent's own stamp of its start (the lab's "started" event is written after fork returns, which on a busy
     // machine can be later than the agent's first instructions).
-    let started = scenario.wait_state("haproxy1", "BACKUP", 0, Duration::from_secs(1)).at_ns;
+    let started = scenario
+        .wait_state("haproxy1", "BACKUP", 0, Duration::from_secs(1))
+        .at_ns;
     let master = elect_haproxy1(&scenario);
     let took = since(started, master);
     let master_down = scenario.vrrp.master_down(100);
@@ -134,9 +156,12 @@ fn start_elects_haproxy1() {
     garp_seen(&scenario, "haproxy1", master);
     // The client reaches the VIP, on its TCP port and by ping.
     for probe in ["vip-tcp", "vip-ping"] {
-        scenario.wait_after(master, Duration::from_secs(2), &format!("probe {probe} answered"), |e| {
-            matches!(&e.kind, EventKind::ProbeUp { probe: p, .. } if p == probe)
-        });
+        scenario.wait_after(
+            master,
+            Duration::from_secs(2),
+            &format!("probe {probe} answered"),
+            |e| matches!(&e.kind, EventKind::ProbeUp { probe: p, .. } if p == probe),
+        );
     }
     client_settles(&scenario, VIP_PROBES);
     snapshot("1_start", &scenario);
@@ -152,7 +177,12 @@ fn crash_of_the_master_agent() {
     let master_down = scenario.vrrp.master_down(99);
     let master = scenario.wait_state("haproxy2", "MASTER", crash, master_down + scenario.vrrp.slack());
     // RFC 3768 6.4.2: the backup takes over Master_Down_Interval after the last advertisement it heard.
-    let last_advert = scenario.adverts("10.0.0.21", 0, crash).last().copied().expect("haproxy1 advertised").0;
+    let last_advert = scenario
+        .adverts("10.0.0.21", 0, crash)
+        .last()
+        .copied()
+        .expect("haproxy1 advertised")
+        .0;
     let after_advert = since(last_advert, master.at_ns);
     assert!(
         after_advert >= master_down - Duration::from_millis(2) && after_advert <= master_down + scenario.vrrp.slack(),
@@ -242,7 +272,10 @@ fn haproxy1_returns_and_preempts() {
     let master_down = scenario.vrrp.master_down(100);
     let master = scenario.wait_state("haproxy1", "MASTER", start, master_down + scenario.vrrp.slack());
     let took = since(start, master.at_ns);
-    assert!(took >= master_down && took <= master_down + scenario.vrrp.slack(), "{took:?}");
+    assert!(
+        took >= master_down && took <= master_down + scenario.vrrp.slack(),
+        "{took:?}"
+    );
     scenario.wait_state("haproxy2", "BACKUP", master.at_ns, scenario.vrrp.slack());
     assert!(eventually(scenario.vrrp.slack(), || scenario.holds_vip("haproxy1")
         && !scenario.holds_vip("haproxy2")));
@@ -274,7 +307,10 @@ fn haproxy1_returns_and_preempts() {
     // Never on both hosts longer than one advert takes to cross the lab: the new master adds the VIP right after
     // its advert, the old one removes it when that advert arrives.
     let overlap = vip_overlap(&scenario, start);
-    assert!(overlap < Duration::from_millis(50), "the VIP was on both hosts for {overlap:?}");
+    assert!(
+        overlap < Duration::from_millis(50),
+        "the VIP was on both hosts for {overlap:?}"
+    );
     println!("VIP on both hosts during preemption: {overlap:?}");
     client_settles(&scenario, VIP_PROBES);
     snapshot("4_return", &scenario);
@@ -290,7 +326,10 @@ fn reboot_of_haproxy1_as_in_the_seed() {
         !scenario.outages("vip-ping", elected).is_empty() || scenario.outages("vip-ping", 0).len() == 1,
         "the client pings the VIP"
     );
-    assert!(scenario.outages("haproxy1-ping", 0).is_empty(), "haproxy1's own address answers from the start");
+    assert!(
+        scenario.outages("haproxy1-ping", 0).is_empty(),
+        "haproxy1's own address answers from the start"
+    );
     // A pause longer than Master_Down_Interval plus GARP's 5 s repeat, so haproxy2 is master well before haproxy1
     // comes back, as in the seed.
     let reboot = scenario.fault("haproxy1", "reboot 6");
@@ -309,7 +348,10 @@ fn reboot_of_haproxy1_as_in_the_seed() {
 
     // The VIP answered throughout but for the failover gap; haproxy1's own address went away with it and came back.
     let vip = scenario.outages("vip-ping", reboot);
-    assert!(!vip.is_empty(), "the VIP should have stopped answering while nobody held it");
+    assert!(
+        !vip.is_empty(),
+        "the VIP should have stopped answering while nobody held it"
+    );
     for (start, length) in &vip {
         assert!(since(reboot, *start) + *length <= master_down + scenario.vrrp.slack());
         println!("VIP outage: {length:?}");
@@ -317,7 +359,10 @@ fn reboot_of_haproxy1_as_in_the_seed() {
     let own = scenario.outages("haproxy1-ping", reboot);
     assert_eq!(own.len(), 1, "{own:?}");
     // Its address was gone for the pause, give or take one probe attempt at either end.
-    assert!(own[0].1 >= Duration::from_millis(5800), "haproxy1 answered during its reboot: {own:?}");
+    assert!(
+        own[0].1 >= Duration::from_millis(5800),
+        "haproxy1 answered during its reboot: {own:?}"
+    );
     assert!(haproxy1.at_ns > back.at_ns);
     client_settles(&scenario, &["vip-tcp", "vip-ping", "haproxy1-ping"]);
     snapshot("5_reboot", &scenario);
@@ -352,7 +397,10 @@ fn partition_and_heal() {
 // 7 -----------------------------------------------------------------------------------------------------------
 
 fn nopreempt_keeps_the_vip_on_haproxy2() {
-    let nopreempt = |text: String| text.replace("state MASTER", "state BACKUP").replace("advert_int 1", "advert_int 1\n    nopreempt");
+    let nopreempt = |text: String| {
+        text.replace("state MASTER", "state BACKUP")
+            .replace("advert_int 1", "advert_int 1\n    nopreempt")
+    };
     let mut scenario = Scenario::with_configs(
         "fo7",
         Vrrp::SEED,
@@ -368,7 +416,11 @@ fn nopreempt_keeps_the_vip_on_haproxy2() {
     // (and past haproxy2's own GARP repeat, which then always shows in the snapshot).
     std::thread::sleep(scenario.vrrp.master_down(100) + Duration::from_secs(2));
     assert!(scenario.holds_vip("haproxy2") && !scenario.holds_vip("haproxy1"));
-    let took_over = scenario.lab.timeline().find(|e| e.at_ns >= start && is_state(e, "haproxy1", "MASTER")).count();
+    let took_over = scenario
+        .lab
+        .timeline()
+        .find(|e| e.at_ns >= start && is_state(e, "haproxy1", "MASTER"))
+        .count();
     assert_eq!(took_over, 0);
     client_settles(&scenario, VIP_PROBES);
     snapshot("7_nopreempt", &scenario);
@@ -388,7 +440,12 @@ fn freeze_longer_than_master_down_interval() {
     std::thread::sleep(Duration::from_millis(2500));
     let thaw = scenario.fault("haproxy1", "thaw vrrpd");
     // haproxy1 wakes up as master with the higher priority: haproxy2 steps down at its first advert.
-    scenario.wait_state("haproxy2", "BACKUP", thaw, scenario.vrrp.interval + scenario.vrrp.slack());
+    scenario.wait_state(
+        "haproxy2",
+        "BACKUP",
+        thaw,
+        scenario.vrrp.interval + scenario.vrrp.slack(),
+    );
     std::thread::sleep(scenario.vrrp.interval * 2);
     assert!(scenario.holds_vip("haproxy1") && !scenario.holds_vip("haproxy2"));
     let masters_after = scenario
@@ -405,7 +462,12 @@ fn freeze_longer_than_master_down_interval() {
 // 9 -----------------------------------------------------------------------------------------------------------
 
 fn link_down_with_track_interface() {
-    let tracking = |text: String| text.replace("advert_int 1", "advert_int 1\n    track_interface {\n        eth0\n    }");
+    let tracking = |text: String| {
+        text.replace(
+            "advert_int 1",
+            "advert_int 1\n    track_interface {\n        eth0\n    }",
+        )
+    };
     let mut scenario = Scenario::with_configs(
         "fo9",
         Vrrp::SEED,
@@ -444,7 +506,12 @@ fn vrrpv3_at_a_tenth_of_a_second() {
     let crash = scenario.fault("haproxy1", "crash vrrpd");
     let master_down = vrrp.master_down(99);
     let master = scenario.wait_state("haproxy2", "MASTER", crash, master_down + vrrp.slack());
-    let last_advert = scenario.adverts("10.0.0.21", 0, crash).last().copied().expect("haproxy1 advertised").0;
+    let last_advert = scenario
+        .adverts("10.0.0.21", 0, crash)
+        .last()
+        .copied()
+        .expect("haproxy1 advertised")
+        .0;
     let after_advert = since(last_advert, master.at_ns);
     assert!(
         after_advert >= master_down - Duration::from_millis(2) && after_advert <= master_down + vrrp.slack(),
@@ -456,9 +523,13 @@ fn vrrpv3_at_a_tenth_of_a_second() {
     let master_down_1 = vrrp.master_down(100);
     let back = scenario.wait_state("haproxy1", "MASTER", start, master_down_1 + vrrp.slack());
     let took = since(start, back.at_ns);
-    assert!(took >= master_down_1 && took <= master_down_1 + vrrp.slack(), "{took:?}");
+    assert!(
+        took >= master_down_1 && took <= master_down_1 + vrrp.slack(),
+        "{took:?}"
+    );
     scenario.wait_state("haproxy2", "BACKUP", back.at_ns, vrrp.slack());
-    assert!(eventually(vrrp.slack(), || scenario.holds_vip("haproxy1") && !scenario.holds_vip("haproxy2")));
+    assert!(eventually(vrrp.slack(), || scenario.holds_vip("haproxy1")
+        && !scenario.holds_vip("haproxy2")));
     std::thread::sleep(vrrp.interval * 3);
     // It advertises every tenth of a second again.
     let adverts = scenario.adverts("10.0.0.21", back.at_ns, monotonic_ns());

@@ -201,7 +201,11 @@ fn up(file: &Path, name: Option<&str>, json: bool, supervise: bool) -> anyhow::R
         }
         out.flush()?;
         match stop_rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(Some(control::Request::Fault { hosts, fault, mut reply })) => {
+            Ok(Some(control::Request::Fault {
+                hosts,
+                fault,
+                mut reply,
+            })) => {
                 let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
                 let _ = match lab.inject(&hosts, &fault) {
                     Ok(()) => writeln!(reply, "ok"),

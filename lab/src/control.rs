@@ -139,7 +139,9 @@ pub fn request_fault(lab: &str, hosts: &str, words: &[String]) -> io::Result<()>
     BufReader::new(&stream).read_line(&mut reply)?;
     match reply.trim() {
         "ok" => Ok(()),
-        "" => Err(io::Error::other("the supervisor closed the connection without an answer")),
+        "" => Err(io::Error::other(
+            "the supervisor closed the connection without an answer",
+        )),
         other => Err(io::Error::other(other.trim_start_matches("error: ").to_string())),
     }
 }

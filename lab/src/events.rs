@@ -198,9 +198,15 @@ impl std::fmt::Display for Event {
                 gratuitous,
             } => {
                 if *gratuitous {
-                    write!(f, "wire {segment}: gratuitous ARP {operation} {sender_ip} is-at {sender_mac}")
+                    write!(
+                        f,
+                        "wire {segment}: gratuitous ARP {operation} {sender_ip} is-at {sender_mac}"
+                    )
                 } else {
-                    write!(f, "wire {segment}: ARP {operation} {sender_ip} is-at {sender_mac} to {target_ip}")
+                    write!(
+                        f,
+                        "wire {segment}: ARP {operation} {sender_ip} is-at {sender_mac} to {target_ip}"
+                    )
                 }
             }
             EventKind::Daemon { service, kind, detail } => write!(f, "{host}/{service} event {kind} {detail}"),

@@ -22,30 +22,52 @@ use crate::state;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
     /// The service's own stop signal, then SIGKILL after its grace period.
-    Stop { service: Option<String> },
+    Stop {
+        service: Option<String>,
+    },
     /// Starts a service that has exited (after stop or crash).
-    Start { service: Option<String> },
+    Start {
+        service: Option<String>,
+    },
     /// SIGKILL to the service's process group.
-    Crash { service: Option<String> },
+    Crash {
+        service: Option<String>,
+    },
     /// SIGSTOP / SIGCONT to the service's process group.
-    Freeze { service: Option<String> },
-    Thaw { service: Option<String> },
+    Freeze {
+        service: Option<String>,
+    },
+    Thaw {
+        service: Option<String>,
+    },
     /// Power off, wait `pause`, power on: as the seed's `reboot`.
-    Reboot { pause: Duration },
+    Reboot {
+        pause: Duration,
+    },
     /// Every process in the host killed, its links down, the addresses nobody configured gone.
     PowerOff,
     /// Links up, routes back, services started again in topology order.
     PowerOn,
-    LinkDown { interface: Option<String> },
-    LinkUp { interface: Option<String> },
+    LinkDown {
+        interface: Option<String>,
+    },
+    LinkUp {
+        interface: Option<String>,
+    },
     /// Traffic between the fault's hosts and these hosts is dropped by the switch, both ways, until `heal`.
-    Partition { from: Vec<String> },
+    Partition {
+        from: Vec<String>,
+    },
     /// Removes every partition of the lab.
     Heal,
     /// The switch drops this percentage of the hosts' outgoing packets at random (0 clears it).
-    Loss { percent: u8 },
+    Loss {
+        percent: u8,
+    },
     /// Shapes the hosts' outgoing traffic with a token bucket (`tc` rate such as `1mbit`); `None` clears it.
-    Rate { rate: Option<String> },
+    Rate {
+        rate: Option<String>,
+    },
 }
 
 pub const USAGE: &str = "stop|start|crash|freeze|thaw [SERVICE] | reboot [SECONDS] | power-off | power-on | \
@@ -55,9 +77,7 @@ pub const USAGE: &str = "stop|start|crash|freeze|thaw [SERVICE] | reboot [SECOND
 impl Fault {
     /// Reads a fault from its command-line words, e.g. `["crash", "vrrpd"]` or `["loss", "10"]`.
     pub fn parse(words: &[String]) -> Result<Fault, String> {
-        let (kind, rest) = words
-            .split_first()
-            .ok_or_else(|| format!("name a fault: {USAGE}"))?;
+        let (kind, rest) = words.split_first().ok_or_else(|| format!("name a fault: {USAGE}"))?;
         let optional = |what: &str| -> Result<Option<String>, String> {
             match rest {
                 [] => Ok(None),
@@ -79,11 +99,21 @@ impl Fault {
             }
         };
         Ok(match kind.as_str() {
-            "stop" => Fault::Stop { service: optional("service")? },
-            "start" => Fault::Start { service: optional("service")? },
-            "crash" => Fault::Crash { service: optional("service")? },
-            "freeze" => Fault::Freeze { service: optional("service")? },
-            "thaw" => Fault::Thaw { service: optional("service")? },
+            "stop" => Fault::Stop {
+                service: optional("service")?,
+            },
+            "start" => Fault::Start {
+                service: optional("service")?,
+            },
+            "crash" => Fault::Crash {
+                service: optional("service")?,
+            },
+            "freeze" => Fault::Freeze {
+                service: optional("service")?,
+            },
+            "thaw" => Fault::Thaw {
+                service: optional("service")?,
+            },
             "reboot" => Fault::Reboot {
                 pause: match optional("pause in seconds")? {
                     None => Duration::from_secs(1),
@@ -98,8 +128,12 @@ impl Fault {
             },
             "power-off" => none().map(|_| Fault::PowerOff)?,
             "power-on" => none().map(|_| Fault::PowerOn)?,
-            "link-down" => Fault::LinkDown { interface: optional("interface")? },
-            "link-up" => Fault::LinkUp { interface: optional("interface")? },
+            "link-down" => Fault::LinkDown {
+                interface: optional("interface")?,
+            },
+            "link-up" => Fault::LinkUp {
+                interface: optional("interface")?,
+            },
             "partition" => Fault::Partition {
                 from: one("comma-separated list of hosts")?
                     .split(',')
@@ -123,7 +157,9 @@ impl Fault {
                     || (text.starts_with(|c: char| c.is_ascii_digit())
                         && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '.'));
                 if !valid {
-                    return Err(format!("rate `{text}` is not a tc rate such as 1mbit, 500kbit, or `off`"));
+                    return Err(format!(
+                        "rate `{text}` is not a tc rate such as 1mbit, 500kbit, or `off`"
+                    ));
                 }
                 Fault::Rate {
                     rate: (text != "off").then(|| text.clone()),
@@ -179,7 +215,10 @@ impl Lab {
     pub fn inject(&mut self, hosts: &[&str], fault: &Fault) -> io::Result<()> {
         for host in hosts {
             self.topology().host(host).ok_or_else(|| {
-                io::Error::new(io::ErrorKind::NotFound, format!("lab {} has no host `{host}`", self.name()))
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("lab {} has no host `{host}`", self.name()),
+                )
             })?;
         }
         self.events().push(
@@ -207,6 +246,9 @@ impl Lab {
                 Fault::Reboot { pause } => {
                     self.power_off(host)?;
                     std::thread::sleep(*pause);
+                    // The host's return is a moment of its own on the timeline: what follows counts from it.
+                    let fault = format!("{fault}: power-on");
+                    self.events.push(Some(host), EventKind::Fault { fault });
                     self.power_on(host)?;
                 }
                 Fault::PowerOff => self.power_off(host)?,
@@ -330,8 +372,15 @@ impl Lab {
         let mut requests: Vec<Request> = chosen
             .into_iter()
             .map(|index| {
-                let message = if up { build::set_up(index) } else { build::set_down(index) };
-                Request::new(format!("set interface {index} of {host} {}", if up { "up" } else { "down" }), message)
+                let message = if up {
+                    build::set_up(index)
+                } else {
+                    build::set_down(index)
+                };
+                Request::new(
+                    format!("set interface {index} of {host} {}", if up { "up" } else { "down" }),
+                    message,
+                )
             })
             .collect();
         if up {
@@ -385,10 +434,13 @@ impl Lab {
                 let ports: Vec<String> = (0..interfaces)
                     .map(|n| format!("\"{}\"", crate::topology::switch_port_name(host, n)))
                     .collect();
-                rules.push_str(&format!(
-                    "    iifname {{ {} }} numgen random mod 100 < {percent} drop\n",
-                    ports.join(", ")
-                ));
+                // nft compares against 0-99: everything is a plain drop.
+                let chance = if *percent >= 100 {
+                    String::new()
+                } else {
+                    format!("numgen random mod 100 < {percent} ")
+                };
+                rules.push_str(&format!("    iifname {{ {} }} {chance}drop\n", ports.join(", ")));
             }
             rules.push_str("  }\n}\n");
         }
@@ -404,7 +456,10 @@ impl Lab {
                 Some(rate) => run_tool(
                     &command,
                     "tc",
-                    &["qdisc", "replace", "dev", name, "root", "tbf", "rate", rate, "burst", "32kbit", "latency", "400ms"],
+                    &[
+                        "qdisc", "replace", "dev", name, "root", "tbf", "rate", rate, "burst", "32kbit", "latency",
+                        "400ms",
+                    ],
                     None,
                 )?,
                 // Deleting a root qdisc that was never added fails; clearing twice is not an error.

@@ -12,8 +12,8 @@ use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags};
 
 use crate::events::{EventKind, EventLog, ExitStatus};
 use crate::fault::NetworkFaults;
-use crate::observe::{self, Observers};
 use crate::net::{build, netlink::Netlink, netns};
+use crate::observe::{self, Observers};
 use crate::process::HostCommand;
 use crate::service::RunningService;
 use crate::state::{self, HostRecord, InterfaceRecord, LabState, Phase, ServiceRecord};
@@ -133,7 +133,10 @@ impl Lab {
                 }
             }
         }
-        names.push((state::run_dir(&self.topology.name).display().to_string(), "{run}".into()));
+        names.push((
+            state::run_dir(&self.topology.name).display().to_string(),
+            "{run}".into(),
+        ));
         names.push((self.topology.directory().display().to_string(), "{dir}".into()));
         names.push((self.topology.name.clone(), "LAB".into()));
         Ok(names)

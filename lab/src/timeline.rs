@@ -129,7 +129,11 @@ impl Timeline {
             let label = if is_anchor {
                 String::new()
             } else {
-                label(Duration::from_nanos(event.at_ns.saturating_sub(anchor_ns)), style, is_probe)
+                label(
+                    Duration::from_nanos(event.at_ns.saturating_sub(anchor_ns)),
+                    style,
+                    is_probe,
+                )
             };
             let line = Line {
                 at_ns: event.at_ns,
@@ -344,7 +348,11 @@ mod tests {
         };
         let timeline = Timeline::new(vec![
             event(0, "h2", output("started")),
-            event(1, "h1", output("Wed Nov 25 10:38:06 2026: (I) Entering BACKUP STATE (init)")),
+            event(
+                1,
+                "h1",
+                output("Wed Nov 25 10:38:06 2026: (I) Entering BACKUP STATE (init)"),
+            ),
             event(2, "h1", up),
             event(1000, "h2", output("discarding 10.0.0.21")),
             event(2000, "h2", output("discarding 10.0.0.21")),

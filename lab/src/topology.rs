@@ -1190,7 +1190,10 @@ impl Checker<'_> {
                 self.report(
                     events.span(),
                     &field("events"),
-                    format!("events = `{}`: the only source supported is \"stdout\"", events.get_ref()),
+                    format!(
+                        "events = `{}`: the only source supported is \"stdout\"",
+                        events.get_ref()
+                    ),
                 );
                 false
             }

@@ -26,31 +26,41 @@ struct HostWatch {
     host: String,
     socket: Socket,
     /// Interface index -> (name, usable).
-    links: HashMap<u32, (String, bool)>,
+    links: Links,
 }
 
 /// Opens a monitor in every `(host, namespace)` and starts the thread that reads them.
 pub fn start(hosts: &[(String, String)], events: Arc<EventLog>, stop: Arc<AtomicBool>) -> io::Result<JoinHandle<()>> {
-    let mut watches = Vec::new();
-    for (host, namespace) in hosts {
-        let (socket, links) = netns::run_in(namespace, || {
-            let mut socket = Socket::new(NETLINK_ROUTE)?;
-            socket.bind(&SocketAddr::new(0, RTMGRP_LINK | RTMGRP_IPV4_IFADDR))?;
-            socket.set_non_blocking(true)?;
-            socket.set_rx_buf_sz(1 << 20)?;
-            // Subscribed before the dump, so no change falls between the two.
-            let links = Netlink::open()?.links()?.iter().map(link_state).collect();
-            Ok((socket, links))
-        })?;
-        watches.push(HostWatch {
-            host: host.clone(),
-            socket,
-            links,
-        });
-    }
-    Ok(std::thread::Builder::new()
+    let hosts = hosts.to_vec();
+    // One short-lived thread enters each namespace in turn to open its socket (a socket stays in the namespace it
+    // was opened in), rather than a thread per host.
+    let watches = std::thread::spawn(move || -> io::Result<Vec<HostWatch>> {
+        let creator = netns::Creator::on_this_thread()?;
+        hosts
+            .into_iter()
+            .map(|(host, namespace)| {
+                let (socket, links) = creator.enter(&namespace, open_monitor)?;
+                Ok(HostWatch { host, socket, links })
+            })
+            .collect()
+    })
+    .join()
+    .map_err(|_| io::Error::other("the kernel monitor's opening thread panicked"))??;
+    std::thread::Builder::new()
         .name("kernel-monitor".into())
-        .spawn(move || watch(watches, &events, &stop))?)
+        .spawn(move || watch(watches, &events, &stop))
+}
+
+type Links = HashMap<u32, (String, bool)>;
+
+fn open_monitor() -> io::Result<(Socket, Links)> {
+    let mut socket = Socket::new(NETLINK_ROUTE)?;
+    socket.bind(&SocketAddr::new(0, RTMGRP_LINK | RTMGRP_IPV4_IFADDR))?;
+    socket.set_non_blocking(true)?;
+    socket.set_rx_buf_sz(1 << 20)?;
+    // Subscribed before the dump, so no change falls between the two.
+    let links = Netlink::open()?.links()?.iter().map(link_state).collect();
+    Ok((socket, links))
 }
 
 fn watch(mut watches: Vec<HostWatch>, events: &EventLog, stop: &AtomicBool) {

@@ -29,14 +29,14 @@ pub fn start(
     let (host, probe) = (host.to_string(), probe.clone());
     // ICMP echo identifiers are shared by every raw socket of the namespace: each probe picks its own.
     let identifier = (std::process::id() as u16) ^ (monotonic_ns() as u16);
-    Ok(std::thread::Builder::new()
+    std::thread::Builder::new()
         .name(format!("probe-{}", probe.name))
         .spawn(move || {
             if setns(&namespace_file, CloneFlags::CLONE_NEWNET).is_err() {
                 return;
             }
             run(&host, &probe, identifier, &events, &stop);
-        })?)
+        })
 }
 
 fn run(host: &str, probe: &Probe, identifier: u16, events: &EventLog, stop: &AtomicBool) {

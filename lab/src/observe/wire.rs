@@ -53,7 +53,7 @@ pub fn start(
 ) -> io::Result<JoinHandle<()>> {
     let mut receiver = open(switch_netns, segment)?;
     let segment = segment.to_string();
-    Ok(std::thread::Builder::new()
+    std::thread::Builder::new()
         .name(format!("capture-{segment}"))
         .spawn(move || {
             while !stop.load(Ordering::Relaxed) {
@@ -69,7 +69,7 @@ pub fn start(
                     Err(_) => return,
                 }
             }
-        })?)
+        })
 }
 
 /// The timeline's reading of one Ethernet frame: VRRP advertisements, and ARP replies and announcements.
@@ -162,5 +162,82 @@ fn pcap_error(error: pcap_file::PcapError) -> io::Error {
     match error {
         pcap_file::PcapError::IoError(e) => e,
         other => io::Error::other(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The first frames of a keepalived 2.2.7 capture (the seed's two configs, VRRPv2 PASS unicast).
+    fn keepalived_frames() -> Vec<Vec<u8>> {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../agent/tests/fixtures/keepalived/v2-pass-unicast.pcap"
+        );
+        let mut reader = pcap_file::pcap::PcapReader::new(std::fs::File::open(path).unwrap()).unwrap();
+        let mut frames = Vec::new();
+        while let Some(packet) = reader.next_packet() {
+            frames.push(packet.unwrap().data.into_owned());
+        }
+        frames
+    }
+
+    #[test]
+    fn decodes_keepalived_adverts() {
+        let adverts: Vec<EventKind> = keepalived_frames()
+            .iter()
+            .filter_map(|frame| decode("vlan", frame))
+            .filter(|kind| matches!(kind, EventKind::Vrrp { .. }))
+            .collect();
+        assert!(!adverts.is_empty());
+        for advert in adverts {
+            let EventKind::Vrrp {
+                version,
+                vrid,
+                from,
+                to,
+                ..
+            } = advert
+            else {
+                unreachable!()
+            };
+            assert_eq!((version, vrid), (2, 10));
+            let pair = [from.to_string(), to.to_string()];
+            assert!(
+                pair == ["10.0.0.21", "10.0.0.23"] || pair == ["10.0.0.23", "10.0.0.21"],
+                "{pair:?}"
+            );
+        }
+    }
+
+    fn arp(operation: u16, sender: [u8; 4], target: [u8; 4], target_mac: [u8; 6]) -> Vec<u8> {
+        let mut frame = vec![0xff; 6];
+        frame.extend([2, 0, 0, 0, 0, 1, 0x08, 0x06]);
+        frame.extend([0, 1, 8, 0, 6, 4]);
+        frame.extend(operation.to_be_bytes());
+        frame.extend([2, 0, 0, 0, 0, 1]);
+        frame.extend(sender);
+        frame.extend(target_mac);
+        frame.extend(target);
+        frame
+    }
+
+    #[test]
+    fn arp_announcements_replies_and_questions() {
+        let vip = [10, 0, 0, 31];
+        let gratuitous = decode("vlan", &arp(1, vip, vip, [0; 6])).unwrap();
+        assert!(matches!(gratuitous, EventKind::Arp { gratuitous: true, ref operation, .. } if operation == "request"));
+        let broadcast_reply = decode("vlan", &arp(2, vip, vip, [0xff; 6])).unwrap();
+        assert!(matches!(broadcast_reply, EventKind::Arp { gratuitous: true, .. }));
+        // A reply to an asker using the same address is a conflict answered, not an announcement.
+        let answer = decode("vlan", &arp(2, vip, vip, [2, 0, 0, 0, 0, 9])).unwrap();
+        assert!(matches!(answer, EventKind::Arp { gratuitous: false, .. }));
+        assert_eq!(
+            decode("vlan", &arp(1, [10, 0, 0, 22], vip, [0; 6])),
+            None,
+            "a plain who-has"
+        );
+        assert_eq!(decode("vlan", &[0u8; 10]), None, "a runt");
     }
 }
