@@ -218,11 +218,15 @@ impl Scenario {
             .collect()
     }
 
+    /// The snapshot's slack on every figure: a tenth of the interval, and never under 50 ms (starting a process or
+    /// waking a thread on a machine running every scenario at once can take tens of milliseconds).
+    pub fn margin(&self) -> Duration {
+        (self.vrrp.interval / 10).max(Duration::from_millis(50))
+    }
+
     /// The timeline so far (from the first fault on, if there was one), as the snapshot shows it.
     pub fn snapshot(&self) -> String {
-        // A tenth of the interval, and never under 50 ms: starting a process or waking a thread on a machine
-        // running every scenario at once can take tens of milliseconds.
-        let margin = (self.vrrp.interval / 10).max(Duration::from_millis(50));
+        let margin = self.margin();
         let style = SnapshotStyle {
             figures: vec![
                 ("Skew_Time".into(), self.vrrp.skew(99)),

@@ -83,13 +83,16 @@ fn elect_haproxy1_and_settle(scenario: &Scenario) -> u64 {
     master
 }
 
-/// Sleeps until half-way between two adverts of the master at `address`: a fault injected then falls at the same
-/// phase of the protocol's period in every run, so the snapshot's labels do not depend on luck.
+/// Sleeps until the moment of the master's advert period (the master at `address`) that puts its next advert
+/// half-way between the snapshot's "at once" and "≤ Skew_Time" labels: a fault injected then meets the protocol's
+/// period at the same phase in every run, so no label depends on luck.
 fn mid_phase(scenario: &Scenario, address: &str) {
     let now = monotonic_ns();
     let interval = scenario.vrrp.interval.as_nanos() as u64;
+    let margin = scenario.margin().as_nanos() as u64;
+    let next_advert_in = (margin + scenario.vrrp.skew(99).as_nanos() as u64 + margin) / 2;
     let (last, _) = *scenario.adverts(address, 0, now).last().expect("the master advertises");
-    let mut target = last + interval / 2;
+    let mut target = last + interval - next_advert_in.min(interval);
     while target <= now {
         target += interval;
     }
@@ -346,9 +349,9 @@ fn reboot_of_haproxy1_as_in_the_seed() {
         "haproxy1's own address answers from the start"
     );
     // A pause longer than Master_Down_Interval plus GARP's 5 s repeat, so haproxy2 is master well before haproxy1
-    // comes back, as in the seed; 6.2 s puts the return between two of haproxy2's adverts (it took over 3.11 s
-    // after this mid-phase fault).
-    let reboot = scenario.fault("haproxy1", "reboot 6.2");
+    // comes back, as in the seed. haproxy2 takes over 3.02 s after this phase-pinned fault; a 6.6 s pause brings
+    // haproxy1 back 0.4 s before one of haproxy2's adverts, as the faults are pinned.
+    let reboot = scenario.fault("haproxy1", "reboot 6.6");
     let master_down = scenario.vrrp.master_down(99);
     let haproxy2 = scenario.wait_state("haproxy2", "MASTER", reboot, master_down + scenario.vrrp.slack());
     let back = scenario.wait_after(reboot, Duration::from_secs(2), "haproxy1's agent restarted", |e| {
