@@ -224,10 +224,10 @@ fn sort_moments(lines: &mut [Line], together: Duration) {
     }
 }
 
-/// The first figure `delay` fits under. Probes only get the longest figure: their attempts run on their own period,
-/// so a finer label would depend on where an attempt happened to fall.
+/// The first figure `delay` fits under. Probes only get the longest figure: their attempts run on their own period
+/// and wait on the client's ARP retries (one a second), so a finer label would depend on where an attempt fell.
 fn label(delay: Duration, style: &SnapshotStyle, coarse: bool) -> String {
-    if delay <= style.margin {
+    if delay <= style.margin && !coarse {
         return "at once".into();
     }
     let figures = if coarse {
@@ -376,7 +376,7 @@ mod tests {
              > Master_Down_Interval   h2/vrrpd | late\n\
              \n\
              client probes since fault on h1: crash vrrpd:\n\
-             at once                  c probe vip (vip): no answer\n"
+             ≤ Master_Down_Interval   c probe vip (vip): no answer\n"
         );
     }
 
