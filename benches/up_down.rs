@@ -15,17 +15,25 @@ fn main() {
     }
     let quick = std::env::args().any(|a| a == "--quick");
     let seed = Topology::load(workspace_file("topologies/vlan.toml")).unwrap();
+    // The network alone: the same namespaces, links, addresses, routes and firewalls, no services or probes.
+    let mut network = seed.clone();
+    for host in &mut network.hosts {
+        host.services.clear();
+        host.probes.clear();
+    }
     let flat = |n: usize| {
         let name = unique_name("bench");
         Topology::parse(&flat_topology_toml(&name, n), format!("flat-{n}.toml")).unwrap()
     };
     let cases: Vec<(String, Topology, usize, usize)> = if quick {
         vec![
+            ("vlan.toml network only".into(), network, 5, 2),
             ("vlan.toml (8 namespaces)".into(), seed, 5, 2),
             ("flat 100 hosts".into(), flat(100), 2, 1),
         ]
     } else {
         vec![
+            ("vlan.toml network only".into(), network, 20, 5),
             ("vlan.toml (8 namespaces)".into(), seed, 20, 5),
             ("flat 100 hosts".into(), flat(100), 5, 2),
             ("flat 1000 hosts".into(), flat(1000), 3, 1),

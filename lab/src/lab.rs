@@ -243,13 +243,14 @@ impl Lab {
         self.torn_down = true;
         self.state.phase = Phase::Stopping;
         let _ = self.save_state();
+        // Observers stop recording now; they end on their own within a few tens of milliseconds.
+        self.observers.detach();
         let statuses = self
             .services
             .iter()
             .rev()
             .map(|s| (s.host.clone(), s.spec.name.clone(), s.stop(&self.events)))
             .collect();
-        self.observers.stop();
         state::remove(&self.state)?;
         self.events.push(
             None,

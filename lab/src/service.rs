@@ -134,8 +134,9 @@ impl RunningService {
             let is_ready = match ready {
                 Readiness::Tcp(port) => tcp_listening(netns_name, *port),
                 Readiness::File(path) => path.exists(),
+                // Waits on the event log itself: the line is seen the moment it is read.
                 Readiness::Log(text) => events
-                    .wait_for(Duration::ZERO, |e| {
+                    .wait_for(Duration::from_millis(5), |e| {
                         e.host.as_deref() == Some(self.host.as_str())
                             && matches!(&e.kind, EventKind::ServiceOutput { service, line, .. }
                                 if service == &self.spec.name && line.contains(text.as_str()))
@@ -157,7 +158,9 @@ impl RunningService {
                     self.spec.ready_timeout
                 )));
             }
-            std::thread::sleep(Duration::from_millis(5));
+            if !matches!(ready, Readiness::Log(_)) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
         }
     }
 

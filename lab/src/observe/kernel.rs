@@ -19,6 +19,9 @@ use rtnetlink::sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use crate::events::{EventKind, EventLog};
 use crate::net::{netlink::Netlink, netns};
 
+/// How often the thread looks at its stop flag while nothing happens.
+const STOP_CHECK_MS: u16 = 20;
+
 const RTMGRP_LINK: u32 = 0x1;
 const RTMGRP_IPV4_IFADDR: u32 = 0x10;
 
@@ -71,7 +74,7 @@ fn watch(mut watches: Vec<HostWatch>, events: &EventLog, stop: &AtomicBool) {
                 .iter()
                 .map(|w| PollFd::new(w.socket.as_fd(), PollFlags::POLLIN))
                 .collect();
-            if poll(&mut fds, PollTimeout::from(100u16)).is_err() {
+            if poll(&mut fds, PollTimeout::from(STOP_CHECK_MS)).is_err() {
                 continue;
             }
             fds.iter()

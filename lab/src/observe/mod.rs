@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-/// Threads that run until told to stop; stopping joins them, so no observer outlives its lab's namespaces.
+/// The observer threads of one lab, and the flag that stops them.
 #[derive(Default)]
 pub struct Observers {
     stop: Arc<AtomicBool>,
@@ -26,16 +26,31 @@ impl Observers {
         self.threads.push(thread);
     }
 
-    pub fn stop(&mut self) {
+    /// Asks every observer to stop. Each one looks at the flag at least every 20 ms (a probe after its attempt in
+    /// flight), closes its sockets and ends.
+    pub fn signal_stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Waits until every observer has ended.
+    pub fn join(&mut self) {
+        self.signal_stop();
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
+    }
+
+    /// Lets the observers end on their own: a lab going down does not wait the tens of milliseconds they take to
+    /// notice. Their sockets hold only the kernel's namespace objects (already nameless) until then; they touch
+    /// nothing else.
+    pub fn detach(&mut self) {
+        self.signal_stop();
+        self.threads.clear();
     }
 }
 
 impl Drop for Observers {
     fn drop(&mut self) {
-        self.stop();
+        self.detach();
     }
 }

@@ -79,8 +79,12 @@ fn run(host: &str, probe: &Probe, identifier: u16, events: &EventLog, stop: &Ato
             }
             (true, None) => {}
         }
-        if let Some(rest) = probe.interval.checked_sub(started.elapsed()) {
-            std::thread::sleep(rest);
+        // In short naps, so a stopping lab does not wait out a long interval.
+        while let Some(rest) = probe.interval.checked_sub(started.elapsed()) {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            std::thread::sleep(rest.min(Duration::from_millis(20)));
         }
     }
 }

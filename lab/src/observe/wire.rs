@@ -22,7 +22,7 @@ use crate::events::{EventKind, EventLog};
 use crate::net::netns;
 
 /// How long a read waits before the capture looks at its stop flag.
-const POLL: Duration = Duration::from_millis(100);
+const POLL: Duration = Duration::from_millis(20);
 
 /// A receiver on the bridge of `segment`, opened inside the switch namespace `switch_netns`.
 pub fn open(switch_netns: &str, segment: &str) -> io::Result<Box<dyn DataLinkReceiver>> {
