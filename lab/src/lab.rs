@@ -289,14 +289,23 @@ impl Lab {
     /// everything the services do.
     fn start_observers(&mut self) -> io::Result<()> {
         let stop = self.observers.stop_flag();
-        let hosts: Vec<(String, String)> = self
+        let hosts = self
             .topology
             .hosts
             .iter()
-            .map(|h| (h.name.clone(), self.topology.netns_name(&h.name)))
+            .map(|h| observe::kernel::Watched {
+                host: h.name.clone(),
+                namespace: self.topology.netns_name(&h.name),
+                interfaces: h
+                    .interfaces
+                    .iter()
+                    .enumerate()
+                    .map(|(n, i)| (build::interface_index(n), i.name.clone()))
+                    .collect(),
+            })
             .collect();
         self.observers
-            .adopt(observe::kernel::start(&hosts, self.events.clone(), stop.clone())?);
+            .adopt(observe::kernel::start(hosts, self.events.clone(), stop.clone())?);
         let switch = self.topology.netns_name(crate::topology::SWITCH_HOST);
         for segment in &self.topology.segments {
             self.observers.adopt(observe::wire::start(

@@ -17,7 +17,7 @@ use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
 use crate::events::{EventKind, EventLog};
-use crate::net::{netlink::Netlink, netns};
+use crate::net::netns;
 
 /// How often the thread looks at its stop flag while nothing happens.
 const STOP_CHECK_MS: u16 = 20;
@@ -32,18 +32,34 @@ struct HostWatch {
     links: Links,
 }
 
-/// Opens a monitor in every `(host, namespace)` and starts the thread that reads them.
-pub fn start(hosts: &[(String, String)], events: Arc<EventLog>, stop: Arc<AtomicBool>) -> io::Result<JoinHandle<()>> {
-    let hosts = hosts.to_vec();
+/// A host to watch: its name, namespace, and its interfaces as (index, name), all usable when watching starts (the
+/// lab has just brought them up).
+pub struct Watched {
+    pub host: String,
+    pub namespace: String,
+    pub interfaces: Vec<(u32, String)>,
+}
+
+/// Opens a monitor in every host's namespace and starts the thread that reads them.
+pub fn start(hosts: Vec<Watched>, events: Arc<EventLog>, stop: Arc<AtomicBool>) -> io::Result<JoinHandle<()>> {
     // One short-lived thread enters each namespace in turn to open its socket (a socket stays in the namespace it
     // was opened in), rather than a thread per host.
     let watches = std::thread::spawn(move || -> io::Result<Vec<HostWatch>> {
         let creator = netns::Creator::on_this_thread()?;
         hosts
             .into_iter()
-            .map(|(host, namespace)| {
-                let (socket, links) = creator.enter(&namespace, open_monitor)?;
-                Ok(HostWatch { host, socket, links })
+            .map(|watched| {
+                let socket = creator.enter(&watched.namespace, open_monitor)?;
+                let links = watched
+                    .interfaces
+                    .into_iter()
+                    .map(|(index, name)| (index, (name, true)))
+                    .collect();
+                Ok(HostWatch {
+                    host: watched.host,
+                    socket,
+                    links,
+                })
             })
             .collect()
     })
@@ -56,14 +72,12 @@ pub fn start(hosts: &[(String, String)], events: Arc<EventLog>, stop: Arc<Atomic
 
 type Links = HashMap<u32, (String, bool)>;
 
-fn open_monitor() -> io::Result<(Socket, Links)> {
+fn open_monitor() -> io::Result<Socket> {
     let mut socket = Socket::new(NETLINK_ROUTE)?;
     socket.bind(&SocketAddr::new(0, RTMGRP_LINK | RTMGRP_IPV4_IFADDR))?;
     socket.set_non_blocking(true)?;
     socket.set_rx_buf_sz(1 << 20)?;
-    // Subscribed before the dump, so no change falls between the two.
-    let links = Netlink::open()?.links()?.iter().map(link_state).collect();
-    Ok((socket, links))
+    Ok(socket)
 }
 
 fn watch(mut watches: Vec<HostWatch>, events: &EventLog, stop: &AtomicBool) {
