@@ -1,10 +1,12 @@
 //! The `lab` binary (run as root): detached labs, recovery after the runner is SIGKILLed, exec, status, and the
 //! refusal to run without privileges.
 
+mod common;
+use common::unique;
+
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
@@ -30,15 +32,6 @@ fn text(output: &Output) -> String {
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn unique(prefix: &str) -> String {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "{prefix}{}n{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
     )
 }
 

@@ -2,22 +2,15 @@
 //! probes and the service events report, and through the `lab` binary the same works on a detached lab, with the
 //! timeline and a pcap capture.
 
+mod common;
+use common::unique;
+
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use lab::events::monotonic_ns;
 use lab::{Event, EventKind, Fault, Lab, Topology};
-
-fn unique(prefix: &str) -> String {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "{prefix}{}n{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 /// Host `a` probes host `b` by ping and on TCP 7000, where `b` runs a listener.
 fn two_hosts(name: &str) -> (Topology, PathBuf) {
