@@ -1,0 +1,187 @@
+//! What Sentinels and Redis nodes answer, read into decisions, without I/O.
+//!
+//! The proxy asks every Sentinel `SENTINEL get-master-addr-by-name <name>`, listens to their `+switch-master`
+//! messages, and routes only to an address a quorum of them names, once that node itself says `ROLE` master
+//! (redis-doc, sentinel-clients: "call ROLE on the returned address").
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use crate::resp::Value;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnswerError {
+    #[error("the server answered an error: {0}")]
+    Refused(String),
+    #[error("unexpected answer {0}")]
+    Unexpected(String),
+}
+
+/// The reply to `SENTINEL get-master-addr-by-name`: the master's address, or `None` when the Sentinel does not know
+/// the name (a null reply).
+pub fn master_address(reply: &Value) -> Result<Option<SocketAddrV4>, AnswerError> {
+    match reply {
+        Value::Null => Ok(None),
+        Value::Error(text) => Err(AnswerError::Refused(text.clone())),
+        Value::Array(parts) if parts.len() == 2 => {
+            let address = parts[0].as_text().and_then(|ip| ip.parse::<Ipv4Addr>().ok());
+            let port = parts[1].as_text().and_then(|port| port.parse::<u16>().ok());
+            match (address, port) {
+                (Some(address), Some(port)) => Ok(Some(SocketAddrV4::new(address, port))),
+                _ => Err(AnswerError::Unexpected(reply.to_string())),
+            }
+        }
+        other => Err(AnswerError::Unexpected(other.to_string())),
+    }
+}
+
+/// The role a node reports in the first element of its `ROLE` reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Master,
+    Replica,
+    Sentinel,
+}
+
+pub fn role(reply: &Value) -> Result<Role, AnswerError> {
+    match reply {
+        Value::Error(text) => Err(AnswerError::Refused(text.clone())),
+        Value::Array(parts) => match parts.first().and_then(Value::as_text) {
+            Some("master") => Ok(Role::Master),
+            Some("slave") | Some("replica") => Ok(Role::Replica),
+            Some("sentinel") => Ok(Role::Sentinel),
+            _ => Err(AnswerError::Unexpected(reply.to_string())),
+        },
+        other => Err(AnswerError::Unexpected(other.to_string())),
+    }
+}
+
+/// A `+switch-master` announcement: `<name> <old ip> <old port> <new ip> <new port>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Switch {
+    pub name: String,
+    pub from: SocketAddrV4,
+    pub to: SocketAddrV4,
+}
+
+/// Reads a pub/sub push (`message`, channel, payload); `None` for anything that is not a well-formed
+/// `+switch-master` (subscription confirmations, other channels).
+pub fn switch_master(push: &Value) -> Option<Switch> {
+    let Value::Array(parts) = push else { return None };
+    let [kind, channel, payload] = parts.as_slice() else {
+        return None;
+    };
+    if kind.as_text()? != "message" || channel.as_text()? != "+switch-master" {
+        return None;
+    }
+    let words: Vec<&str> = payload.as_text()?.split_whitespace().collect();
+    let [name, old_ip, old_port, new_ip, new_port] = words.as_slice() else {
+        return None;
+    };
+    let address = |ip: &str, port: &str| Some(SocketAddrV4::new(ip.parse().ok()?, port.parse().ok()?));
+    Some(Switch {
+        name: name.to_string(),
+        from: address(old_ip, old_port)?,
+        to: address(new_ip, new_port)?,
+    })
+}
+
+/// The address at least `quorum` Sentinels name, if any. Sentinels that did not answer, or answered nothing,
+/// count against it: silence is not agreement.
+pub fn agreed_master(answers: &[Option<SocketAddrV4>], quorum: usize) -> Option<SocketAddrV4> {
+    let mut votes: HashMap<SocketAddrV4, usize> = HashMap::new();
+    for address in answers.iter().flatten() {
+        *votes.entry(*address).or_default() += 1;
+    }
+    // Two addresses cannot both reach a quorum that is a majority; with a smaller quorum the lower address wins,
+    // so the decision does not depend on the order of the answers.
+    votes
+        .into_iter()
+        .filter(|(_, count)| *count >= quorum.max(1))
+        .map(|(address, _)| address)
+        .min()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(text: &str) -> Value {
+        Value::Bulk(text.as_bytes().to_vec())
+    }
+
+    fn at(text: &str) -> SocketAddrV4 {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn master_address_replies() {
+        let reply = Value::Array(vec![bulk("10.0.0.12"), bulk("6379")]);
+        assert_eq!(master_address(&reply), Ok(Some(at("10.0.0.12:6379"))));
+        assert_eq!(master_address(&Value::Null), Ok(None));
+        assert!(matches!(
+            master_address(&Value::Error("ERR".into())),
+            Err(AnswerError::Refused(_))
+        ));
+        let garbage = Value::Array(vec![bulk("not-an-ip"), bulk("6379")]);
+        assert!(matches!(master_address(&garbage), Err(AnswerError::Unexpected(_))));
+        assert!(matches!(
+            master_address(&Value::Integer(3)),
+            Err(AnswerError::Unexpected(_))
+        ));
+    }
+
+    #[test]
+    fn roles() {
+        let master = Value::Array(vec![bulk("master"), Value::Integer(3129659), Value::Array(vec![])]);
+        assert_eq!(role(&master), Ok(Role::Master));
+        let replica = Value::Array(vec![
+            bulk("slave"),
+            bulk("10.0.0.12"),
+            Value::Integer(6379),
+            bulk("connected"),
+        ]);
+        assert_eq!(role(&replica), Ok(Role::Replica));
+        assert!(matches!(
+            role(&Value::Error("LOADING".into())),
+            Err(AnswerError::Refused(_))
+        ));
+        assert!(role(&Value::Array(vec![])).is_err());
+    }
+
+    #[test]
+    fn switch_master_messages() {
+        let push = Value::Array(vec![
+            bulk("message"),
+            bulk("+switch-master"),
+            bulk("mymaster 10.0.0.12 6379 10.0.0.13 6379"),
+        ]);
+        assert_eq!(
+            switch_master(&push),
+            Some(Switch {
+                name: "mymaster".into(),
+                from: at("10.0.0.12:6379"),
+                to: at("10.0.0.13:6379"),
+            })
+        );
+        let confirmation = Value::Array(vec![bulk("subscribe"), bulk("+switch-master"), Value::Integer(1)]);
+        assert_eq!(switch_master(&confirmation), None);
+        let short = Value::Array(vec![
+            bulk("message"),
+            bulk("+switch-master"),
+            bulk("mymaster 10.0.0.12"),
+        ]);
+        assert_eq!(switch_master(&short), None);
+    }
+
+    #[test]
+    fn quorum() {
+        let (a, b) = (Some(at("10.0.0.12:6379")), Some(at("10.0.0.13:6379")));
+        assert_eq!(agreed_master(&[a, a, b], 2), a);
+        assert_eq!(agreed_master(&[a, b, None], 2), None, "no two agree");
+        assert_eq!(agreed_master(&[a, None, None], 2), None, "silence is not agreement");
+        assert_eq!(agreed_master(&[b, a], 1), a, "the same answer whatever the order");
+        assert_eq!(agreed_master(&[a, b], 1), a);
+        assert_eq!(agreed_master(&[], 2), None);
+    }
+}
