@@ -1,0 +1,114 @@
+//! Byte-for-byte forwarding between a client and the backend it was routed to: both directions at once, each
+//! direction's end (half-close) passed on, TCP_NODELAY on both sockets (Redis replies are small and latency is
+//! what a proxy adds), and cut short at once when the master it was routed to stops being the master.
+
+use std::io;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+/// Bytes each way: client to backend, backend to client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Transferred {
+    pub to_backend: u64,
+    pub to_client: u64,
+}
+
+/// Why a relay ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Both sides closed their direction.
+    Closed(Transferred),
+    /// The route changed (the backend is no longer the master): both connections were dropped.
+    Rerouted,
+}
+
+/// Buffer per direction: large enough for a pipeline of commands in one read, small enough for many thousands of
+/// connections.
+const BUFFER: usize = 32 * 1024;
+
+/// Forwards until both directions are closed, or until `route` changes from the value it had when called.
+pub async fn relay(
+    mut client: TcpStream,
+    mut backend: TcpStream,
+    mut route: watch::Receiver<u64>,
+) -> io::Result<Ended> {
+    client.set_nodelay(true)?;
+    backend.set_nodelay(true)?;
+    route.borrow_and_update();
+    let copied = tokio::select! {
+        copied = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut backend, BUFFER, BUFFER) => copied,
+        changed = route.changed() => {
+            // A closed channel means the proxy is going away: end the connection as for a reroute.
+            let _ = changed;
+            let _ = client.shutdown().await;
+            return Ok(Ended::Rerouted);
+        }
+    };
+    let (to_backend, to_client) = copied?;
+    Ok(Ended::Closed(Transferred { to_backend, to_client }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    /// A client connected through `relay` to a backend on loopback; returns the client end, the backend's accepted
+    /// end, the route sender and the relay task.
+    async fn through_relay() -> (
+        TcpStream,
+        TcpStream,
+        watch::Sender<u64>,
+        tokio::task::JoinHandle<io::Result<Ended>>,
+    ) {
+        let front = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let back = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(front.local_addr().unwrap()).await.unwrap();
+        let (accepted, _) = front.accept().await.unwrap();
+        let to_backend = TcpStream::connect(back.local_addr().unwrap()).await.unwrap();
+        let (backend, _) = back.accept().await.unwrap();
+        let (route, routes) = watch::channel(1);
+        let task = tokio::spawn(relay(accepted, to_backend, routes));
+        (client, backend, route, task)
+    }
+
+    #[tokio::test]
+    async fn forwards_both_ways_and_passes_half_close_on() {
+        let (mut client, mut backend, _route, task) = through_relay().await;
+        client.write_all(b"*1\r\n$4\r\nPING\r\n").await.unwrap();
+        // The client is done sending; the backend must see the end, and can still answer.
+        client.shutdown().await.unwrap();
+        let mut request = Vec::new();
+        backend.read_to_end(&mut request).await.unwrap();
+        assert_eq!(request, b"*1\r\n$4\r\nPING\r\n");
+        backend.write_all(b"+PONG\r\n").await.unwrap();
+        backend.shutdown().await.unwrap();
+        let mut reply = Vec::new();
+        client.read_to_end(&mut reply).await.unwrap();
+        assert_eq!(reply, b"+PONG\r\n");
+        assert_eq!(
+            task.await.unwrap().unwrap(),
+            Ended::Closed(Transferred {
+                to_backend: 14,
+                to_client: 7
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn a_new_route_cuts_the_connection() {
+        let (mut client, mut backend, route, task) = through_relay().await;
+        client.write_all(b"*1\r\n$4\r\nPING\r\n").await.unwrap();
+        let mut first = [0u8; 14];
+        backend.read_exact(&mut first).await.unwrap();
+        route.send(2).unwrap();
+        assert_eq!(task.await.unwrap().unwrap(), Ended::Rerouted);
+        // Both ends see the connection end: nothing more goes to the old master.
+        let mut rest = Vec::new();
+        assert_eq!(client.read_to_end(&mut rest).await.unwrap(), 0);
+        assert_eq!(backend.read_to_end(&mut rest).await.unwrap(), 0);
+    }
+}
