@@ -2,12 +2,15 @@
 //! deciding which node is master from a quorum of Sentinels confirmed by the node itself.
 //!
 //! Work in progress (issue 6): the protocol pieces (sans-IO) and the per-connection relay are here; the listener,
-//! the master tracker that feeds the relay's route, TLS and the binary are not yet.
+//! the I/O that feeds the tracker (Sentinel connections, subscriptions, ROLE checks), TLS and the binary are not
+//! yet.
 //! - `resp`: the Redis serialization protocol (RESP2), a parser that says "incomplete" instead of blocking and
 //!   refuses oversized or malformed input, and the command encoder;
 //! - `sentinel`: reading Sentinel's and Redis's answers (`SENTINEL get-master-addr-by-name`, `ROLE`,
 //!   `+switch-master`) and the quorum decision;
 //! - `config`: the TOML configuration, every problem reported with file, line and column;
+//! - `tracker`: the routing decision (quorum candidate confirmed by `ROLE`; role checks only without Sentinels,
+//!   refusing a split brain);
 //! - `relay`: one client connection forwarded byte for byte to its backend (half-close passed on, TCP_NODELAY),
 //!   cut at once when the route changes.
 
@@ -15,3 +18,4 @@ pub mod config;
 pub mod relay;
 pub mod resp;
 pub mod sentinel;
+pub mod tracker;

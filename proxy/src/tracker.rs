@@ -1,0 +1,228 @@
+//! Which node the proxy routes to, decided from what the Sentinels and the nodes said, without I/O: the caller
+//! feeds answers in and reads [`Tracker::route`].
+//!
+//! With Sentinels: the candidate is the address a quorum of them names (their latest answer or `+switch-master`
+//! each), and it is routed to only once the node itself has answered `ROLE` master since it became the candidate.
+//! Without Sentinels (role checks only, as HAProxy does): the one server that says master; two servers saying
+//! master is a split brain, and the proxy refuses rather than guess (HAProxy round-robins writes between them).
+
+use std::collections::HashMap;
+use std::net::SocketAddrV4;
+
+use crate::sentinel::{agreed_master, Role, Switch};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Master(SocketAddrV4),
+    Refuse(Refusal),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// No address is named by a quorum of Sentinels.
+    NoQuorum,
+    /// The Sentinels agree on this node, but it has not said it is master since.
+    Unconfirmed(SocketAddrV4),
+    /// Role checks only: no server says master.
+    NoMaster,
+    /// Role checks only: more than one server says master.
+    SplitBrain(Vec<SocketAddrV4>),
+}
+
+#[derive(Debug, Clone)]
+pub struct Tracker {
+    quorum: usize,
+    /// The latest address each Sentinel named (`None`: unknown, unreachable, or it knows no master).
+    named: Vec<Option<SocketAddrV4>>,
+    /// What each node said last (role checks), and whether that was since it became the candidate.
+    roles: HashMap<SocketAddrV4, Role>,
+    candidate: Option<SocketAddrV4>,
+    confirmed: bool,
+    master_name: String,
+}
+
+impl Tracker {
+    /// A tracker for `sentinels` Sentinels (0: role checks only) watching `master_name`.
+    pub fn new(sentinels: usize, quorum: usize, master_name: &str) -> Tracker {
+        Tracker {
+            quorum,
+            named: vec![None; sentinels],
+            roles: HashMap::new(),
+            candidate: None,
+            confirmed: false,
+            master_name: master_name.to_string(),
+        }
+    }
+
+    /// Sentinel `index` answered `get-master-addr-by-name` (or could not be asked: `None`).
+    pub fn sentinel_named(&mut self, index: usize, address: Option<SocketAddrV4>) {
+        if let Some(slot) = self.named.get_mut(index) {
+            *slot = address;
+        }
+        self.recount();
+    }
+
+    /// Sentinel `index` published `+switch-master`; announcements for other masters are ignored.
+    pub fn switch_announced(&mut self, index: usize, switch: &Switch) {
+        if switch.name == self.master_name {
+            self.sentinel_named(index, Some(switch.to));
+        }
+    }
+
+    /// A node answered `ROLE` (or could not be asked: `None`).
+    pub fn role_answered(&mut self, node: SocketAddrV4, role: Option<Role>) {
+        match role {
+            Some(role) => self.roles.insert(node, role),
+            None => self.roles.remove(&node),
+        };
+        if Some(node) == self.candidate {
+            self.confirmed = role == Some(Role::Master);
+        }
+    }
+
+    fn recount(&mut self) {
+        let candidate = agreed_master(&self.named, self.quorum);
+        if candidate != self.candidate {
+            self.candidate = candidate;
+            // A new candidate must confirm itself from now on: an earlier "master" may predate its demotion.
+            self.confirmed = false;
+        }
+    }
+
+    pub fn route(&self) -> Route {
+        if self.named.is_empty() {
+            let mut masters: Vec<SocketAddrV4> = self
+                .roles
+                .iter()
+                .filter(|(_, role)| **role == Role::Master)
+                .map(|(node, _)| *node)
+                .collect();
+            masters.sort();
+            return match masters.as_slice() {
+                [] => Route::Refuse(Refusal::NoMaster),
+                [one] => Route::Master(*one),
+                _ => Route::Refuse(Refusal::SplitBrain(masters)),
+            };
+        }
+        match (self.candidate, self.confirmed) {
+            (None, _) => Route::Refuse(Refusal::NoQuorum),
+            (Some(node), true) => Route::Master(node),
+            (Some(node), false) => Route::Refuse(Refusal::Unconfirmed(node)),
+        }
+    }
+
+    /// The node the Sentinels agree on, confirmed or not: the one to ask `ROLE`.
+    pub fn candidate(&self) -> Option<SocketAddrV4> {
+        self.candidate
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> SocketAddrV4 {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn routes_only_to_a_quorum_choice_the_node_confirms() {
+        let (old, new) = (at("10.0.0.12:6379"), at("10.0.0.13:6379"));
+        let mut tracker = Tracker::new(3, 2, "mymaster");
+        assert_eq!(tracker.route(), Route::Refuse(Refusal::NoQuorum));
+        tracker.sentinel_named(0, Some(old));
+        assert_eq!(
+            tracker.route(),
+            Route::Refuse(Refusal::NoQuorum),
+            "one Sentinel is not a quorum"
+        );
+        tracker.sentinel_named(1, Some(old));
+        assert_eq!(tracker.route(), Route::Refuse(Refusal::Unconfirmed(old)));
+        tracker.role_answered(old, Some(Role::Master));
+        assert_eq!(tracker.route(), Route::Master(old));
+
+        // A failover: one Sentinel announces it, then a second; the promoted replica must confirm first.
+        let switch = Switch {
+            name: "mymaster".into(),
+            from: old,
+            to: new,
+        };
+        tracker.switch_announced(0, &switch);
+        assert_eq!(
+            tracker.route(),
+            Route::Refuse(Refusal::NoQuorum),
+            "the Sentinels disagree"
+        );
+        tracker.switch_announced(2, &switch);
+        assert_eq!(tracker.route(), Route::Refuse(Refusal::Unconfirmed(new)));
+        tracker.role_answered(new, Some(Role::Replica));
+        assert_eq!(
+            tracker.route(),
+            Route::Refuse(Refusal::Unconfirmed(new)),
+            "not promoted yet"
+        );
+        tracker.role_answered(new, Some(Role::Master));
+        assert_eq!(tracker.route(), Route::Master(new));
+    }
+
+    #[test]
+    fn a_restarted_old_master_is_never_routed_to() {
+        // The seed's pitfall: after a failover the old master restarts and says master for ~10 s.
+        let (old, new) = (at("10.0.0.12:6379"), at("10.0.0.13:6379"));
+        let mut tracker = Tracker::new(3, 2, "mymaster");
+        for index in 0..3 {
+            tracker.sentinel_named(index, Some(new));
+        }
+        tracker.role_answered(new, Some(Role::Master));
+        tracker.role_answered(old, Some(Role::Master));
+        assert_eq!(tracker.route(), Route::Master(new));
+    }
+
+    #[test]
+    fn a_confirmation_does_not_outlive_a_change_of_candidate() {
+        let (a, b) = (at("10.0.0.12:6379"), at("10.0.0.13:6379"));
+        let mut tracker = Tracker::new(3, 2, "mymaster");
+        tracker.sentinel_named(0, Some(a));
+        tracker.sentinel_named(1, Some(a));
+        tracker.role_answered(a, Some(Role::Master));
+        // The quorum moves to b and back to a: a's old "master" no longer counts.
+        tracker.sentinel_named(0, Some(b));
+        tracker.sentinel_named(1, Some(b));
+        tracker.sentinel_named(0, Some(a));
+        tracker.sentinel_named(1, Some(a));
+        assert_eq!(tracker.route(), Route::Refuse(Refusal::Unconfirmed(a)));
+        tracker.role_answered(a, None);
+        assert_eq!(
+            tracker.route(),
+            Route::Refuse(Refusal::Unconfirmed(a)),
+            "unreachable is not master"
+        );
+    }
+
+    #[test]
+    fn other_masters_and_unknown_sentinels_are_ignored() {
+        let mut tracker = Tracker::new(1, 1, "mymaster");
+        let other = Switch {
+            name: "cache".into(),
+            from: at("10.0.0.12:6379"),
+            to: at("10.0.0.13:6379"),
+        };
+        tracker.switch_announced(0, &other);
+        tracker.sentinel_named(7, Some(at("10.0.0.13:6379")));
+        assert_eq!(tracker.route(), Route::Refuse(Refusal::NoQuorum));
+    }
+
+    #[test]
+    fn role_checks_only_refuse_a_split_brain() {
+        let (a, b) = (at("10.0.0.12:6379"), at("10.0.0.13:6379"));
+        let mut tracker = Tracker::new(0, 0, "");
+        assert_eq!(tracker.route(), Route::Refuse(Refusal::NoMaster));
+        tracker.role_answered(a, Some(Role::Master));
+        tracker.role_answered(b, Some(Role::Replica));
+        assert_eq!(tracker.route(), Route::Master(a));
+        tracker.role_answered(b, Some(Role::Master));
+        assert_eq!(tracker.route(), Route::Refuse(Refusal::SplitBrain(vec![a, b])));
+        tracker.role_answered(a, None);
+        assert_eq!(tracker.route(), Route::Master(b));
+    }
+}
