@@ -3,10 +3,13 @@
 //! what a proxy adds), and cut short at once when the master it was routed to stops being the master.
 
 use std::io;
+use std::net::SocketAddrV4;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+
+use crate::tracker::Route;
 
 /// Bytes each way: client to backend, backend to client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -28,26 +31,33 @@ pub enum Ended {
 /// connections.
 const BUFFER: usize = 32 * 1024;
 
-/// Forwards until both directions are closed, or until `route` changes from the value it had when called.
+/// Forwards until both directions are closed, or until `route` stops naming `master` as the master.
 pub async fn relay(
     mut client: TcpStream,
     mut backend: TcpStream,
-    mut route: watch::Receiver<u64>,
+    master: SocketAddrV4,
+    mut route: watch::Receiver<Route>,
 ) -> io::Result<Ended> {
     client.set_nodelay(true)?;
     backend.set_nodelay(true)?;
-    route.borrow_and_update();
     let copied = tokio::select! {
         copied = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut backend, BUFFER, BUFFER) => copied,
-        changed = route.changed() => {
-            // A closed channel means the proxy is going away: end the connection as for a reroute.
-            let _ = changed;
+        () = rerouted(&mut route, master) => {
             let _ = client.shutdown().await;
             return Ok(Ended::Rerouted);
         }
     };
     let (to_backend, to_client) = copied?;
     Ok(Ended::Closed(Transferred { to_backend, to_client }))
+}
+
+/// Resolves once `route` no longer names `master` (or the proxy dropped the sender: it is going away).
+async fn rerouted(route: &mut watch::Receiver<Route>, master: SocketAddrV4) {
+    while *route.borrow_and_update() == Route::Master(master) {
+        if route.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -61,17 +71,21 @@ mod tests {
     async fn through_relay() -> (
         TcpStream,
         TcpStream,
-        watch::Sender<u64>,
+        watch::Sender<Route>,
         tokio::task::JoinHandle<io::Result<Ended>>,
     ) {
         let front = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let back = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = TcpStream::connect(front.local_addr().unwrap()).await.unwrap();
         let (accepted, _) = front.accept().await.unwrap();
-        let to_backend = TcpStream::connect(back.local_addr().unwrap()).await.unwrap();
+        let master = match back.local_addr().unwrap() {
+            std::net::SocketAddr::V4(address) => address,
+            other => panic!("{other}"),
+        };
+        let to_backend = TcpStream::connect(master).await.unwrap();
         let (backend, _) = back.accept().await.unwrap();
-        let (route, routes) = watch::channel(1);
-        let task = tokio::spawn(relay(accepted, to_backend, routes));
+        let (route, routes) = watch::channel(Route::Master(master));
+        let task = tokio::spawn(relay(accepted, to_backend, master, routes));
         (client, backend, route, task)
     }
 
@@ -104,7 +118,11 @@ mod tests {
         client.write_all(b"*1\r\n$4\r\nPING\r\n").await.unwrap();
         let mut first = [0u8; 14];
         backend.read_exact(&mut first).await.unwrap();
-        route.send(2).unwrap();
+        // The same route announced again changes nothing; another master ends the connection.
+        route.send_modify(|_| {});
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(!task.is_finished());
+        route.send(Route::Master("10.0.0.13:6379".parse().unwrap())).unwrap();
         assert_eq!(task.await.unwrap().unwrap(), Ended::Rerouted);
         // Both ends see the connection end: nothing more goes to the old master.
         let mut rest = Vec::new();

@@ -1,0 +1,146 @@
+//! A frontend: accepts clients and relays each to the master of the moment. A client arriving while the route is a
+//! refusal, or beyond the connection limit, is closed at once: no silent fallback to another node, and no queue of
+//! clients waiting on a proxy that cannot serve them.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+
+use crate::relay::relay;
+use crate::tracker::Route;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub connect_timeout: Duration,
+}
+
+/// Serves `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, route: watch::Receiver<Route>, limits: Limits) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    loop {
+        let client = match listener.accept().await {
+            Ok((client, _)) => client,
+            // Out of descriptors or memory for a moment: back off briefly rather than spin.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            continue;
+        };
+        let Route::Master(master) = *route.borrow() else {
+            continue;
+        };
+        let route = route.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            if let Ok(Ok(backend)) = tokio::time::timeout(limits.connect_timeout, TcpStream::connect(master)).await {
+                let _: io::Result<_> = relay(client, backend, master, route).await;
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddrV4;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use crate::tracker::Refusal;
+
+    /// A backend that answers every connection with its own name, then echoes.
+    async fn backend(name: &'static [u8]) -> SocketAddrV4 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = match listener.local_addr().unwrap() {
+            std::net::SocketAddr::V4(address) => address,
+            other => panic!("{other}"),
+        };
+        tokio::spawn(async move {
+            loop {
+                let (mut connection, _) = listener.accept().await.unwrap();
+                tokio::spawn(async move {
+                    connection.write_all(name).await.unwrap();
+                    let mut buffer = [0u8; 64];
+                    while let Ok(n) = connection.read(&mut buffer).await {
+                        if n == 0 || connection.write_all(&buffer[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        address
+    }
+
+    async fn frontend(route: watch::Receiver<Route>, max_connections: usize) -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let limits = Limits {
+            max_connections,
+            connect_timeout: Duration::from_secs(1),
+        };
+        tokio::spawn(serve(listener, route, limits));
+        address
+    }
+
+    async fn greeting(client: &mut TcpStream) -> Vec<u8> {
+        let mut buffer = [0u8; 2];
+        match client.read_exact(&mut buffer).await {
+            Ok(_) => buffer.to_vec(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn clients_follow_the_route_and_are_refused_without_one() {
+        let (a, b) = (backend(b"A!").await, backend(b"B!").await);
+        let (route, routes) = watch::channel(Route::Master(a));
+        let front = frontend(routes, 100).await;
+
+        let mut first = TcpStream::connect(front).await.unwrap();
+        assert_eq!(greeting(&mut first).await, b"A!");
+        first.write_all(b"ping").await.unwrap();
+        let mut echo = [0u8; 4];
+        first.read_exact(&mut echo).await.unwrap();
+        assert_eq!(&echo, b"ping");
+
+        // The master changes: the connection to A ends, a new client reaches B.
+        route.send(Route::Master(b)).unwrap();
+        let mut rest = Vec::new();
+        assert_eq!(first.read_to_end(&mut rest).await.unwrap(), 0);
+        let mut second = TcpStream::connect(front).await.unwrap();
+        assert_eq!(greeting(&mut second).await, b"B!");
+
+        // No master: connections end at once, and the one to B too.
+        route.send(Route::Refuse(Refusal::NoQuorum)).unwrap();
+        assert_eq!(second.read_to_end(&mut rest).await.unwrap(), 0);
+        let mut refused = TcpStream::connect(front).await.unwrap();
+        assert_eq!(greeting(&mut refused).await, b"");
+    }
+
+    #[tokio::test]
+    async fn beyond_the_limit_clients_are_closed_and_the_others_keep_working() {
+        let a = backend(b"A!").await;
+        let (_route, routes) = watch::channel(Route::Master(a));
+        let front = frontend(routes, 1).await;
+        let mut kept = TcpStream::connect(front).await.unwrap();
+        assert_eq!(greeting(&mut kept).await, b"A!");
+        let mut extra = TcpStream::connect(front).await.unwrap();
+        assert_eq!(greeting(&mut extra).await, b"", "over the limit");
+        kept.write_all(b"ok").await.unwrap();
+        let mut echo = [0u8; 2];
+        kept.read_exact(&mut echo).await.unwrap();
+        assert_eq!(&echo, b"ok");
+        // Once the first leaves, its slot is free again.
+        drop(kept);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut next = TcpStream::connect(front).await.unwrap();
+        assert_eq!(greeting(&mut next).await, b"A!");
+    }
+}
