@@ -176,7 +176,7 @@ impl Scenario {
             .filter(|e| e.at_ns >= after_ns && e.host.as_deref() == Some(host))
             .filter_map(|e| match &e.kind {
                 EventKind::ServiceOutput { service, line, .. } if service == "vrrpd" => {
-                    Some(line.split_once(": ").map_or(line.as_str(), |(_, l)| l).to_string())
+                    Some(lab::timeline::without_console_date(line).to_string())
                 }
                 _ => None,
             })

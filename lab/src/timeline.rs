@@ -52,7 +52,7 @@ impl Timeline {
         &self.events
     }
 
-    /// The events from `host` (or the lab itself with `None`) matching `wanted`.
+    /// The events matching `wanted`, in time order.
     pub fn find<'a>(&'a self, wanted: impl Fn(&Event) -> bool + 'a) -> impl Iterator<Item = &'a Event> + 'a {
         self.events.iter().filter(move |e| wanted(e))
     }
@@ -281,8 +281,8 @@ fn snapshot_text(event: &Event) -> Option<String> {
     })
 }
 
-/// keepalived's console lines start with the local date (`Wed Nov 25 10:38:06 2026: `).
-fn without_console_date(line: &str) -> &str {
+/// keepalived's console lines start with the local date (`Wed Nov 25 10:38:06 2026: `); this is the line without it.
+pub fn without_console_date(line: &str) -> &str {
     let bytes = line.as_bytes();
     let looks_dated = bytes.len() > 26
         && bytes[3] == b' '

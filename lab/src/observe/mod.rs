@@ -32,14 +32,6 @@ impl Observers {
         self.stop.store(true, Ordering::Relaxed);
     }
 
-    /// Waits until every observer has ended.
-    pub fn join(&mut self) {
-        self.signal_stop();
-        for thread in self.threads.drain(..) {
-            let _ = thread.join();
-        }
-    }
-
     /// Lets the observers end on their own: a lab going down does not wait the tens of milliseconds they take to
     /// notice. Their sockets hold only the kernel's namespace objects (already nameless) until then; they touch
     /// nothing else.
