@@ -14,6 +14,8 @@
 //! connect_timeout = 1.0       # seconds
 //! max_connections = 10000
 //!
+//! metrics = "127.0.0.1:9121"  # Prometheus text on GET /metrics (optional)
+//!
 //! [tls]                       # for the proxy's own connections to Redis and Sentinel
 //! ca = "/run/lab/vlan/tls/ca.crt"
 //! cert = "/run/lab/vlan/tls/haproxy1.crt"
@@ -40,6 +42,8 @@ pub struct Config {
     pub connect_timeout: Duration,
     pub max_connections: usize,
     pub tls: Option<Tls>,
+    /// Where Prometheus metrics are served, if anywhere.
+    pub metrics: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +92,7 @@ struct RawConfig {
     frontends: Vec<RawFrontend>,
     backend: Spanned<RawBackend>,
     tls: Option<Spanned<RawTls>>,
+    metrics: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -309,6 +314,20 @@ fn check(checker: &mut Checker, raw: RawConfig) -> Config {
         }
         Tls { ca, cert, key }
     });
+    let metrics = raw
+        .metrics
+        .as_ref()
+        .and_then(|m| match m.get_ref().parse::<SocketAddr>() {
+            Ok(address) => Some(address),
+            Err(_) => {
+                checker.report(
+                    m.span(),
+                    "metrics",
+                    format!("`{}` is not an address:port such as 127.0.0.1:9121", m.get_ref()),
+                );
+                None
+            }
+        });
     Config {
         frontends,
         servers,
@@ -319,6 +338,7 @@ fn check(checker: &mut Checker, raw: RawConfig) -> Config {
         connect_timeout,
         max_connections,
         tls,
+        metrics,
     }
 }
 

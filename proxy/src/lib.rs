@@ -16,9 +16,14 @@
 //! - `listener`: a frontend that relays each client to the master of the moment, and closes at once a client that
 //!   arrives with no master or beyond the connection limit.
 
+pub mod checks;
 pub mod config;
+pub mod events;
 pub mod listener;
+pub mod metrics;
 pub mod relay;
 pub mod resp;
+pub mod router;
 pub mod sentinel;
+pub mod tls;
 pub mod tracker;

@@ -2,14 +2,14 @@
 //! refusal, or beyond the connection limit, is closed at once: no silent fallback to another node, and no queue of
 //! clients waiting on a proxy that cannot serve them.
 
-use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
-use crate::relay::relay;
+use crate::metrics::{Direction, Metrics};
+use crate::relay::{relay, Ended};
 use crate::tracker::Route;
 
 #[derive(Debug, Clone, Copy)]
@@ -19,7 +19,7 @@ pub struct Limits {
 }
 
 /// Serves `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, route: watch::Receiver<Route>, limits: Limits) {
+pub async fn serve(listener: TcpListener, route: watch::Receiver<Route>, limits: Limits, metrics: Arc<Metrics>) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     loop {
         let client = match listener.accept().await {
@@ -31,17 +31,42 @@ pub async fn serve(listener: TcpListener, route: watch::Receiver<Route>, limits:
             }
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
+            metrics.refuse("limit");
             continue;
         };
         let Route::Master(master) = *route.borrow() else {
+            metrics.refuse("no_master");
             continue;
         };
         let route = route.clone();
+        let metrics = metrics.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            if let Ok(Ok(backend)) = tokio::time::timeout(limits.connect_timeout, TcpStream::connect(master)).await {
-                let _: io::Result<_> = relay(client, backend, master, route).await;
+            let Ok(Ok(backend)) = tokio::time::timeout(limits.connect_timeout, TcpStream::connect(master)).await else {
+                metrics.refuse("backend_unreachable");
+                return;
+            };
+            metrics.connections.inc();
+            metrics.active.inc();
+            match relay(client, backend, master, route).await {
+                Ok(Ended::Closed(moved)) => {
+                    metrics
+                        .bytes
+                        .get_or_create(&Direction {
+                            direction: "to_backend",
+                        })
+                        .inc_by(moved.to_backend);
+                    metrics
+                        .bytes
+                        .get_or_create(&Direction { direction: "to_client" })
+                        .inc_by(moved.to_client);
+                }
+                Ok(Ended::Rerouted) => {
+                    metrics.cut_on_switch.inc();
+                }
+                Err(_) => {}
             }
+            metrics.active.dec();
         });
     }
 }
@@ -85,7 +110,7 @@ mod tests {
             max_connections,
             connect_timeout: Duration::from_secs(1),
         };
-        tokio::spawn(serve(listener, route, limits));
+        tokio::spawn(serve(listener, route, limits, Metrics::new()));
         address
     }
 

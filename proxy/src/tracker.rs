@@ -3,6 +3,10 @@
 //!
 //! With Sentinels: the candidate is the address a quorum of them names (their latest answer or `+switch-master`
 //! each), and it is routed to only once the node itself has answered `ROLE` master since it became the candidate.
+//! A replica seen turning master while another node is the candidate is a failover under way (a promotion, or a
+//! `SENTINEL FAILOVER` by hand, which leaves the old master accepting writes it will throw away): the proxy refuses
+//! from that moment until the Sentinels name the promoted node or it says replica again. A node that comes back
+//! saying master without having been seen as a replica (a restarted old master) is not a promotion.
 //! Without Sentinels (role checks only, as HAProxy does): the one server that says master; two servers saying
 //! master is a split brain, and the proxy refuses rather than guess (HAProxy round-robins writes between them).
 
@@ -23,6 +27,8 @@ pub enum Refusal {
     NoQuorum,
     /// The Sentinels agree on this node, but it has not said it is master since.
     Unconfirmed(SocketAddrV4),
+    /// A replica was promoted while the Sentinels still name another node.
+    FailoverUnderway(SocketAddrV4),
     /// Role checks only: no server says master.
     NoMaster,
     /// Role checks only: more than one server says master.
@@ -38,6 +44,8 @@ pub struct Tracker {
     roles: HashMap<SocketAddrV4, Role>,
     candidate: Option<SocketAddrV4>,
     confirmed: bool,
+    /// Nodes seen going from replica to master that the Sentinels do not name yet.
+    promoted: Vec<SocketAddrV4>,
     master_name: String,
 }
 
@@ -50,6 +58,7 @@ impl Tracker {
             roles: HashMap::new(),
             candidate: None,
             confirmed: false,
+            promoted: Vec::new(),
             master_name: master_name.to_string(),
         }
     }
@@ -71,10 +80,17 @@ impl Tracker {
 
     /// A node answered `ROLE` (or could not be asked: `None`).
     pub fn role_answered(&mut self, node: SocketAddrV4, role: Option<Role>) {
-        match role {
+        let before = match role {
             Some(role) => self.roles.insert(node, role),
             None => self.roles.remove(&node),
         };
+        if role == Some(Role::Master) && before == Some(Role::Replica) && Some(node) != self.candidate {
+            if !self.promoted.contains(&node) {
+                self.promoted.push(node);
+            }
+        } else if role != Some(Role::Master) {
+            self.promoted.retain(|n| *n != node);
+        }
         if Some(node) == self.candidate {
             self.confirmed = role == Some(Role::Master);
         }
@@ -86,6 +102,7 @@ impl Tracker {
             self.candidate = candidate;
             // A new candidate must confirm itself from now on: an earlier "master" may predate its demotion.
             self.confirmed = false;
+            self.promoted.retain(|n| Some(*n) != candidate);
         }
     }
 
@@ -104,11 +121,19 @@ impl Tracker {
                 _ => Route::Refuse(Refusal::SplitBrain(masters)),
             };
         }
+        if let Some(promoted) = self.promoted.first() {
+            return Route::Refuse(Refusal::FailoverUnderway(*promoted));
+        }
         match (self.candidate, self.confirmed) {
             (None, _) => Route::Refuse(Refusal::NoQuorum),
             (Some(node), true) => Route::Master(node),
             (Some(node), false) => Route::Refuse(Refusal::Unconfirmed(node)),
         }
+    }
+
+    /// The latest address each Sentinel named.
+    pub fn named(&self) -> &[Option<SocketAddrV4>] {
+        &self.named
     }
 
     /// The node the Sentinels agree on, confirmed or not: the one to ask `ROLE`.
@@ -176,6 +201,46 @@ mod tests {
         tracker.role_answered(new, Some(Role::Master));
         tracker.role_answered(old, Some(Role::Master));
         assert_eq!(tracker.route(), Route::Master(new));
+    }
+
+    #[test]
+    fn a_promotion_stops_routing_to_the_old_master_before_the_sentinels_agree() {
+        // `SENTINEL FAILOVER`: the replica is promoted while the old master still says master and accepts writes.
+        let (old, new) = (at("10.0.0.12:6379"), at("10.0.0.13:6379"));
+        let mut tracker = Tracker::new(3, 2, "mymaster");
+        for index in 0..3 {
+            tracker.sentinel_named(index, Some(old));
+        }
+        tracker.role_answered(old, Some(Role::Master));
+        tracker.role_answered(new, Some(Role::Replica));
+        assert_eq!(tracker.route(), Route::Master(old));
+        tracker.role_answered(new, Some(Role::Master));
+        assert_eq!(tracker.route(), Route::Refuse(Refusal::FailoverUnderway(new)));
+        tracker.sentinel_named(0, Some(new));
+        assert_eq!(tracker.route(), Route::Refuse(Refusal::FailoverUnderway(new)));
+        tracker.sentinel_named(1, Some(new));
+        assert_eq!(
+            tracker.route(),
+            Route::Refuse(Refusal::Unconfirmed(new)),
+            "its earlier answer predates the quorum"
+        );
+        tracker.role_answered(new, Some(Role::Master));
+        assert_eq!(
+            tracker.route(),
+            Route::Master(new),
+            "the old master still saying master is ignored"
+        );
+
+        // A promotion undone (the replica told to follow again) lifts the refusal.
+        let mut tracker = Tracker::new(3, 2, "mymaster");
+        for index in 0..3 {
+            tracker.sentinel_named(index, Some(old));
+        }
+        tracker.role_answered(old, Some(Role::Master));
+        tracker.role_answered(new, Some(Role::Replica));
+        tracker.role_answered(new, Some(Role::Master));
+        tracker.role_answered(new, Some(Role::Replica));
+        assert_eq!(tracker.route(), Route::Master(old));
     }
 
     #[test]

@@ -1,0 +1,301 @@
+//! The proxy's own conversations with Sentinels and Redis nodes, feeding [`Evidence`] to the router: one task asks
+//! each Sentinel `SENTINEL get-master-addr-by-name` every check interval, one listens to each Sentinel's
+//! `+switch-master`, and one asks each node `ROLE`. All keep their connection open between checks (a TLS handshake
+//! per check would cost more than the check) and watch it while idle: Sentinel drops a node's clients when it
+//! promotes or reconfigures it, and a check connection closing is the earliest sign of a failover the proxy gets.
+
+use std::io;
+use std::net::SocketAddrV4;
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsConnector;
+
+use crate::resp::{self, Value};
+use crate::sentinel::{self, Role, Switch};
+
+/// What a check found, for the router.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Evidence {
+    /// Sentinel `sentinel` named `address` as master (or could not be asked: `error`).
+    Named {
+        sentinel: usize,
+        address: Option<SocketAddrV4>,
+        error: Option<String>,
+    },
+    /// Sentinel `sentinel` published `+switch-master`.
+    Switched { sentinel: usize, switch: Switch },
+    /// `node` answered `ROLE` (or could not be asked: `error`).
+    Role {
+        node: SocketAddrV4,
+        role: Option<Role>,
+        error: Option<String>,
+    },
+}
+
+#[derive(Debug, Error)]
+pub enum CheckError {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("connection closed")]
+    Closed,
+    #[error("not RESP: {0}")]
+    Protocol(#[from] resp::Error),
+    #[error("unexpected answer: {0}")]
+    Answer(String),
+}
+
+/// How checks connect: timeouts, TLS, interval.
+#[derive(Clone)]
+pub struct Dialer {
+    pub tls: Option<TlsConnector>,
+    pub timeout: Duration,
+    pub interval: Duration,
+}
+
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// One open check connection, plain or TLS, with what has been read but not parsed yet.
+pub struct Session {
+    stream: Box<dyn Stream>,
+    buffer: Vec<u8>,
+    timeout: Duration,
+}
+
+impl Dialer {
+    pub async fn open(&self, address: SocketAddrV4) -> Result<Session, CheckError> {
+        let connect = async {
+            let tcp = TcpStream::connect(address).await?;
+            tcp.set_nodelay(true)?;
+            let stream: Box<dyn Stream> = match &self.tls {
+                None => Box::new(tcp),
+                Some(tls) => {
+                    let name = rustls::pki_types::ServerName::IpAddress((*address.ip()).into());
+                    Box::new(tls.connect(name, tcp).await?)
+                }
+            };
+            Ok::<_, CheckError>(stream)
+        };
+        let stream = tokio::time::timeout(self.timeout, connect)
+            .await
+            .map_err(|_| CheckError::Timeout(self.timeout))??;
+        Ok(Session {
+            stream,
+            buffer: Vec::with_capacity(4096),
+            timeout: self.timeout,
+        })
+    }
+}
+
+impl Session {
+    /// Sends one command and reads its answer, within the timeout.
+    pub async fn request(&mut self, arguments: &[&[u8]]) -> Result<Value, CheckError> {
+        let timeout = self.timeout;
+        tokio::time::timeout(timeout, async {
+            self.stream.write_all(&resp::command(arguments)).await?;
+            self.next_value().await
+        })
+        .await
+        .map_err(|_| CheckError::Timeout(timeout))?
+    }
+
+    /// The next value the peer sends (a pushed message when subscribed), waiting as long as it takes.
+    pub async fn next_value(&mut self) -> Result<Value, CheckError> {
+        loop {
+            if let Some((value, used)) = resp::parse(&self.buffer, &resp::Limits::default())? {
+                self.buffer.drain(..used);
+                return Ok(value);
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self.stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(CheckError::Closed);
+            }
+            self.buffer.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Resolves when the peer closes the idle connection or sends something unasked (both end the session).
+    async fn closed(&mut self) {
+        let mut chunk = [0u8; 64];
+        let _ = self.stream.read(&mut chunk).await;
+    }
+}
+
+fn error_answer(value: &Value) -> Option<CheckError> {
+    match value {
+        Value::Error(text) => Some(CheckError::Answer(text.clone())),
+        _ => None,
+    }
+}
+
+/// Asks Sentinel `index` for the master's address every interval, and at once whenever `wake` changes (another
+/// Sentinel announced a switch).
+pub async fn poll_sentinel(
+    index: usize,
+    address: SocketAddrV4,
+    master_name: String,
+    dialer: Dialer,
+    evidence: mpsc::Sender<Evidence>,
+    mut wake: watch::Receiver<u64>,
+) {
+    let mut session: Option<Session> = None;
+    loop {
+        let answer = ask(
+            &mut session,
+            &dialer,
+            address,
+            &[b"SENTINEL", b"get-master-addr-by-name", master_name.as_bytes()],
+        )
+        .await;
+        let found = answer.and_then(|value| {
+            sentinel::master_address(&value)
+                .map_err(|e| error_answer(&value).unwrap_or(CheckError::Answer(e.to_string())))
+        });
+        let (address, error) = match found {
+            Ok(address) => (address, None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        if evidence
+            .send(Evidence::Named {
+                sentinel: index,
+                address,
+                error,
+            })
+            .await
+            .is_err()
+        {
+            return;
+        }
+        idle(&mut session, dialer.interval, &mut wake).await;
+    }
+}
+
+/// Asks `node` its role every interval, at once when `candidate` names it, and at once after its connection
+/// closes (Sentinel killing clients of a node it reconfigures). A failure is reported only when a fresh connection
+/// fails too, so one dropped connection does not erase what the node was.
+pub async fn check_role(
+    node: SocketAddrV4,
+    dialer: Dialer,
+    evidence: mpsc::Sender<Evidence>,
+    mut candidate: watch::Receiver<Option<SocketAddrV4>>,
+) {
+    let mut session: Option<Session> = None;
+    loop {
+        let mut answer = ask(&mut session, &dialer, node, &[b"ROLE"]).await;
+        if answer.is_err() {
+            answer = ask(&mut session, &dialer, node, &[b"ROLE"]).await;
+        }
+        let found = answer.and_then(|value| {
+            sentinel::role(&value).map_err(|e| error_answer(&value).unwrap_or(CheckError::Answer(e.to_string())))
+        });
+        let (role, error) = match found {
+            Ok(role) => (Some(role), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        if evidence.send(Evidence::Role { node, role, error }).await.is_err() {
+            return;
+        }
+        let sleep = tokio::time::sleep(dialer.interval);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                () = &mut sleep => break,
+                () = closed(&mut session) => break,
+                changed = candidate.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    if *candidate.borrow_and_update() == Some(node) {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Subscribes to Sentinel `index`'s `+switch-master` and passes each announcement on (and bumps `wake`, so every
+/// Sentinel is asked again at once). Reconnects after a check interval when the connection fails.
+pub async fn follow_switches(
+    index: usize,
+    address: SocketAddrV4,
+    dialer: Dialer,
+    evidence: mpsc::Sender<Evidence>,
+    wake: watch::Sender<u64>,
+) {
+    loop {
+        if let Ok(mut session) = dialer.open(address).await {
+            if session.request(&[b"SUBSCRIBE", b"+switch-master"]).await.is_ok() {
+                while let Ok(message) = session.next_value().await {
+                    if let Some(switch) = sentinel::switch_master(&message) {
+                        wake.send_modify(|n| *n += 1);
+                        if evidence
+                            .send(Evidence::Switched {
+                                sentinel: index,
+                                switch,
+                            })
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+        if evidence.is_closed() {
+            return;
+        }
+        tokio::time::sleep(dialer.interval).await;
+    }
+}
+
+/// One request on the kept session, opening it first if needed; any failure drops it.
+async fn ask(
+    session: &mut Option<Session>,
+    dialer: &Dialer,
+    address: SocketAddrV4,
+    arguments: &[&[u8]],
+) -> Result<Value, CheckError> {
+    if session.is_none() {
+        *session = Some(dialer.open(address).await?);
+    }
+    let open = session.as_mut().expect("opened above");
+    let answer = open.request(arguments).await;
+    if answer.is_err() {
+        *session = None;
+    }
+    answer
+}
+
+/// Resolves when the kept session closes (and drops it); never, when there is none.
+async fn closed(session: &mut Option<Session>) {
+    match session {
+        Some(open) => {
+            open.closed().await;
+            *session = None;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn idle(session: &mut Option<Session>, interval: Duration, wake: &mut watch::Receiver<u64>) {
+    let woken = async {
+        if wake.changed().await.is_err() {
+            // Nobody left to wake us: only the interval counts.
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        () = tokio::time::sleep(interval) => {}
+        () = closed(session) => {}
+        () = woken => {}
+    }
+}

@@ -1,0 +1,261 @@
+//! `sentinel-proxy`: routes Redis clients to the master a quorum of Sentinels names and the node confirms.
+//!
+//! `sentinel-proxy -f proxy.toml [--events] [--check]`, or the same settings as flags without a file:
+//! `sentinel-proxy --bind 0.0.0.0:6379 --sentinel 10.0.0.11:26379 ... --master-name mymaster`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+use proxy::checks::{self, Dialer};
+use proxy::config::Config;
+use proxy::events::Events;
+use proxy::listener::{self, Limits};
+use proxy::metrics::{self, Metrics};
+use proxy::router::Router;
+use proxy::tls;
+use proxy::tracker::Tracker;
+
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    about = "A TCP proxy sending Redis clients to the master a quorum of Sentinels names"
+)]
+struct Flags {
+    /// The configuration file (TOML); without it, the flags below describe the whole configuration.
+    #[arg(short = 'f', long = "config")]
+    config: Option<PathBuf>,
+    /// Check the configuration and exit.
+    #[arg(long)]
+    check: bool,
+    /// Write JSON events (route changes with their evidence, check failures) to stdout, one per line.
+    #[arg(long)]
+    events: bool,
+    /// Frontend address:port (repeatable).
+    #[arg(long)]
+    bind: Vec<String>,
+    /// Redis server address:port (repeatable).
+    #[arg(long)]
+    server: Vec<String>,
+    /// Sentinel address:port (repeatable).
+    #[arg(long)]
+    sentinel: Vec<String>,
+    #[arg(long)]
+    master_name: Option<String>,
+    #[arg(long)]
+    quorum: Option<i64>,
+    /// Seconds between checks.
+    #[arg(long)]
+    check_interval: Option<f64>,
+    /// Seconds to connect to a backend or get a check's answer.
+    #[arg(long)]
+    connect_timeout: Option<f64>,
+    #[arg(long)]
+    max_connections: Option<i64>,
+    /// Serve Prometheus metrics on this address:port.
+    #[arg(long)]
+    metrics: Option<String>,
+    /// CA for the proxy's own TLS connections to Redis and Sentinel.
+    #[arg(long)]
+    tls_ca: Option<String>,
+    #[arg(long)]
+    tls_cert: Option<String>,
+    #[arg(long)]
+    tls_key: Option<String>,
+}
+
+impl Flags {
+    /// The flags as the TOML they stand for, so one checker validates both ways of configuring.
+    fn as_toml(&self) -> String {
+        let list = |items: &[String]| {
+            let quoted: Vec<String> = items.iter().map(|i| format!("{i:?}")).collect();
+            format!("[{}]", quoted.join(", "))
+        };
+        let mut text = String::new();
+        if let Some(metrics) = &self.metrics {
+            text += &format!("metrics = {metrics:?}\n");
+        }
+        for bind in &self.bind {
+            text += &format!("[[frontends]]\nbind = {bind:?}\n");
+        }
+        text += &format!(
+            "[backend]\nservers = {}\nsentinels = {}\n",
+            list(&self.server),
+            list(&self.sentinel)
+        );
+        if let Some(name) = &self.master_name {
+            text += &format!("master_name = {name:?}\n");
+        }
+        if let Some(quorum) = self.quorum {
+            text += &format!("quorum = {quorum}\n");
+        }
+        if let Some(seconds) = self.check_interval {
+            text += &format!("check_interval = {seconds:?}\n");
+        }
+        if let Some(seconds) = self.connect_timeout {
+            text += &format!("connect_timeout = {seconds:?}\n");
+        }
+        if let Some(limit) = self.max_connections {
+            text += &format!("max_connections = {limit}\n");
+        }
+        if let Some(ca) = &self.tls_ca {
+            text += &format!("[tls]\nca = {ca:?}\n");
+            if let Some(cert) = &self.tls_cert {
+                text += &format!("cert = {cert:?}\n");
+            }
+            if let Some(key) = &self.tls_key {
+                text += &format!("key = {key:?}\n");
+            }
+        }
+        text
+    }
+
+    fn describes_backend(&self) -> bool {
+        !(self.bind.is_empty() && self.server.is_empty() && self.sentinel.is_empty())
+    }
+}
+
+fn load(flags: &Flags) -> Result<Config, String> {
+    match &flags.config {
+        Some(path) => {
+            if flags.describes_backend() {
+                return Err("give either a configuration file (-f) or --bind/--server/--sentinel, not both".into());
+            }
+            let mut config = Config::load(path).map_err(|e| e.to_string())?;
+            if flags.metrics.is_some() {
+                config.metrics = flags
+                    .metrics
+                    .as_ref()
+                    .map(|m| {
+                        m.parse::<SocketAddr>()
+                            .map_err(|_| format!("--metrics: `{m}` is not an address:port"))
+                    })
+                    .transpose()?;
+            }
+            Ok(config)
+        }
+        None => Config::parse(&flags.as_toml(), "command line").map_err(|e| e.to_string()),
+    }
+}
+
+fn main() -> ExitCode {
+    let flags = Flags::parse();
+    let config = match load(&flags) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("sentinel-proxy: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    if flags.check {
+        println!("configuration OK");
+        return ExitCode::SUCCESS;
+    }
+    // Two worker threads: the copy path and the checks; more would only compete with Redis on small machines.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    match runtime.block_on(run(config, Events { enabled: flags.events })) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("sentinel-proxy: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config, events: Events) -> Result<(), String> {
+    let tls = match &config.tls {
+        Some(settings) => Some(tls::connector(settings).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let dialer = Dialer {
+        tls,
+        timeout: config.connect_timeout,
+        interval: config.check_interval,
+    };
+    let metrics = Metrics::new();
+    let master_name = config.master_name.clone().unwrap_or_default();
+    let tracker = Tracker::new(config.sentinels.len(), config.quorum, &master_name);
+    let (route_sender, route) = watch::channel(tracker.route());
+    let (candidate_sender, candidate) = watch::channel(None);
+    let (wake_sender, wake) = watch::channel(0u64);
+    let (evidence_sender, evidence) = mpsc::channel(256);
+
+    // Bind everything before any check runs, so a port in use is reported at once.
+    let mut frontends = Vec::new();
+    for address in &config.frontends {
+        let listener = TcpListener::bind(address)
+            .await
+            .map_err(|e| format!("bind {address}: {e}"))?;
+        frontends.push(listener);
+    }
+    if let Some(address) = config.metrics {
+        let listener = TcpListener::bind(address)
+            .await
+            .map_err(|e| format!("bind {address}: {e}"))?;
+        eprintln!("sentinel-proxy: metrics on {}", metrics::describe(address));
+        tokio::spawn(metrics::serve(listener, metrics.clone()));
+    }
+
+    for (index, sentinel) in config.sentinels.iter().enumerate() {
+        tokio::spawn(checks::poll_sentinel(
+            index,
+            *sentinel,
+            master_name.clone(),
+            dialer.clone(),
+            evidence_sender.clone(),
+            wake.clone(),
+        ));
+        tokio::spawn(checks::follow_switches(
+            index,
+            *sentinel,
+            dialer.clone(),
+            evidence_sender.clone(),
+            wake_sender.clone(),
+        ));
+    }
+    for server in &config.servers {
+        tokio::spawn(checks::check_role(
+            *server,
+            dialer.clone(),
+            evidence_sender.clone(),
+            candidate.clone(),
+        ));
+    }
+    drop(evidence_sender);
+    let router = Router {
+        tracker,
+        sentinels: config.sentinels.clone(),
+        route: route_sender,
+        candidate: candidate_sender,
+        events,
+        metrics: metrics.clone(),
+    };
+    tokio::spawn(router.run(evidence));
+
+    let limits = Limits {
+        max_connections: config.max_connections,
+        connect_timeout: config.connect_timeout,
+    };
+    for listener in frontends {
+        tokio::spawn(listener::serve(listener, route.clone(), limits, metrics.clone()));
+    }
+    events.emit(
+        "ready",
+        serde_json::json!({"frontends": config.frontends.iter().map(ToString::to_string).collect::<Vec<_>>()}),
+    );
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| format!("SIGTERM handler: {e}"))?;
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(())
+}
