@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use lab::events::monotonic_ns;
 use lab::{Event, EventKind, Fault, Lab, SnapshotStyle};
 
-use crate::{seed_topology, workspace_file};
+use crate::{vrrp_topology, workspace_file};
 
 pub const VIP: &str = "10.0.0.31";
 
@@ -77,7 +77,7 @@ impl Scenario {
     }
 
     fn start(prefix: &str, vrrp: Vrrp, configs: Option<[&str; 2]>) -> Scenario {
-        let mut topology = seed_topology(prefix);
+        let mut topology = vrrp_topology(prefix);
         let directory = configs.map(|texts| {
             let directory = std::env::temp_dir().join(format!("failover-{}", topology.name));
             std::fs::create_dir_all(&directory).unwrap();

@@ -56,6 +56,15 @@ pub fn seed_topology(prefix: &str) -> Topology {
         .unwrap()
 }
 
+/// The seed's network with its VIP layer only (topologies/vlan-vrrp.toml: VRRP agents and a TCP listener on the
+/// proxy hosts, no Redis), under a unique name.
+pub fn vrrp_topology(prefix: &str) -> Topology {
+    Topology::load(workspace_file("topologies/vlan-vrrp.toml"))
+        .unwrap()
+        .renamed(&unique_name(prefix))
+        .unwrap()
+}
+
 /// The links of the namespace this test runs in (the machine's own), as (index, name).
 pub fn root_links() -> Vec<(u32, String)> {
     let mut links: Vec<(u32, String)> = Netlink::open()

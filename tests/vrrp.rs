@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use halab_tests::seed_topology;
+use halab_tests::vrrp_topology;
 use lab::Lab;
 
 const VIP: &str = "10.0.0.31";
@@ -21,7 +21,7 @@ fn mac_text(mac: [u8; 6]) -> String {
 
 #[test]
 fn seed_lab_elects_haproxy1_and_the_client_reaches_the_vip() {
-    let lab = Lab::up(&seed_topology("vrrp")).unwrap();
+    let lab = Lab::up(&vrrp_topology("vrrp")).unwrap();
     // Lab::up returns once both agents logged "Entering BACKUP STATE (init)"; haproxy1 (priority 100) takes over
     // after its Master_Down_Interval, 3 + 156/256 s. The bound adds the time both agents took to start.
     let up = Instant::now();

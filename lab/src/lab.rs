@@ -83,6 +83,9 @@ impl Lab {
         // From here on, dropping `lab` removes whatever exists.
         lab.save_state()?;
         std::fs::create_dir_all(run_dir.join("logs"))?;
+        if topology.tls {
+            crate::tls::write_material(topology, &crate::tls::directory(&run_dir))?;
+        }
         build::build(topology).map_err(|source| LabError::Build {
             lab: topology.name.clone(),
             source,

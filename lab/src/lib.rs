@@ -12,6 +12,7 @@ pub mod process;
 pub mod service;
 pub mod state;
 pub mod timeline;
+pub mod tls;
 pub mod topology;
 
 pub use events::{Event, EventKind, EventLog};

@@ -33,6 +33,8 @@ pub struct Topology {
     pub hosts: Vec<Host>,
     /// Extra /etc/hosts entries for addresses no host owns, such as a VIP.
     pub names: BTreeMap<String, Ipv4Addr>,
+    /// Make a CA and a certificate per host under `{tls}` (see [`crate::tls`]).
+    pub tls: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -107,12 +109,14 @@ pub struct Service {
 }
 
 impl Service {
-    /// The service with `{dir}` (the topology file's directory) and `{run}` (the lab's run directory) replaced in
-    /// its arguments, environment and working directory, so topologies can name files next to them.
+    /// The service with `{dir}` (the topology file's directory), `{run}` (the lab's run directory) and `{tls}`
+    /// (its TLS material, `{run}/tls`) replaced in its arguments, environment and working directory, so topologies
+    /// can name files next to them.
     pub fn with_placeholders(&self, dir: &Path, run: &Path) -> Service {
         let expand = |text: &str| {
             text.replace("{dir}", &dir.display().to_string())
                 .replace("{run}", &run.display().to_string())
+                .replace("{tls}", &run.join("tls").display().to_string())
         };
         Service {
             argv: self.argv.iter().map(|arg| expand(arg)).collect(),
@@ -394,6 +398,8 @@ struct RawTopology {
     hosts: Vec<RawHost>,
     #[serde(default)]
     names: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    tls: bool,
 }
 
 #[derive(Deserialize)]
@@ -1009,6 +1015,7 @@ impl Checker<'_> {
             segments,
             hosts,
             names,
+            tls: raw.tls,
         };
         // Probe targets may name any host or extra name, so they are checked once every name is known.
         let mut probes = Vec::new();
@@ -1129,7 +1136,13 @@ impl Checker<'_> {
                 "argv is empty: give at least the program",
             ),
             Some(program) => {
-                if let Err(why) = find_program(program) {
+                // A program next to the topology (`{dir}/...`) is looked for there; `{run}` and `{tls}` paths only
+                // exist once the lab is up, so they are not checked here.
+                let directory = Path::new(&self.file).parent().filter(|p| !p.as_os_str().is_empty());
+                let directory = directory.unwrap_or(Path::new(".")).display().to_string();
+                let program = &program.replace("{dir}", &directory);
+                if program.contains("{run}") || program.contains("{tls}") {
+                } else if let Err(why) = find_program(program) {
                     self.report(raw.argv.span(), &field("argv"), why);
                 }
             }

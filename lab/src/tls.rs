@@ -1,0 +1,90 @@
+//! TLS material for a lab whose topology says `tls = true`: one CA, and for every host a certificate and key
+//! signed by it, written to `{run}/tls` (the `{tls}` placeholder in services):
+//!
+//! - `ca.crt`: the CA certificate, for `--cacert`, `tls-ca-cert-file`, HAProxy's `ca-file`;
+//! - `HOST.crt`, `HOST.key`: the host's certificate and key; `HOST.pem`: both in one file (HAProxy's `crt`).
+//!
+//! Each host certificate names the host (its name, hostname and aliases as DNS names), every address it has, every
+//! shared address of the topology (`[names]`, such as the VIP, which any host may hold) and 127.0.0.1, since clients
+//! that check names (rustls does; redis-cli does not) dial addresses. Each serves as server and client certificate
+//! (Redis asks clients for one, and replicas and Sentinels are clients of each other). ECDSA P-256, valid for 30
+//! days from the lab's start: the material lives and dies with the lab.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    SanType,
+};
+
+use crate::topology::Topology;
+
+/// Where a lab's TLS material is, inside its run directory.
+pub fn directory(run_dir: &Path) -> PathBuf {
+    run_dir.join("tls")
+}
+
+fn failed(what: &str, e: rcgen::Error) -> io::Error {
+    io::Error::other(format!("TLS material: {what}: {e}"))
+}
+
+fn validity(params: &mut CertificateParams) {
+    let now = std::time::SystemTime::now();
+    // An hour of slack for clocks that differ between the writer and a reader.
+    params.not_before = (now - std::time::Duration::from_secs(3600)).into();
+    params.not_after = (now + std::time::Duration::from_secs(30 * 24 * 3600)).into();
+}
+
+/// Writes the CA and every host's certificate into `dir` (created; keys readable by the owner only).
+pub fn write_material(topology: &Topology, dir: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let ca_key = KeyPair::generate().map_err(|e| failed("CA key", e))?;
+    let mut ca = CertificateParams::default();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca.distinguished_name.push(DnType::CommonName, format!("lab {} CA", topology.name));
+    validity(&mut ca);
+    let ca_certificate = ca.self_signed(&ca_key).map_err(|e| failed("CA certificate", e))?;
+    write(&dir.join("ca.crt"), ca_certificate.pem().as_bytes(), 0o644)?;
+    let issuer = Issuer::new(ca, ca_key);
+
+    let shared: Vec<Ipv4Addr> = topology.names.values().copied().collect();
+    for host in &topology.hosts {
+        let mut names: Vec<String> = vec![host.name.clone(), host.hostname.clone()];
+        names.extend(host.aliases.iter().cloned());
+        names.sort();
+        names.dedup();
+        let mut params = CertificateParams::new(names).map_err(|e| failed(&host.name, e))?;
+        let mut addresses: Vec<Ipv4Addr> = host.interfaces.iter().map(|i| i.address).collect();
+        addresses.extend(&shared);
+        addresses.push(Ipv4Addr::LOCALHOST);
+        for address in addresses {
+            params.subject_alt_names.push(SanType::IpAddress(IpAddr::V4(address)));
+        }
+        params.distinguished_name.push(DnType::CommonName, host.name.clone());
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        validity(&mut params);
+        let key = KeyPair::generate().map_err(|e| failed(&host.name, e))?;
+        let certificate = params.signed_by(&key, &issuer).map_err(|e| failed(&host.name, e))?;
+        let (certificate, key) = (certificate.pem(), key.serialize_pem());
+        write(&dir.join(format!("{}.crt", host.name)), certificate.as_bytes(), 0o644)?;
+        write(&dir.join(format!("{}.key", host.name)), key.as_bytes(), 0o600)?;
+        write(&dir.join(format!("{}.pem", host.name)), format!("{certificate}{key}").as_bytes(), 0o600)?;
+    }
+    Ok(())
+}
+
+fn write(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(path)?;
+    file.write_all(contents)
+}
