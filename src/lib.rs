@@ -8,6 +8,7 @@ use lab::net::{netlink::Netlink, netns};
 use lab::Topology;
 
 pub mod failover;
+pub mod stack;
 pub mod vrrp;
 
 /// A lab name no other test (in this or another test process) uses.

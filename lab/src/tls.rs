@@ -43,8 +43,13 @@ pub fn write_material(topology: &Topology, dir: &Path) -> io::Result<()> {
     let ca_key = KeyPair::generate().map_err(|e| failed("CA key", e))?;
     let mut ca = CertificateParams::default();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-    ca.distinguished_name.push(DnType::CommonName, format!("lab {} CA", topology.name));
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    ca.distinguished_name
+        .push(DnType::CommonName, format!("lab {} CA", topology.name));
     validity(&mut ca);
     let ca_certificate = ca.self_signed(&ca_key).map_err(|e| failed("CA certificate", e))?;
     write(&dir.join("ca.crt"), ca_certificate.pem().as_bytes(), 0o644)?;
@@ -72,7 +77,11 @@ pub fn write_material(topology: &Topology, dir: &Path) -> io::Result<()> {
         let (certificate, key) = (certificate.pem(), key.serialize_pem());
         write(&dir.join(format!("{}.crt", host.name)), certificate.as_bytes(), 0o644)?;
         write(&dir.join(format!("{}.key", host.name)), key.as_bytes(), 0o600)?;
-        write(&dir.join(format!("{}.pem", host.name)), format!("{certificate}{key}").as_bytes(), 0o600)?;
+        write(
+            &dir.join(format!("{}.pem", host.name)),
+            format!("{certificate}{key}").as_bytes(),
+            0o600,
+        )?;
     }
     Ok(())
 }

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsConnector;
 
 use crate::resp::{self, Value};
-use crate::sentinel::{self, Role, Switch};
+use crate::sentinel::{self, Progress, Role, Switch};
 
 /// What a check found, for the router.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +28,8 @@ pub enum Evidence {
     },
     /// Sentinel `sentinel` published `+switch-master`.
     Switched { sentinel: usize, switch: Switch },
+    /// Sentinel `sentinel` started (`+try-failover`) or ended a failover.
+    Failover { sentinel: usize, progress: Progress },
     /// `node` answered `ROLE` (or could not be asked: `error`).
     Role {
         node: SocketAddrV4,
@@ -221,8 +223,9 @@ pub async fn check_role(
     }
 }
 
-/// Subscribes to Sentinel `index`'s `+switch-master` and passes each announcement on (and bumps `wake`, so every
-/// Sentinel is asked again at once). Reconnects after a check interval when the connection fails.
+/// Subscribes to Sentinel `index`'s `+switch-master` and failover start/end channels and passes each announcement
+/// on (a switch also bumps `wake`, so every Sentinel is asked again at once). Reconnects after a check interval
+/// when the connection fails.
 pub async fn follow_switches(
     index: usize,
     address: SocketAddrV4,
@@ -232,20 +235,27 @@ pub async fn follow_switches(
 ) {
     loop {
         if let Ok(mut session) = dialer.open(address).await {
-            if session.request(&[b"SUBSCRIBE", b"+switch-master"]).await.is_ok() {
+            let mut subscribe: Vec<&[u8]> = vec![b"SUBSCRIBE", b"+switch-master"];
+            subscribe.extend(sentinel::FAILOVER_CHANNELS.iter().map(|c| c.as_bytes()));
+            // One confirmation per channel: the first is the request's answer, the others arrive as values.
+            if session.request(&subscribe).await.is_ok() {
                 while let Ok(message) = session.next_value().await {
-                    if let Some(switch) = sentinel::switch_master(&message) {
+                    let found = if let Some(switch) = sentinel::switch_master(&message) {
                         wake.send_modify(|n| *n += 1);
-                        if evidence
-                            .send(Evidence::Switched {
-                                sentinel: index,
-                                switch,
-                            })
-                            .await
-                            .is_err()
-                        {
-                            return;
+                        Evidence::Switched {
+                            sentinel: index,
+                            switch,
                         }
+                    } else if let Some(progress) = sentinel::failover_progress(&message) {
+                        Evidence::Failover {
+                            sentinel: index,
+                            progress,
+                        }
+                    } else {
+                        continue;
+                    };
+                    if evidence.send(found).await.is_err() {
+                        return;
                     }
                 }
             }

@@ -10,7 +10,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
 use crate::checks::Evidence;
-use crate::events::Events;
+use crate::events::{monotonic_ns, Events};
 use crate::metrics::{Metrics, Target};
 use crate::tracker::{Refusal, Route, Tracker};
 
@@ -33,6 +33,7 @@ fn describe(route: &Route) -> serde_json::Value {
                 Refusal::FailoverUnderway(node) => {
                     format!("failover under way: {node} was promoted, the Sentinels do not name it yet")
                 }
+                Refusal::FailoverStarted(index) => format!("Sentinel {index} started a failover"),
                 Refusal::NoMaster => "no server says master".to_string(),
                 Refusal::SplitBrain(nodes) => {
                     let nodes: Vec<String> = nodes.iter().map(ToString::to_string).collect();
@@ -63,6 +64,14 @@ fn describe_evidence(evidence: &Evidence, sentinels: &[SocketAddrV4]) -> serde_j
             "sentinel": sentinel(index),
             "+switch-master": format!("{} {} {}", switch.name, switch.from, switch.to),
         }),
+        Evidence::Failover {
+            sentinel: index,
+            progress,
+        } => json!({
+            "sentinel": sentinel(index),
+            "channel": progress.channel,
+            "master_name": progress.name,
+        }),
         Evidence::Role { node, role, error } => json!({
             "node": node.to_string(),
             "role": role.map(|r| format!("{r:?}").to_lowercase()),
@@ -83,7 +92,19 @@ impl Router {
                 Evidence::Named { sentinel, address, .. } => self.tracker.sentinel_named(*sentinel, *address),
                 Evidence::Switched { sentinel, switch } => self.tracker.switch_announced(*sentinel, switch),
                 Evidence::Role { node, role, .. } => self.tracker.role_answered(*node, *role),
+                Evidence::Failover { sentinel, progress } => {
+                    self.events.emit(
+                        "sentinel_failover",
+                        json!({
+                            "sentinel": self.sentinels.get(*sentinel).map(ToString::to_string),
+                            "channel": progress.channel,
+                            "master_name": progress.name,
+                        }),
+                    );
+                    self.tracker.failover_announced(*sentinel, progress, monotonic_ns())
+                }
             }
+            self.tracker.expire(monotonic_ns());
             self.candidate.send_if_modified(|candidate| {
                 let changed = *candidate != self.tracker.candidate();
                 *candidate = self.tracker.candidate();
@@ -128,7 +149,7 @@ impl Router {
                 error,
             ),
             Evidence::Role { node, error, .. } => ("role", node.to_string(), error),
-            Evidence::Switched { .. } => return,
+            Evidence::Switched { .. } | Evidence::Failover { .. } => return,
         };
         match error {
             Some(error) => {

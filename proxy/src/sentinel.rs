@@ -86,6 +86,48 @@ pub fn switch_master(push: &Value) -> Option<Switch> {
     })
 }
 
+/// The Sentinel channels that say a failover starts or stops, besides `+switch-master`.
+pub const FAILOVER_CHANNELS: [&str; 5] = [
+    "+try-failover",
+    "+failover-end",
+    "-failover-abort-not-elected",
+    "-failover-abort-no-good-slave",
+    "-failover-abort-slave-timeout",
+];
+
+/// A Sentinel starting or ending a failover of master `name`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    pub name: String,
+    /// True for `+try-failover`; false when the failover ended or was abandoned.
+    pub started: bool,
+    pub channel: String,
+}
+
+/// Reads a pub/sub push on one of [`FAILOVER_CHANNELS`]. The payload names the master as
+/// `master <name> <ip> <port>`, or after an `@` when the event is about a replica.
+pub fn failover_progress(push: &Value) -> Option<Progress> {
+    let Value::Array(parts) = push else { return None };
+    let [kind, channel, payload] = parts.as_slice() else {
+        return None;
+    };
+    let channel = channel.as_text()?;
+    if kind.as_text()? != "message" || !FAILOVER_CHANNELS.contains(&channel) {
+        return None;
+    }
+    let words: Vec<&str> = payload.as_text()?.split_whitespace().collect();
+    let name = match words.iter().position(|w| *w == "@") {
+        Some(at) => words.get(at + 1)?,
+        None if words.first() == Some(&"master") => words.get(1)?,
+        None => return None,
+    };
+    Some(Progress {
+        name: name.to_string(),
+        started: channel == "+try-failover",
+        channel: channel.to_string(),
+    })
+}
+
 /// The address at least `quorum` Sentinels name, if any. Sentinels that did not answer, or answered nothing,
 /// count against it: silence is not agreement.
 pub fn agreed_master(answers: &[Option<SocketAddrV4>], quorum: usize) -> Option<SocketAddrV4> {
@@ -105,6 +147,29 @@ pub fn agreed_master(answers: &[Option<SocketAddrV4>], quorum: usize) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn push(channel: &str, payload: &str) -> Value {
+        Value::Array(vec![
+            Value::Bulk(b"message".to_vec()),
+            Value::Bulk(channel.as_bytes().to_vec()),
+            Value::Bulk(payload.as_bytes().to_vec()),
+        ])
+    }
+
+    #[test]
+    fn failover_progress_names_the_master() {
+        let started = failover_progress(&push("+try-failover", "master mymaster 10.0.0.12 6379")).unwrap();
+        assert_eq!((started.name.as_str(), started.started), ("mymaster", true));
+        let ended = failover_progress(&push("-failover-abort-no-good-slave", "master cache 10.0.0.12 6379")).unwrap();
+        assert_eq!((ended.name.as_str(), ended.started), ("cache", false));
+        let end = failover_progress(&push("+failover-end", "master mymaster 10.0.0.12 6379")).unwrap();
+        assert!(!end.started);
+        assert_eq!(
+            failover_progress(&push("+sdown", "master mymaster 10.0.0.12 6379")),
+            None
+        );
+        assert_eq!(failover_progress(&push("+try-failover", "")), None);
+    }
 
     fn bulk(text: &str) -> Value {
         Value::Bulk(text.as_bytes().to_vec())

@@ -13,7 +13,13 @@
 use std::collections::HashMap;
 use std::net::SocketAddrV4;
 
-use crate::sentinel::{agreed_master, Role, Switch};
+use std::time::Duration;
+
+use crate::sentinel::{agreed_master, Progress, Role, Switch};
+
+/// How long an announced failover holds routing back when nothing else ends it: Sentinel's own default
+/// failover-timeout is 180 s, but a failover that produced nothing in a minute has failed.
+pub const FAILOVER_HOLD: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
@@ -29,6 +35,8 @@ pub enum Refusal {
     Unconfirmed(SocketAddrV4),
     /// A replica was promoted while the Sentinels still name another node.
     FailoverUnderway(SocketAddrV4),
+    /// Sentinel number N announced `+try-failover`; its result is not known yet.
+    FailoverStarted(usize),
     /// Role checks only: no server says master.
     NoMaster,
     /// Role checks only: more than one server says master.
@@ -46,6 +54,8 @@ pub struct Tracker {
     confirmed: bool,
     /// Nodes seen going from replica to master that the Sentinels do not name yet.
     promoted: Vec<SocketAddrV4>,
+    /// Sentinels that announced `+try-failover` and have not ended it, with when (the caller's clock, ns).
+    trying: Vec<Option<u64>>,
     master_name: String,
 }
 
@@ -59,6 +69,7 @@ impl Tracker {
             candidate: None,
             confirmed: false,
             promoted: Vec::new(),
+            trying: vec![None; sentinels],
             master_name: master_name.to_string(),
         }
     }
@@ -75,6 +86,29 @@ impl Tracker {
     pub fn switch_announced(&mut self, index: usize, switch: &Switch) {
         if switch.name == self.master_name {
             self.sentinel_named(index, Some(switch.to));
+        }
+    }
+
+    /// Sentinel `index` announced that it starts (`+try-failover`) or ended a failover, at `now_ns`. From the first
+    /// start, nothing is routed until the Sentinels name a new candidate, the failover ends, or [`FAILOVER_HOLD`]
+    /// passes: Sentinel announces the attempt at least one of its 100 ms ticks before it promotes a replica, so the
+    /// old master stops receiving writes before the replica stops following it (`SENTINEL FAILOVER` by hand leaves
+    /// the old master accepting writes it will throw away).
+    pub fn failover_announced(&mut self, index: usize, progress: &Progress, now_ns: u64) {
+        if progress.name != self.master_name {
+            return;
+        }
+        if let Some(slot) = self.trying.get_mut(index) {
+            *slot = progress.started.then_some(now_ns);
+        }
+    }
+
+    /// Forgets failover attempts older than [`FAILOVER_HOLD`] (a Sentinel that died mid-failover).
+    pub fn expire(&mut self, now_ns: u64) {
+        for slot in &mut self.trying {
+            if slot.is_some_and(|at| now_ns.saturating_sub(at) > FAILOVER_HOLD.as_nanos() as u64) {
+                *slot = None;
+            }
         }
     }
 
@@ -103,6 +137,8 @@ impl Tracker {
             // A new candidate must confirm itself from now on: an earlier "master" may predate its demotion.
             self.confirmed = false;
             self.promoted.retain(|n| Some(*n) != candidate);
+            // The failover that was announced has produced its result (or the old master is named again).
+            self.trying.iter_mut().for_each(|slot| *slot = None);
         }
     }
 
@@ -123,6 +159,9 @@ impl Tracker {
         }
         if let Some(promoted) = self.promoted.first() {
             return Route::Refuse(Refusal::FailoverUnderway(*promoted));
+        }
+        if let Some(index) = self.trying.iter().position(Option::is_some) {
+            return Route::Refuse(Refusal::FailoverStarted(index));
         }
         match (self.candidate, self.confirmed) {
             (None, _) => Route::Refuse(Refusal::NoQuorum),
@@ -241,6 +280,45 @@ mod tests {
         tracker.role_answered(new, Some(Role::Master));
         tracker.role_answered(new, Some(Role::Replica));
         assert_eq!(tracker.route(), Route::Master(old));
+    }
+
+    #[test]
+    fn an_announced_failover_holds_routing_until_its_result() {
+        let (old, new) = (at("10.0.0.12:6379"), at("10.0.0.13:6379"));
+        let progress = |channel: &str| Progress {
+            name: "mymaster".into(),
+            started: channel == "+try-failover",
+            channel: channel.into(),
+        };
+        let mut tracker = Tracker::new(3, 2, "mymaster");
+        for index in 0..3 {
+            tracker.sentinel_named(index, Some(old));
+        }
+        tracker.role_answered(old, Some(Role::Master));
+        tracker.failover_announced(2, &progress("+try-failover"), 1_000);
+        assert_eq!(tracker.route(), Route::Refuse(Refusal::FailoverStarted(2)));
+        // Abandoned: routing resumes to the same master.
+        tracker.failover_announced(2, &progress("-failover-abort-no-good-slave"), 2_000);
+        assert_eq!(tracker.route(), Route::Master(old));
+        // Completed: the quorum's new candidate ends the hold.
+        tracker.failover_announced(0, &progress("+try-failover"), 3_000);
+        tracker.sentinel_named(0, Some(new));
+        tracker.sentinel_named(1, Some(new));
+        tracker.role_answered(new, Some(Role::Master));
+        assert_eq!(tracker.route(), Route::Master(new));
+        // Forgotten after the hold.
+        tracker.failover_announced(1, &progress("+try-failover"), 4_000);
+        tracker.expire(4_000 + FAILOVER_HOLD.as_nanos() as u64);
+        assert_eq!(tracker.route(), Route::Refuse(Refusal::FailoverStarted(1)));
+        tracker.expire(4_001 + FAILOVER_HOLD.as_nanos() as u64);
+        assert_eq!(tracker.route(), Route::Master(new));
+        // Other masters' failovers are not ours.
+        let other = Progress {
+            name: "cache".into(),
+            ..progress("+try-failover")
+        };
+        tracker.failover_announced(1, &other, 5_000);
+        assert_eq!(tracker.route(), Route::Master(new));
     }
 
     #[test]
