@@ -208,12 +208,21 @@ fn master_crash(proxy: Proxy) {
         .find(|a| a.sent_ns > crashed && a.outcome == Outcome::Acknowledged)
         .unwrap_or_else(|| panic!("no write succeeded after the crash"));
     let after_quorum = first_ack.done_ns as i64 - quorum_ns as i64;
+    // When the proxy on the VIP holder (haproxy1) started routing to the new master, for the message.
+    let routed = stack.lab.events().all().into_iter().find(|e| {
+        e.at_ns > crashed
+            && e.host.as_deref() == Some("haproxy1")
+            && matches!(&e.kind, EventKind::Daemon { kind, detail, .. }
+                if kind == "route" && detail.get("master").and_then(|m| m.as_str()) == Some(&master.to_string()))
+    });
+    let routed = routed.map(|e| format!("{:.1} ms", (e.at_ns as i64 - quorum_ns as i64) as f64 / 1e6));
     let lost = stack.missing(master, &acknowledged(&attempts));
     let writes = tally(&attempts);
     println!(
-        "{}: master crash: first write acknowledged {:.1} ms after the quorum's +switch-master ({:.2} s after the \
-         crash); writes: {} acknowledged, {} refused, {} failed, longest gap {:?}; acknowledged but lost: {}",
+        "{}: master crash: proxy routes to {master} {} after the quorum's +switch-master, first write acknowledged \
+         {:.1} ms after it ({:.2} s after the crash); writes: {} acknowledged, {} refused, {} failed, longest gap {:?}; acknowledged but lost: {}",
         proxy.label(),
+        routed.unwrap_or_else(|| "(no route event)".into()),
         after_quorum as f64 / 1e6,
         since(crashed, first_ack.done_ns).as_secs_f64(),
         writes.acknowledged,

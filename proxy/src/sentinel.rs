@@ -99,6 +99,8 @@ pub const FAILOVER_CHANNELS: [&str; 5] = [
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Progress {
     pub name: String,
+    /// The master being failed over, as the announcement gives it.
+    pub master: Option<SocketAddrV4>,
     /// True for `+try-failover`; false when the failover ended or was abandoned.
     pub started: bool,
     pub channel: String,
@@ -116,13 +118,23 @@ pub fn failover_progress(push: &Value) -> Option<Progress> {
         return None;
     }
     let words: Vec<&str> = payload.as_text()?.split_whitespace().collect();
-    let name = match words.iter().position(|w| *w == "@") {
-        Some(at) => words.get(at + 1)?,
-        None if words.first() == Some(&"master") => words.get(1)?,
+    let master_at = match words.iter().position(|w| *w == "@") {
+        Some(at) => at + 1,
+        None if words.first() == Some(&"master") => 1,
         None => return None,
+    };
+    let name = words.get(master_at)?;
+    let master = match (words.get(master_at + 1), words.get(master_at + 2)) {
+        (Some(ip), Some(port)) => ip
+            .parse()
+            .ok()
+            .zip(port.parse().ok())
+            .map(|(ip, port)| SocketAddrV4::new(ip, port)),
+        _ => None,
     };
     Some(Progress {
         name: name.to_string(),
+        master,
         started: channel == "+try-failover",
         channel: channel.to_string(),
     })
@@ -160,6 +172,7 @@ mod tests {
     fn failover_progress_names_the_master() {
         let started = failover_progress(&push("+try-failover", "master mymaster 10.0.0.12 6379")).unwrap();
         assert_eq!((started.name.as_str(), started.started), ("mymaster", true));
+        assert_eq!(started.master, Some("10.0.0.12:6379".parse().unwrap()));
         let ended = failover_progress(&push("-failover-abort-no-good-slave", "master cache 10.0.0.12 6379")).unwrap();
         assert_eq!((ended.name.as_str(), ended.started), ("cache", false));
         let end = failover_progress(&push("+failover-end", "master mymaster 10.0.0.12 6379")).unwrap();

@@ -98,6 +98,10 @@ impl Tracker {
         if progress.name != self.master_name {
             return;
         }
+        // A late attempt against a master the Sentinels have already replaced says nothing about the current one.
+        if progress.started && progress.master.is_some() && progress.master != self.candidate {
+            return;
+        }
         if let Some(slot) = self.trying.get_mut(index) {
             *slot = progress.started.then_some(now_ns);
         }
@@ -287,6 +291,7 @@ mod tests {
         let (old, new) = (at("10.0.0.12:6379"), at("10.0.0.13:6379"));
         let progress = |channel: &str| Progress {
             name: "mymaster".into(),
+            master: Some(at("10.0.0.12:6379")),
             started: channel == "+try-failover",
             channel: channel.into(),
         };
@@ -300,14 +305,20 @@ mod tests {
         // Abandoned: routing resumes to the same master.
         tracker.failover_announced(2, &progress("-failover-abort-no-good-slave"), 2_000);
         assert_eq!(tracker.route(), Route::Master(old));
-        // Completed: the quorum's new candidate ends the hold.
+        // Completed: the quorum's new candidate ends the hold, and a late attempt against the old master is ignored.
         tracker.failover_announced(0, &progress("+try-failover"), 3_000);
         tracker.sentinel_named(0, Some(new));
         tracker.sentinel_named(1, Some(new));
         tracker.role_answered(new, Some(Role::Master));
         assert_eq!(tracker.route(), Route::Master(new));
+        tracker.failover_announced(2, &progress("+try-failover"), 3_500);
+        assert_eq!(tracker.route(), Route::Master(new));
         // Forgotten after the hold.
-        tracker.failover_announced(1, &progress("+try-failover"), 4_000);
+        let against_new = Progress {
+            master: Some(new),
+            ..progress("+try-failover")
+        };
+        tracker.failover_announced(1, &against_new, 4_000);
         tracker.expire(4_000 + FAILOVER_HOLD.as_nanos() as u64);
         assert_eq!(tracker.route(), Route::Refuse(Refusal::FailoverStarted(1)));
         tracker.expire(4_001 + FAILOVER_HOLD.as_nanos() as u64);
