@@ -22,10 +22,18 @@ fn main() {
     let tests: &[(&str, fn())] = &[
         ("3_master_crash", || master_crash(Proxy::Ours)),
         ("3_master_crash_haproxy", || master_crash(Proxy::HAProxy)),
-        ("4_restart_and_manual_failover_lose_nothing", || restart_and_manual_failover(Proxy::Ours)),
-        ("4_restart_and_manual_failover_haproxy", || restart_and_manual_failover(Proxy::HAProxy)),
-        ("1_set_and_get_through_the_vip", || set_and_get_through_the_vip(Proxy::Ours)),
-        ("1_set_and_get_through_the_vip_haproxy", || set_and_get_through_the_vip(Proxy::HAProxy)),
+        ("4_restart_and_manual_failover_lose_nothing", || {
+            restart_and_manual_failover(Proxy::Ours)
+        }),
+        ("4_restart_and_manual_failover_haproxy", || {
+            restart_and_manual_failover(Proxy::HAProxy)
+        }),
+        ("1_set_and_get_through_the_vip", || {
+            set_and_get_through_the_vip(Proxy::Ours)
+        }),
+        ("1_set_and_get_through_the_vip_haproxy", || {
+            set_and_get_through_the_vip(Proxy::HAProxy)
+        }),
         ("2_reboot_of_haproxy1_while_reading", reboot_of_haproxy1_while_reading),
     ];
     arguments.test_threads = arguments.test_threads.or(Some(4));
@@ -213,7 +221,10 @@ fn master_crash(proxy: Proxy) {
     let lost = stack.missing(master, &acknowledged(&attempts));
     let writes = tally(&attempts);
     if std::env::var_os("STACK_DEBUG").is_some() {
-        for a in attempts.iter().filter(|a| a.done_ns + 200_000_000 > quorum_ns && a.sent_ns <= first_ack.sent_ns) {
+        for a in attempts
+            .iter()
+            .filter(|a| a.done_ns + 200_000_000 > quorum_ns && a.sent_ns <= first_ack.sent_ns)
+        {
             println!(
                 "  {} sent {:+.1} ms done {:+.1} ms {:?}",
                 a.key,

@@ -14,13 +14,18 @@ use crate::tracker::Route;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    pub max_connections: usize,
     pub connect_timeout: Duration,
 }
 
 /// Serves `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, route: watch::Receiver<Route>, limits: Limits, metrics: Arc<Metrics>) {
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+/// `slots` holds one permit per connection allowed, shared by every frontend and thread of the proxy.
+pub async fn serve(
+    listener: TcpListener,
+    route: watch::Receiver<Route>,
+    limits: Limits,
+    slots: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
+) {
     loop {
         let client = match listener.accept().await {
             Ok((client, _)) => client,
@@ -107,10 +112,15 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let limits = Limits {
-            max_connections,
             connect_timeout: Duration::from_secs(1),
         };
-        tokio::spawn(serve(listener, route, limits, Metrics::new()));
+        tokio::spawn(serve(
+            listener,
+            route,
+            limits,
+            Arc::new(Semaphore::new(max_connections)),
+            Metrics::new(),
+        ));
         address
     }
 

@@ -8,8 +8,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use std::sync::Arc;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+
+use tokio::sync::{mpsc, watch, Semaphore};
 
 use proxy::checks::{self, Dialer};
 use proxy::config::Config;
@@ -56,6 +58,9 @@ struct Flags {
     connect_timeout: Option<f64>,
     #[arg(long)]
     max_connections: Option<i64>,
+    /// Threads relaying client connections (default: one per CPU); checks run on a thread of their own.
+    #[arg(long)]
+    threads: Option<usize>,
     /// Serve Prometheus metrics on this address:port.
     #[arg(long)]
     metrics: Option<String>,
@@ -155,13 +160,16 @@ fn main() -> ExitCode {
         println!("configuration OK");
         return ExitCode::SUCCESS;
     }
-    // Two worker threads: the copy path and the checks; more would only compete with Redis on small machines.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // The checks, the router and the metrics run on this thread's runtime; the copy path on `--threads` threads
+    // of their own (see `relay_threads`).
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    match runtime.block_on(run(config, Events { enabled: flags.events })) {
+    let threads = flags
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    match runtime.block_on(run(config, threads.max(1), Events { enabled: flags.events })) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("sentinel-proxy: {message}");
@@ -170,7 +178,63 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(config: Config, events: Events) -> Result<(), String> {
+/// Binds `address` once per relay thread with SO_REUSEPORT, so the kernel spreads clients over the threads and
+/// each connection stays on one thread from accept to close (no hand-off between threads on the copy path).
+fn bind_shards(address: SocketAddr, threads: usize) -> Result<Vec<std::net::TcpListener>, String> {
+    let bind = || -> std::io::Result<std::net::TcpListener> {
+        let socket = socket2::Socket::new(socket2::Domain::for_address(address), socket2::Type::STREAM, None)?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&address.into())?;
+        socket.listen(1024)?;
+        Ok(socket.into())
+    };
+    // A port some other process holds with SO_REUSEPORT would let us in silently; an exclusive probe first.
+    drop(std::net::TcpListener::bind(address).map_err(|e| format!("bind {address}: {e}"))?);
+    (0..threads)
+        .map(|_| bind().map_err(|e| format!("bind {address}: {e}")))
+        .collect()
+}
+
+/// One thread per shard set, each with its own single-threaded runtime serving its listeners.
+fn relay_threads(
+    shards: Vec<Vec<std::net::TcpListener>>,
+    route: watch::Receiver<proxy::tracker::Route>,
+    limits: Limits,
+    slots: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
+) -> Result<(), String> {
+    for (n, listeners) in shards.into_iter().enumerate() {
+        let (route, slots, metrics) = (route.clone(), slots.clone(), metrics.clone());
+        std::thread::Builder::new()
+            .name(format!("relay-{n}"))
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a tokio runtime");
+                runtime.block_on(async move {
+                    let mut serving = tokio::task::JoinSet::new();
+                    for listener in listeners {
+                        let listener = TcpListener::from_std(listener).expect("a listening socket");
+                        serving.spawn(listener::serve(
+                            listener,
+                            route.clone(),
+                            limits,
+                            slots.clone(),
+                            metrics.clone(),
+                        ));
+                    }
+                    while serving.join_next().await.is_some() {}
+                });
+            })
+            .map_err(|e| format!("relay thread: {e}"))?;
+    }
+    Ok(())
+}
+
+async fn run(config: Config, threads: usize, events: Events) -> Result<(), String> {
     let tls = match &config.tls {
         Some(settings) => Some(tls::connector(settings).map_err(|e| e.to_string())?),
         None => None,
@@ -189,12 +253,11 @@ async fn run(config: Config, events: Events) -> Result<(), String> {
     let (evidence_sender, evidence) = mpsc::channel(256);
 
     // Bind everything before any check runs, so a port in use is reported at once.
-    let mut frontends = Vec::new();
+    let mut shards: Vec<Vec<std::net::TcpListener>> = (0..threads).map(|_| Vec::new()).collect();
     for address in &config.frontends {
-        let listener = TcpListener::bind(address)
-            .await
-            .map_err(|e| format!("bind {address}: {e}"))?;
-        frontends.push(listener);
+        for (thread, listener) in bind_shards(*address, threads)?.into_iter().enumerate() {
+            shards[thread].push(listener);
+        }
     }
     if let Some(address) = config.metrics {
         let listener = TcpListener::bind(address)
@@ -241,12 +304,10 @@ async fn run(config: Config, events: Events) -> Result<(), String> {
     tokio::spawn(router.run(evidence));
 
     let limits = Limits {
-        max_connections: config.max_connections,
         connect_timeout: config.connect_timeout,
     };
-    for listener in frontends {
-        tokio::spawn(listener::serve(listener, route.clone(), limits, metrics.clone()));
-    }
+    let slots = Arc::new(Semaphore::new(config.max_connections));
+    relay_threads(shards, route, limits, slots, metrics.clone())?;
     events.emit(
         "ready",
         serde_json::json!({"frontends": config.frontends.iter().map(ToString::to_string).collect::<Vec<_>>()}),
