@@ -1,4 +1,4 @@
-//! Up+down time of the seed topology and of flat 100- and 1000-host topologies, each next to a plain iproute2
+//! Up+down time of the seed's network (vlan-vrrp.toml: its hosts with the VRRP agents, no Redis) and of flat 100- and 1000-host topologies, each next to a plain iproute2
 //! shell script doing the same work in the same run. Run as root: `scripts/bench-up` (or `cargo bench --bench up_down`).
 
 use std::fmt::Write as _;
@@ -14,7 +14,7 @@ fn main() {
         std::process::exit(2);
     }
     let quick = std::env::args().any(|a| a == "--quick");
-    let seed = Topology::load(workspace_file("topologies/vlan.toml")).unwrap();
+    let seed = Topology::load(workspace_file("topologies/vlan-vrrp.toml")).unwrap();
     // The network alone: the same namespaces, links, addresses, routes and firewalls, no services or probes.
     let mut network = seed.clone();
     for host in &mut network.hosts {
@@ -27,14 +27,14 @@ fn main() {
     };
     let cases: Vec<(String, Topology, usize, usize)> = if quick {
         vec![
-            ("vlan.toml network only".into(), network, 5, 2),
-            ("vlan.toml (8 namespaces)".into(), seed, 5, 2),
+            ("vlan-vrrp.toml network".into(), network, 5, 2),
+            ("vlan-vrrp.toml (8 ns)".into(), seed, 5, 2),
             ("flat 100 hosts".into(), flat(100), 2, 1),
         ]
     } else {
         vec![
-            ("vlan.toml network only".into(), network, 20, 5),
-            ("vlan.toml (8 namespaces)".into(), seed, 20, 5),
+            ("vlan-vrrp.toml network".into(), network, 20, 5),
+            ("vlan-vrrp.toml (8 ns)".into(), seed, 20, 5),
             ("flat 100 hosts".into(), flat(100), 5, 2),
             ("flat 1000 hosts".into(), flat(1000), 3, 1),
         ]
