@@ -212,26 +212,36 @@ impl Stack {
         Ok(master)
     }
 
-    /// Starts a writer on redisclient: `SET w:N N` through the VIP every `pace`, one request at a time on one
-    /// connection, reconnecting after any failure, as an application with a single connection would.
+    /// Starts a writer on redisclient: `SET w:N N` through the VIP every `pace`, each on a new connection (as
+    /// the research's writer did, and as clients behind a pool that reconnects do), so every write is routed anew:
+    /// a proxy that sends new connections to the wrong node loses writes here.
     pub fn writer(&self, pace: Duration) -> Client {
         self.client(
             pace,
+            Connections::FreshPerRequest,
             |n| vec!["SET".into(), format!("w:{n}"), n.to_string()],
             |v| *v == Value::Simple("OK".into()),
         )
     }
 
     /// Starts a reader on redisclient: `GET scott` through the VIP every `pace`, acknowledged when it is "tiger".
+    /// One connection kept open, and opened again after a failure, as an application's connection would.
     pub fn reader(&self, pace: Duration) -> Client {
         self.client(
             pace,
+            Connections::Kept,
             |_| vec!["GET".into(), "scott".into()],
             |v| *v == Value::Bulk(b"tiger".to_vec()),
         )
     }
 
-    fn client(&self, pace: Duration, command: fn(u64) -> Vec<String>, good: fn(&Value) -> bool) -> Client {
+    fn client(
+        &self,
+        pace: Duration,
+        connections: Connections,
+        command: fn(u64) -> Vec<String>,
+        good: fn(&Value) -> bool,
+    ) -> Client {
         let stop = Arc::new(AtomicBool::new(false));
         let dialer = self.dialer("redisclient");
         let namespace = self.lab.topology().netns_name("redisclient");
@@ -239,7 +249,7 @@ impl Stack {
         let handle = std::thread::spawn(move || {
             netns::run_in(&namespace, move || {
                 let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-                Ok(runtime.block_on(run_client(dialer, pace, flag, command, good)))
+                Ok(runtime.block_on(run_client(dialer, pace, connections, flag, command, good)))
             })
             .unwrap()
         });
@@ -324,9 +334,16 @@ impl Client {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Connections {
+    Kept,
+    FreshPerRequest,
+}
+
 async fn run_client(
     dialer: Dialer,
     pace: Duration,
+    connections: Connections,
     stop: Arc<AtomicBool>,
     command: fn(u64) -> Vec<String>,
     good: fn(&Value) -> bool,
@@ -356,6 +373,9 @@ async fn run_client(
                 }
             },
         };
+        if connections == Connections::FreshPerRequest {
+            session = None;
+        }
         attempts.push(Attempt {
             key,
             sent_ns,
