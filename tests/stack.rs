@@ -92,6 +92,27 @@ fn set_and_get_through_the_vip(proxy: Proxy) {
             text(&allowed)
         );
     }
+    if proxy == Proxy::Ours {
+        // The VIP holder's metrics name the master and count the clients it relayed.
+        let metrics = stack
+            .lab
+            .exec(
+                "redisclient",
+                &["curl", "-sS", "-m", "2", "http://vlan-haproxy1:9121/metrics"],
+            )
+            .unwrap();
+        let metrics = text(&metrics);
+        assert!(
+            metrics.contains(&format!("sentinel_proxy_master{{address=\"{INITIAL_MASTER}\"}} 1")),
+            "{metrics}"
+        );
+        let relayed: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("sentinel_proxy_connections_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        assert!(relayed >= 2, "connections relayed: {relayed}\n{metrics}");
+    }
     stack.finish();
 }
 
