@@ -70,6 +70,17 @@ fn text(output: &std::process::Output) -> String {
     )
 }
 
+/// The Prometheus text of the proxy on `host`, fetched from redisclient.
+fn proxy_metrics(stack: &Stack, host: &str) -> String {
+    let url = format!("http://{host}:9121/metrics");
+    text(
+        &stack
+            .lab
+            .exec("redisclient", &["curl", "-sS", "-m", "2", &url])
+            .unwrap(),
+    )
+}
+
 /// Test 1: the seed's client command through the VIP, and the firewall keeping the client off the Redis hosts.
 fn set_and_get_through_the_vip(proxy: Proxy) {
     let stack = Stack::up("stack1", proxy);
@@ -94,14 +105,7 @@ fn set_and_get_through_the_vip(proxy: Proxy) {
     }
     if proxy == Proxy::Ours {
         // The VIP holder's metrics name the master and count the clients it relayed.
-        let metrics = stack
-            .lab
-            .exec(
-                "redisclient",
-                &["curl", "-sS", "-m", "2", "http://vlan-haproxy1:9121/metrics"],
-            )
-            .unwrap();
-        let metrics = text(&metrics);
+        let metrics = proxy_metrics(&stack, "vlan-haproxy1");
         assert!(
             metrics.contains(&format!("sentinel_proxy_master{{address=\"{INITIAL_MASTER}\"}} 1")),
             "{metrics}"
@@ -274,6 +278,15 @@ fn master_crash(proxy: Proxy) {
             "writes resumed {:.1} ms after the quorum published +switch-master (bound 100 ms)",
             after_quorum as f64 / 1e6
         );
+        // The metrics tell the same story: one switch, the new master marked, the old one no longer.
+        let metrics = proxy_metrics(&stack, "vlan-haproxy1");
+        for line in [
+            format!("sentinel_proxy_master{{address=\"{master}\"}} 1"),
+            format!("sentinel_proxy_master{{address=\"{old}\"}} 0"),
+            "sentinel_proxy_master_switches_total 1".to_string(),
+        ] {
+            assert!(metrics.lines().any(|l| l == line), "no `{line}` in\n{metrics}");
+        }
         let refused: Vec<_> = attempts
             .iter()
             .filter(|a| matches!(a.outcome, Outcome::Refused(_)))

@@ -85,6 +85,8 @@ impl Router {
     pub async fn run(mut self, mut evidence: mpsc::Receiver<Evidence>) {
         let mut failing: HashSet<String> = HashSet::new();
         let mut current = self.tracker.route();
+        // The last node routed to, to count switches from one master to another (not refusals in between).
+        let mut last_master = None;
         self.publish(&current, None);
         while let Some(found) = evidence.recv().await {
             self.note_failure(&found, &mut failing);
@@ -113,6 +115,12 @@ impl Router {
             let route = self.tracker.route();
             if route != current {
                 self.publish(&route, Some(&found));
+                if let Route::Master(node) = route {
+                    if last_master.is_some_and(|last| last != node) {
+                        self.metrics.switches.inc();
+                    }
+                    last_master = Some(node);
+                }
                 current = route;
             }
         }
@@ -130,9 +138,6 @@ impl Router {
             Route::Master(node) => Some(*node),
             Route::Refuse(_) => None,
         };
-        if evidence.is_some() {
-            self.metrics.switches.inc();
-        }
         self.metrics.routed_to(master);
         self.route.send_replace(route.clone());
     }
