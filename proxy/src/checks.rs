@@ -100,11 +100,18 @@ impl Session {
     pub async fn request(&mut self, arguments: &[&[u8]]) -> Result<Value, CheckError> {
         let timeout = self.timeout;
         tokio::time::timeout(timeout, async {
-            self.stream.write_all(&resp::command(arguments)).await?;
+            self.send(arguments).await?;
             self.next_value().await
         })
         .await
         .map_err(|_| CheckError::Timeout(timeout))?
+    }
+
+    /// Sends one command without waiting for its answer (a TLS stream holds bytes until flushed).
+    pub async fn send(&mut self, arguments: &[&[u8]]) -> Result<(), CheckError> {
+        self.stream.write_all(&resp::command(arguments)).await?;
+        self.stream.flush().await?;
+        Ok(())
     }
 
     /// The next value the peer sends (a pushed message when subscribed), waiting as long as it takes.
@@ -164,6 +171,7 @@ pub async fn poll_sentinel(
             Ok(address) => (address, None),
             Err(e) => (None, Some(e.to_string())),
         };
+        let answered = error.is_none();
         if evidence
             .send(Evidence::Named {
                 sentinel: index,
@@ -175,7 +183,7 @@ pub async fn poll_sentinel(
         {
             return;
         }
-        idle(&mut session, dialer.interval, &mut wake).await;
+        idle(&mut session, answered, dialer.interval, &mut wake).await;
     }
 }
 
@@ -201,6 +209,9 @@ pub async fn check_role(
             Ok(role) => (Some(role), None),
             Err(e) => (None, Some(e.to_string())),
         };
+        // A node that answered and then closed the connection is re-asked at once (a reconfiguration); one that
+        // refuses us (an error answer, then a close: protected mode, maxclients) waits its interval.
+        let answered = role.is_some();
         if evidence.send(Evidence::Role { node, role, error }).await.is_err() {
             return;
         }
@@ -209,7 +220,7 @@ pub async fn check_role(
         loop {
             tokio::select! {
                 () = &mut sleep => break,
-                () = closed(&mut session) => break,
+                () = closed(&mut session), if answered => break,
                 changed = candidate.changed() => {
                     if changed.is_err() {
                         return;
@@ -220,6 +231,36 @@ pub async fn check_role(
                 }
             }
         }
+    }
+}
+
+/// Role checks for the candidate when the configuration does not list it (Sentinels only, or a node the
+/// Sentinels know and the configuration does not): one [`check_role`] task for the current candidate, replaced
+/// when the candidate changes.
+pub async fn check_unlisted_candidate(
+    listed: Vec<SocketAddrV4>,
+    dialer: Dialer,
+    evidence: mpsc::Sender<Evidence>,
+    mut candidate: watch::Receiver<Option<SocketAddrV4>>,
+) {
+    let mut running: Option<(SocketAddrV4, tokio::task::JoinHandle<()>)> = None;
+    loop {
+        let wanted = (*candidate.borrow_and_update()).filter(|node| !listed.contains(node));
+        if running.as_ref().map(|(node, _)| *node) != wanted {
+            if let Some((_, task)) = running.take() {
+                task.abort();
+            }
+            if let Some(node) = wanted {
+                let task = tokio::spawn(check_role(node, dialer.clone(), evidence.clone(), candidate.clone()));
+                running = Some((node, task));
+            }
+        }
+        if candidate.changed().await.is_err() {
+            break;
+        }
+    }
+    if let Some((_, task)) = running {
+        task.abort();
     }
 }
 
@@ -239,7 +280,7 @@ pub async fn follow_switches(
             subscribe.extend(sentinel::FAILOVER_CHANNELS.iter().map(|c| c.as_bytes()));
             // One confirmation per channel: the first is the request's answer, the others arrive as values.
             if session.request(&subscribe).await.is_ok() {
-                while let Ok(message) = session.next_value().await {
+                while let Some(message) = next_push(&mut session, &dialer).await {
                     let found = if let Some(switch) = sentinel::switch_master(&message) {
                         wake.send_modify(|n| *n += 1);
                         Evidence::Switched {
@@ -267,6 +308,25 @@ pub async fn follow_switches(
     }
 }
 
+/// How long a subscription may stay silent before it is probed with PING (a half-open connection to a Sentinel
+/// would otherwise hide its announcements for good).
+const QUIET: Duration = Duration::from_secs(2);
+
+/// The next message on a subscription; `None` when the connection failed or a PING went unanswered.
+async fn next_push(session: &mut Session, dialer: &Dialer) -> Option<Value> {
+    match tokio::time::timeout(QUIET, session.next_value()).await {
+        Ok(message) => message.ok(),
+        Err(_) => {
+            session.send(&[b"PING"]).await.ok()?;
+            // The answer (`pong`) or any message shows the connection is alive.
+            tokio::time::timeout(dialer.timeout, session.next_value())
+                .await
+                .ok()?
+                .ok()
+        }
+    }
+}
+
 /// One request on the kept session, opening it first if needed; any failure drops it.
 async fn ask(
     session: &mut Option<Session>,
@@ -279,7 +339,7 @@ async fn ask(
     }
     let open = session.as_mut().expect("opened above");
     let answer = open.request(arguments).await;
-    if answer.is_err() {
+    if !matches!(answer, Ok(ref value) if error_answer(value).is_none()) {
         *session = None;
     }
     answer
@@ -296,7 +356,9 @@ async fn closed(session: &mut Option<Session>) {
     }
 }
 
-async fn idle(session: &mut Option<Session>, interval: Duration, wake: &mut watch::Receiver<u64>) {
+/// Waits for the interval, a wake-up, or (after a good answer only, so a peer that refuses and hangs up is not
+/// asked again at once) the kept session closing.
+async fn idle(session: &mut Option<Session>, answered: bool, interval: Duration, wake: &mut watch::Receiver<u64>) {
     let woken = async {
         if wake.changed().await.is_err() {
             // Nobody left to wake us: only the interval counts.
@@ -305,7 +367,7 @@ async fn idle(session: &mut Option<Session>, interval: Duration, wake: &mut watc
     };
     tokio::select! {
         () = tokio::time::sleep(interval) => {}
-        () = closed(session) => {}
+        () = closed(session), if answered => {}
         () = woken => {}
     }
 }

@@ -169,7 +169,12 @@ fn main() -> ExitCode {
     let threads = flags
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    match runtime.block_on(run(config, threads.max(1), Events { enabled: flags.events })) {
+    let events = if flags.events {
+        Events::to_stdout()
+    } else {
+        Events::disabled()
+    };
+    match runtime.block_on(run(config, threads.max(1), events)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("sentinel-proxy: {message}");
@@ -292,13 +297,21 @@ async fn run(config: Config, threads: usize, events: Events) -> Result<(), Strin
             candidate.clone(),
         ));
     }
+    if !config.sentinels.is_empty() {
+        tokio::spawn(checks::check_unlisted_candidate(
+            config.servers.clone(),
+            dialer.clone(),
+            evidence_sender.clone(),
+            candidate.clone(),
+        ));
+    }
     drop(evidence_sender);
     let router = Router {
         tracker,
         sentinels: config.sentinels.clone(),
         route: route_sender,
         candidate: candidate_sender,
-        events,
+        events: events.clone(),
         metrics: metrics.clone(),
     };
     tokio::spawn(router.run(evidence));

@@ -130,17 +130,23 @@ impl Metrics {
 }
 
 /// Answers every HTTP request on `listener` with the metrics. Requests are read up to the blank line (8 KiB at
-/// most, 5 s at most) so a slow or silent client cannot hold more than its own connection.
+/// most, 2 s at most) so a slow or silent client cannot hold more than its own connection, and 16 at most at once.
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
+    // Scrapers are few; more at once than this are closed, so they cannot take the descriptors checks need.
+    let scrapes = Arc::new(tokio::sync::Semaphore::new(16));
     loop {
         let Ok((mut client, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
+        let Ok(permit) = scrapes.clone().try_acquire_owned() else {
+            continue;
+        };
         let metrics = metrics.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let mut request = Vec::new();
-            let read = tokio::time::timeout(Duration::from_secs(5), async {
+            let read = tokio::time::timeout(Duration::from_secs(2), async {
                 let mut chunk = [0u8; 1024];
                 while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
                     let n = client.read(&mut chunk).await?;

@@ -9,7 +9,9 @@ use std::net::SocketAddrV4;
 
 use std::io::Read;
 
-use socket2::SockRef;
+use std::time::Duration;
+
+use socket2::{SockRef, TcpKeepalive};
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -45,6 +47,14 @@ pub async fn relay(
 ) -> io::Result<Ended> {
     client.set_nodelay(true)?;
     backend.set_nodelay(true)?;
+    // A peer that vanishes without FIN or RST (a crashed machine, a NAT that forgot the flow) is found within
+    // about two minutes instead of holding its connection slot until the next change of master.
+    let keepalive = TcpKeepalive::new()
+        .with_time(Duration::from_secs(60))
+        .with_interval(Duration::from_secs(10))
+        .with_retries(6);
+    SockRef::from(&client).set_tcp_keepalive(&keepalive)?;
+    SockRef::from(&backend).set_tcp_keepalive(&keepalive)?;
     let (mut upstream, mut downstream) = (vec![0u8; BUFFER], vec![0u8; BUFFER]);
     let copied = tokio::select! {
         copied = async {

@@ -10,7 +10,7 @@
 //! Without Sentinels (role checks only, as HAProxy does): the one server that says master; two servers saying
 //! master is a split brain, and the proxy refuses rather than guess (HAProxy round-robins writes between them).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddrV4;
 
 use std::time::Duration;
@@ -48,14 +48,18 @@ pub struct Tracker {
     quorum: usize,
     /// The latest address each Sentinel named (`None`: unknown, unreachable, or it knows no master).
     named: Vec<Option<SocketAddrV4>>,
-    /// What each node said last (role checks), and whether that was since it became the candidate.
+    /// What each node said the last time it answered (kept while it cannot be asked: a failed check must not make
+    /// a promoted replica look new, or a master look like a replica).
     roles: HashMap<SocketAddrV4, Role>,
+    /// Nodes whose latest check failed.
+    unreachable: HashSet<SocketAddrV4>,
     candidate: Option<SocketAddrV4>,
     confirmed: bool,
     /// Nodes seen going from replica to master that the Sentinels do not name yet.
     promoted: Vec<SocketAddrV4>,
-    /// Sentinels that announced `+try-failover` and have not ended it, with when (the caller's clock, ns).
-    trying: Vec<Option<u64>>,
+    /// Sentinels that announced `+try-failover` and have not abandoned it: when (the caller's clock, ns), and the
+    /// master being failed over.
+    trying: Vec<Option<(u64, Option<SocketAddrV4>)>>,
     master_name: String,
 }
 
@@ -66,6 +70,7 @@ impl Tracker {
             quorum,
             named: vec![None; sentinels],
             roles: HashMap::new(),
+            unreachable: HashSet::new(),
             candidate: None,
             confirmed: false,
             promoted: Vec::new(),
@@ -89,9 +94,10 @@ impl Tracker {
         }
     }
 
-    /// Sentinel `index` announced that it starts (`+try-failover`) or ended a failover, at `now_ns`. From the first
-    /// start, nothing is routed until the Sentinels name a new candidate, the failover ends, or [`FAILOVER_HOLD`]
-    /// passes: Sentinel announces the attempt at least one of its 100 ms ticks before it promotes a replica, so the
+    /// Sentinel `index` announced that it starts (`+try-failover`) or abandons (`-failover-abort-*`) a failover, at
+    /// `now_ns`. From the first start, nothing is routed until a quorum names another node, the attempt is
+    /// abandoned, or [`FAILOVER_HOLD`] passes. (`+failover-end` does not lift it: the leader says it before the other
+    /// Sentinels have learnt the new master, and the quorum still names the old one for a moment.) Sentinel announces the attempt at least one of its 100 ms ticks before it promotes a replica, so the
     /// old master stops receiving writes before the replica stops following it (`SENTINEL FAILOVER` by hand leaves
     /// the old master accepting writes it will throw away).
     pub fn failover_announced(&mut self, index: usize, progress: &Progress, now_ns: u64) {
@@ -103,14 +109,18 @@ impl Tracker {
             return;
         }
         if let Some(slot) = self.trying.get_mut(index) {
-            *slot = progress.started.then_some(now_ns);
+            if progress.started {
+                *slot = Some((now_ns, progress.master));
+            } else if progress.channel.starts_with("-failover-abort") {
+                *slot = None;
+            }
         }
     }
 
     /// Forgets failover attempts older than [`FAILOVER_HOLD`] (a Sentinel that died mid-failover).
     pub fn expire(&mut self, now_ns: u64) {
         for slot in &mut self.trying {
-            if slot.is_some_and(|at| now_ns.saturating_sub(at) > FAILOVER_HOLD.as_nanos() as u64) {
+            if slot.is_some_and(|(at, _)| now_ns.saturating_sub(at) > FAILOVER_HOLD.as_nanos() as u64) {
                 *slot = None;
             }
         }
@@ -118,19 +128,21 @@ impl Tracker {
 
     /// A node answered `ROLE` (or could not be asked: `None`).
     pub fn role_answered(&mut self, node: SocketAddrV4, role: Option<Role>) {
-        let before = match role {
-            Some(role) => self.roles.insert(node, role),
-            None => self.roles.remove(&node),
+        if Some(node) == self.candidate {
+            self.confirmed = role == Some(Role::Master);
+        }
+        let Some(role) = role else {
+            self.unreachable.insert(node);
+            return;
         };
-        if role == Some(Role::Master) && before == Some(Role::Replica) && Some(node) != self.candidate {
+        self.unreachable.remove(&node);
+        let before = self.roles.insert(node, role);
+        if role == Role::Master && before == Some(Role::Replica) && Some(node) != self.candidate {
             if !self.promoted.contains(&node) {
                 self.promoted.push(node);
             }
-        } else if role != Some(Role::Master) {
+        } else if role != Role::Master {
             self.promoted.retain(|n| *n != node);
-        }
-        if Some(node) == self.candidate {
-            self.confirmed = role == Some(Role::Master);
         }
     }
 
@@ -141,8 +153,15 @@ impl Tracker {
             // A new candidate must confirm itself from now on: an earlier "master" may predate its demotion.
             self.confirmed = false;
             self.promoted.retain(|n| Some(*n) != candidate);
-            // The failover that was announced has produced its result (or the old master is named again).
-            self.trying.iter_mut().for_each(|slot| *slot = None);
+            // A quorum naming another node is the announced failover's result. Losing the quorum, or the failing
+            // master named again, is not: the hold stays until abandoned or expired.
+            if let Some(new) = candidate {
+                for slot in &mut self.trying {
+                    if slot.is_some_and(|(_, failing)| failing != Some(new)) {
+                        *slot = None;
+                    }
+                }
+            }
         }
     }
 
@@ -151,7 +170,7 @@ impl Tracker {
             let mut masters: Vec<SocketAddrV4> = self
                 .roles
                 .iter()
-                .filter(|(_, role)| **role == Role::Master)
+                .filter(|(node, role)| **role == Role::Master && !self.unreachable.contains(node))
                 .map(|(node, _)| *node)
                 .collect();
             masters.sort();
@@ -305,8 +324,17 @@ mod tests {
         // Abandoned: routing resumes to the same master.
         tracker.failover_announced(2, &progress("-failover-abort-no-good-slave"), 2_000);
         assert_eq!(tracker.route(), Route::Master(old));
-        // Completed: the quorum's new candidate ends the hold, and a late attempt against the old master is ignored.
+        // Completed: the leader's +failover-end and a moment without a quorum do not lift the hold; the quorum's new
+        // candidate does, and a late attempt against the old master is ignored.
         tracker.failover_announced(0, &progress("+try-failover"), 3_000);
+        tracker.failover_announced(0, &progress("+failover-end"), 3_100);
+        assert_eq!(tracker.route(), Route::Refuse(Refusal::FailoverStarted(0)));
+        tracker.sentinel_named(1, None);
+        tracker.sentinel_named(2, None);
+        tracker.sentinel_named(1, Some(old));
+        tracker.sentinel_named(2, Some(old));
+        tracker.role_answered(old, Some(Role::Master));
+        assert_eq!(tracker.route(), Route::Refuse(Refusal::FailoverStarted(0)));
         tracker.sentinel_named(0, Some(new));
         tracker.sentinel_named(1, Some(new));
         tracker.role_answered(new, Some(Role::Master));
@@ -329,6 +357,32 @@ mod tests {
             ..progress("+try-failover")
         };
         tracker.failover_announced(1, &other, 5_000);
+        assert_eq!(tracker.route(), Route::Master(new));
+    }
+
+    #[test]
+    fn a_failed_check_does_not_erase_a_promotion() {
+        let (old, new) = (at("10.0.0.12:6379"), at("10.0.0.13:6379"));
+        let mut tracker = Tracker::new(3, 2, "mymaster");
+        for index in 0..3 {
+            tracker.sentinel_named(index, Some(old));
+        }
+        tracker.role_answered(old, Some(Role::Master));
+        tracker.role_answered(new, Some(Role::Replica));
+        tracker.role_answered(new, Some(Role::Master));
+        tracker.role_answered(new, None);
+        assert_eq!(tracker.route(), Route::Refuse(Refusal::FailoverUnderway(new)));
+        tracker.role_answered(new, Some(Role::Master));
+        assert_eq!(tracker.route(), Route::Refuse(Refusal::FailoverUnderway(new)));
+        // And a restarted master that was master when last seen is no promotion.
+        let mut tracker = Tracker::new(3, 2, "mymaster");
+        for index in 0..3 {
+            tracker.sentinel_named(index, Some(new));
+        }
+        tracker.role_answered(new, Some(Role::Master));
+        tracker.role_answered(old, Some(Role::Master));
+        tracker.role_answered(old, None);
+        tracker.role_answered(old, Some(Role::Master));
         assert_eq!(tracker.route(), Route::Master(new));
     }
 

@@ -306,3 +306,62 @@ fn a_silent_backend_and_silent_clients_do_not_stop_the_proxy() {
     let rss = proxy.rss_kib();
     assert!(rss < 64 * 1024, "the proxy grew to {rss} KiB");
 }
+
+/// A server that answers every connection with an error and hangs up, as Redis does at maxclients.
+fn refusing_server() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().map_while(Result::ok) {
+            count.fetch_add(1, Ordering::Relaxed);
+            let _ = stream.write_all(b"-ERR max number of clients reached\r\n");
+        }
+    });
+    (address, accepted)
+}
+
+#[test]
+fn a_node_that_refuses_and_hangs_up_is_not_hammered() {
+    let (good, _) = fake_server(redis_answer, free_port());
+    let (refusing, accepted) = refusing_server();
+    let proxy = start(&[
+        "--server".into(),
+        refusing.to_string(),
+        "--server".into(),
+        good.to_string(),
+    ]);
+    assert!(
+        proxy.wait_event(&[&format!("\"master\":\"{good}\"")], Duration::from_secs(5)),
+        "never routed"
+    );
+    let before = accepted.load(Ordering::Relaxed);
+    std::thread::sleep(Duration::from_secs(2));
+    let opened = accepted.load(Ordering::Relaxed) - before;
+    // Two attempts per check interval (0.1 s) at most, about 40 in 2 s (with slack), not one per round trip.
+    assert!(opened <= 60, "{opened} connections to the refusing node in 2 s");
+    assert_eq!(proxy.ping().as_deref(), Some("+PONG"));
+}
+
+#[test]
+fn sentinels_alone_are_enough() {
+    // No `--server`: the proxy asks ROLE of whatever node the Sentinels name.
+    let (node, _) = fake_server(redis_answer, free_port());
+    let (sentinel1, _) = fake_server(sentinel_answer, node);
+    let (sentinel2, _) = fake_server(sentinel_answer, node);
+    let proxy = start(&[
+        "--sentinel".into(),
+        sentinel1.to_string(),
+        "--sentinel".into(),
+        sentinel2.to_string(),
+        "--master-name".into(),
+        "mymaster".into(),
+    ]);
+    assert!(
+        proxy.wait_event(&[&format!("\"master\":\"{node}\"")], Duration::from_secs(5)),
+        "never routed: {:?}",
+        proxy.events.lock().unwrap()
+    );
+    assert_eq!(proxy.ping().as_deref(), Some("+PONG"));
+}
