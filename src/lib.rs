@@ -125,3 +125,35 @@ pub fn namespace_inodes(lab: &lab::Lab) -> Vec<u64> {
         .map(|(_, inode)| inode)
         .collect()
 }
+
+/// Takes `lab` down and panics naming whatever of it is left on the machine.
+pub fn down_and_check(lab: lab::Lab) {
+    let name = lab.name().to_string();
+    let inodes = namespace_inodes(&lab);
+    lab.down().unwrap();
+    let left = leftovers(&name, &inodes);
+    assert!(left.is_empty(), "lab {name} left {left:?}");
+}
+
+/// Runs `tests` with libtest-mimic (libtest's command line: filters, `--list`, `--test-threads`), `threads` at once
+/// unless `--test-threads` says otherwise. A panic fails its test with the panic's message.
+pub fn run_tests(tests: &[(&'static str, fn())], threads: usize) -> ! {
+    let mut arguments = libtest_mimic::Arguments::from_args();
+    arguments.test_threads = arguments.test_threads.or(Some(threads));
+    let trials = tests
+        .iter()
+        .map(|&(name, test)| {
+            libtest_mimic::Trial::test(name, move || {
+                std::panic::catch_unwind(test).map_err(|panic| {
+                    let text = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "panicked".into());
+                    libtest_mimic::Failed::from(text)
+                })
+            })
+        })
+        .collect();
+    libtest_mimic::run(&arguments, trials).exit()
+}

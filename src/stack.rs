@@ -399,11 +399,7 @@ pub fn acknowledged(attempts: &[Attempt]) -> Vec<String> {
 impl Stack {
     /// Takes the lab down and checks nothing of it is left.
     pub fn finish(self) {
-        let name = self.lab.name().to_string();
-        let inodes = crate::namespace_inodes(&self.lab);
-        self.lab.down().unwrap();
-        let left = crate::leftovers(&name, &inodes);
-        assert!(left.is_empty(), "lab {name} left {left:?}");
+        crate::down_and_check(self.lab);
     }
 
     /// Whether `host` holds the VIP now, by its kernel's latest address event.

@@ -10,10 +10,8 @@ use std::time::Duration;
 use halab_tests::failover::{eventually, is_state, seed_config, since, Scenario, Vrrp, VIP};
 use lab::events::monotonic_ns;
 use lab::EventKind;
-use libtest_mimic::{Arguments, Failed, Trial};
 
 fn main() {
-    let mut arguments = Arguments::from_args();
     let scenarios: &[(&str, fn())] = &[
         ("start_elects_haproxy1", start_elects_haproxy1),
         ("crash_of_the_master_agent", crash_of_the_master_agent),
@@ -32,23 +30,7 @@ fn main() {
         ("link_down_with_track_interface", link_down_with_track_interface),
         ("vrrpv3_at_a_tenth_of_a_second", vrrpv3_at_a_tenth_of_a_second),
     ];
-    arguments.test_threads = arguments.test_threads.or(Some(scenarios.len()));
-    let trials = scenarios
-        .iter()
-        .map(|&(name, scenario)| {
-            Trial::test(name, move || {
-                std::panic::catch_unwind(scenario).map_err(|panic| {
-                    let text = panic
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_else(|| "panicked".into());
-                    Failed::from(text)
-                })
-            })
-        })
-        .collect();
-    libtest_mimic::run(&arguments, trials).exit();
+    halab_tests::run_tests(scenarios, scenarios.len());
 }
 
 fn snapshot(name: &str, scenario: &Scenario) {

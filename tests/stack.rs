@@ -13,10 +13,8 @@ use halab_tests::failover::{eventually, since, Vrrp};
 use halab_tests::stack::{acknowledged, host_of, redis_hosts, tally, Outcome, Proxy, Stack, INITIAL_MASTER};
 use lab::events::monotonic_ns;
 use lab::{EventKind, Fault};
-use libtest_mimic::{Arguments, Failed, Trial};
 
 fn main() {
-    let mut arguments = Arguments::from_args();
     // The failover tests first: test 3's 100 ms bound is about the proxy, not about how many labs share two CPUs,
     // so at most four labs run at once and the short tests fill in as the long ones end.
     let tests: &[(&str, fn())] = &[
@@ -36,23 +34,7 @@ fn main() {
         }),
         ("2_reboot_of_haproxy1_while_reading", reboot_of_haproxy1_while_reading),
     ];
-    arguments.test_threads = arguments.test_threads.or(Some(4));
-    let trials = tests
-        .iter()
-        .map(|&(name, test)| {
-            Trial::test(name, move || {
-                std::panic::catch_unwind(test).map_err(|panic| {
-                    let text = panic
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_else(|| "panicked".into());
-                    Failed::from(text)
-                })
-            })
-        })
-        .collect();
-    libtest_mimic::run(&arguments, trials).exit();
+    halab_tests::run_tests(tests, 4);
 }
 
 fn fault(stack: &mut Stack, host: &str, words: &str) -> u64 {
