@@ -77,8 +77,14 @@ pub fn in_host<T: Send + 'static>(
     host: &str,
     work: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>> + Send + 'static,
 ) -> T {
-    let namespace = lab.topology().netns_name(host);
-    netns::run_in(&namespace, move || {
+    in_namespace(&lab.topology().netns_name(host), work)
+}
+
+fn in_namespace<T: Send + 'static>(
+    namespace: &str,
+    work: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>> + Send + 'static,
+) -> T {
+    netns::run_in(namespace, move || {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         Ok(runtime.block_on(work()))
     })
@@ -247,11 +253,9 @@ impl Stack {
         let namespace = self.lab.topology().netns_name("redisclient");
         let flag = stop.clone();
         let handle = std::thread::spawn(move || {
-            netns::run_in(&namespace, move || {
-                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-                Ok(runtime.block_on(run_client(dialer, pace, connections, flag, command, good)))
+            in_namespace(&namespace, move || {
+                Box::pin(run_client(dialer, pace, connections, flag, command, good))
             })
-            .unwrap()
         });
         Client { stop, handle }
     }

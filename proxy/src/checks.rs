@@ -137,6 +137,15 @@ impl Session {
     }
 }
 
+/// An answer read with `read`; Redis's own error text when it answered one, rather than "unexpected answer".
+fn read_answer<T, E: ToString>(
+    answer: Result<Value, CheckError>,
+    read: impl FnOnce(&Value) -> Result<T, E>,
+) -> Result<T, CheckError> {
+    let value = answer?;
+    read(&value).map_err(|e| error_answer(&value).unwrap_or(CheckError::Answer(e.to_string())))
+}
+
 fn error_answer(value: &Value) -> Option<CheckError> {
     match value {
         Value::Error(text) => Some(CheckError::Answer(text.clone())),
@@ -163,10 +172,7 @@ pub async fn poll_sentinel(
             &[b"SENTINEL", b"get-master-addr-by-name", master_name.as_bytes()],
         )
         .await;
-        let found = answer.and_then(|value| {
-            sentinel::master_address(&value)
-                .map_err(|e| error_answer(&value).unwrap_or(CheckError::Answer(e.to_string())))
-        });
+        let found = read_answer(answer, sentinel::master_address);
         let (address, error) = match found {
             Ok(address) => (address, None),
             Err(e) => (None, Some(e.to_string())),
@@ -202,9 +208,7 @@ pub async fn check_role(
         if answer.is_err() {
             answer = ask(&mut session, &dialer, node, &[b"ROLE"]).await;
         }
-        let found = answer.and_then(|value| {
-            sentinel::role(&value).map_err(|e| error_answer(&value).unwrap_or(CheckError::Answer(e.to_string())))
-        });
+        let found = read_answer(answer, sentinel::role);
         let (role, error) = match found {
             Ok(role) => (Some(role), None),
             Err(e) => (None, Some(e.to_string())),

@@ -95,14 +95,8 @@ impl Router {
                 Evidence::Switched { sentinel, switch } => self.tracker.switch_announced(*sentinel, switch),
                 Evidence::Role { node, role, .. } => self.tracker.role_answered(*node, *role),
                 Evidence::Failover { sentinel, progress } => {
-                    self.events.emit(
-                        "sentinel_failover",
-                        json!({
-                            "sentinel": self.sentinels.get(*sentinel).map(ToString::to_string),
-                            "channel": progress.channel,
-                            "master_name": progress.name,
-                        }),
-                    );
+                    self.events
+                        .emit("sentinel_failover", describe_evidence(&found, &self.sentinels));
                     self.tracker.failover_announced(*sentinel, progress, monotonic_ns())
                 }
             }

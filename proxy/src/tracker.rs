@@ -212,6 +212,15 @@ mod tests {
         text.parse().unwrap()
     }
 
+    /// A tracker of three Sentinels (quorum 2) that all name `master`.
+    fn all_three_name(master: SocketAddrV4) -> Tracker {
+        let mut tracker = Tracker::new(3, 2, "mymaster");
+        for index in 0..3 {
+            tracker.sentinel_named(index, Some(master));
+        }
+        tracker
+    }
+
     #[test]
     fn routes_only_to_a_quorum_choice_the_node_confirms() {
         let (old, new) = (at("10.0.0.12:6379"), at("10.0.0.13:6379"));
@@ -256,10 +265,7 @@ mod tests {
     fn a_restarted_old_master_is_never_routed_to() {
         // The seed's pitfall: after a failover the old master restarts and says master for ~10 s.
         let (old, new) = (at("10.0.0.12:6379"), at("10.0.0.13:6379"));
-        let mut tracker = Tracker::new(3, 2, "mymaster");
-        for index in 0..3 {
-            tracker.sentinel_named(index, Some(new));
-        }
+        let mut tracker = all_three_name(new);
         tracker.role_answered(new, Some(Role::Master));
         tracker.role_answered(old, Some(Role::Master));
         assert_eq!(tracker.route(), Route::Master(new));
@@ -269,10 +275,7 @@ mod tests {
     fn a_promotion_stops_routing_to_the_old_master_before_the_sentinels_agree() {
         // `SENTINEL FAILOVER`: the replica is promoted while the old master still says master and accepts writes.
         let (old, new) = (at("10.0.0.12:6379"), at("10.0.0.13:6379"));
-        let mut tracker = Tracker::new(3, 2, "mymaster");
-        for index in 0..3 {
-            tracker.sentinel_named(index, Some(old));
-        }
+        let mut tracker = all_three_name(old);
         tracker.role_answered(old, Some(Role::Master));
         tracker.role_answered(new, Some(Role::Replica));
         assert_eq!(tracker.route(), Route::Master(old));
@@ -294,10 +297,7 @@ mod tests {
         );
 
         // A promotion undone (the replica told to follow again) lifts the refusal.
-        let mut tracker = Tracker::new(3, 2, "mymaster");
-        for index in 0..3 {
-            tracker.sentinel_named(index, Some(old));
-        }
+        let mut tracker = all_three_name(old);
         tracker.role_answered(old, Some(Role::Master));
         tracker.role_answered(new, Some(Role::Replica));
         tracker.role_answered(new, Some(Role::Master));
@@ -314,10 +314,7 @@ mod tests {
             started: channel == "+try-failover",
             channel: channel.into(),
         };
-        let mut tracker = Tracker::new(3, 2, "mymaster");
-        for index in 0..3 {
-            tracker.sentinel_named(index, Some(old));
-        }
+        let mut tracker = all_three_name(old);
         tracker.role_answered(old, Some(Role::Master));
         tracker.failover_announced(2, &progress("+try-failover"), 1_000);
         assert_eq!(tracker.route(), Route::Refuse(Refusal::FailoverStarted(2)));
@@ -363,10 +360,7 @@ mod tests {
     #[test]
     fn a_failed_check_does_not_erase_a_promotion() {
         let (old, new) = (at("10.0.0.12:6379"), at("10.0.0.13:6379"));
-        let mut tracker = Tracker::new(3, 2, "mymaster");
-        for index in 0..3 {
-            tracker.sentinel_named(index, Some(old));
-        }
+        let mut tracker = all_three_name(old);
         tracker.role_answered(old, Some(Role::Master));
         tracker.role_answered(new, Some(Role::Replica));
         tracker.role_answered(new, Some(Role::Master));
@@ -375,10 +369,7 @@ mod tests {
         tracker.role_answered(new, Some(Role::Master));
         assert_eq!(tracker.route(), Route::Refuse(Refusal::FailoverUnderway(new)));
         // And a restarted master that was master when last seen is no promotion.
-        let mut tracker = Tracker::new(3, 2, "mymaster");
-        for index in 0..3 {
-            tracker.sentinel_named(index, Some(new));
-        }
+        let mut tracker = all_three_name(new);
         tracker.role_answered(new, Some(Role::Master));
         tracker.role_answered(old, Some(Role::Master));
         tracker.role_answered(old, None);
