@@ -124,7 +124,7 @@ fn benchmark(
     tests: &str,
 ) -> Vec<(f64, f64)> {
     let (host, port) = path.target(tls);
-    let ca = lab::tls::directory(&lab::state::run_dir(lab.name()))
+    let ca = lab.paths().tls_dir()
         .join("ca.crt")
         .display()
         .to_string();

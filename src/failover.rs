@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use lab::events::monotonic_ns;
+use lab::timeline::DaemonEvent;
 use lab::{Event, EventKind, Fault, Lab, SnapshotStyle};
 
 use crate::{vrrp_topology, workspace_file};
@@ -242,6 +243,7 @@ impl Scenario {
             min_outage: Duration::from_millis(300),
             since_ns: self.first_fault_ns,
             until_ns: Some(monotonic_ns()),
+            daemon_text: vrrpd_state_change,
         };
         self.lab.timeline().snapshot(&style)
     }
@@ -250,6 +252,23 @@ impl Scenario {
     pub fn finish(self) {
         crate::down_and_check(self.lab);
     }
+}
+
+/// vrrpd's state changes in a snapshot (`from`, `to`, `reason`); its other events (advert counters and the like)
+/// are left out, the wire shows the packets themselves.
+pub fn vrrpd_state_change(event: &DaemonEvent) -> Option<String> {
+    if event.kind != "state" {
+        return None;
+    }
+    let field = |name: &str| event.detail.get(name).and_then(|v| v.as_str()).unwrap_or("?").to_string();
+    Some(format!(
+        "{}/{} event: {} -> {} ({})",
+        event.host,
+        event.service,
+        field("from"),
+        field("to"),
+        field("reason")
+    ))
 }
 
 pub fn is_state(event: &Event, host: &str, state: &str) -> bool {

@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use lab::net::{netlink::Netlink, netns};
+use lab::net::netlink::Netlink;
+use lab::state::Identity;
 use lab::Topology;
 
 pub mod failover;
@@ -85,45 +86,42 @@ pub fn root_links() -> Vec<(u32, String)> {
     links
 }
 
-/// Everything of lab `name` still on the machine: namespace files, mounts, run and /etc/netns directories, and
-/// processes living in the namespaces whose inodes are given.
-pub fn leftovers(name: &str, namespace_inodes: &[u64]) -> Vec<String> {
+/// Everything of lab `name` still on the machine: namespace names, mounts, run and /etc/netns entries, and
+/// processes living in the namespaces given.
+pub fn leftovers(name: &str, namespaces: &[Identity]) -> Vec<String> {
     let prefix = format!("{name}-");
+    let paths = lab::names::LabPaths::new(name).unwrap();
     let mut found = Vec::new();
-    for entry in std::fs::read_dir(netns::NETNS_DIR).into_iter().flatten().flatten() {
+    for entry in std::fs::read_dir(lab::names::NETNS_DIR).into_iter().flatten().flatten() {
         if entry.file_name().to_string_lossy().starts_with(&prefix) {
-            found.push(format!("namespace file {}", entry.path().display()));
+            found.push(format!("namespace name {}", entry.path().display()));
         }
     }
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let run_dir = format!("{}/", paths.run_dir().display());
     for line in mounts
         .lines()
-        .filter(|l| l.contains(&format!("/run/netns/{prefix}")) || l.contains(&format!("/netns/{prefix}")))
+        .filter(|l| l.contains(&format!("/run/netns/{prefix}")) || l.contains(&run_dir))
     {
         found.push(format!("mount {line}"));
     }
-    if lab::state::run_dir(name).exists() {
-        found.push(format!("run directory {}", lab::state::run_dir(name).display()));
+    if std::fs::symlink_metadata(paths.run_dir()).is_ok() {
+        found.push(format!("run directory {}", paths.run_dir().display()));
     }
-    for entry in std::fs::read_dir("/etc/netns").into_iter().flatten().flatten() {
+    for entry in std::fs::read_dir(lab::names::ETC_NETNS_DIR).into_iter().flatten().flatten() {
         if entry.file_name().to_string_lossy().starts_with(&prefix) {
-            found.push(format!("hosts directory {}", entry.path().display()));
+            found.push(format!("/etc/netns entry {}", entry.path().display()));
         }
     }
-    for pid in lab::state::processes_in(namespace_inodes) {
+    for pid in lab::teardown::processes_in(namespaces) {
         found.push(format!("process {pid}"));
     }
     found
 }
 
-/// The namespace inodes of a lab that is up, to look for its processes after it is gone.
-pub fn namespace_inodes(lab: &lab::Lab) -> Vec<u64> {
-    lab.state()
-        .namespaces
-        .iter()
-        .filter_map(|ns| netns::identity(ns))
-        .map(|(_, inode)| inode)
-        .collect()
+/// The namespaces of a lab that is up, to look for its processes after it is gone.
+pub fn namespace_inodes(lab: &lab::Lab) -> Vec<Identity> {
+    lab.namespace_identities()
 }
 
 /// Takes `lab` down and panics naming whatever of it is left on the machine.

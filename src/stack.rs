@@ -77,11 +77,11 @@ pub fn in_host<T: Send + 'static>(
     host: &str,
     work: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>> + Send + 'static,
 ) -> T {
-    in_namespace(&lab.topology().netns_name(host), work)
+    in_namespace(lab.netns_path(host).unwrap(), work)
 }
 
 fn in_namespace<T: Send + 'static>(
-    namespace: &str,
+    namespace: &std::path::Path,
     work: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>> + Send + 'static,
 ) -> T {
     netns::run_in(namespace, move || {
@@ -108,7 +108,7 @@ impl Stack {
     }
 
     pub fn tls_dir(&self) -> PathBuf {
-        lab::tls::directory(&lab::state::run_dir(self.lab.name()))
+        self.lab.paths().tls_dir()
     }
 
     /// A dialer as a host with its own client certificate (as the proxies and Sentinels connect), or as a client
@@ -250,7 +250,7 @@ impl Stack {
     ) -> Client {
         let stop = Arc::new(AtomicBool::new(false));
         let dialer = self.dialer("redisclient");
-        let namespace = self.lab.topology().netns_name("redisclient");
+        let namespace = self.lab.netns_path("redisclient").unwrap().to_path_buf();
         let flag = stop.clone();
         let handle = std::thread::spawn(move || {
             in_namespace(&namespace, move || {

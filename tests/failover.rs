@@ -135,7 +135,7 @@ fn last_advert(scenario: &Scenario, address: &str, before_ns: u64) -> u64 {
 }
 
 fn mac_of(scenario: &Scenario, host: &str) -> String {
-    lab::cli::format_mac(&scenario.lab.mac(host, "eth0").unwrap())
+    lab::net::format_mac(&scenario.lab.mac(host, "eth0").unwrap())
 }
 
 /// A gratuitous ARP for the VIP with `host`'s MAC crossed the wire at or after `after_ns`.

@@ -47,7 +47,7 @@ fn seed_lab_elects_haproxy1_and_the_client_reaches_the_vip() {
     // haproxy2 stays backup and says why in keepalived's words; the machine-readable stream says the same.
     std::thread::sleep(Duration::from_millis(1500));
     assert!(!holds_vip(&lab, "haproxy2"));
-    let run = lab::state::run_dir(lab.name());
+    let run = lab.paths().run_dir();
     let log = std::fs::read_to_string(run.join("logs/haproxy1.vrrpd.log")).unwrap();
     assert!(log.contains("(Instance1) Entering MASTER STATE"), "{log}");
     // The agent's JSON events (`--events -`, `events = "stdout"`) are on the lab's timeline.

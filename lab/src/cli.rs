@@ -1,19 +1,21 @@
-//! The `lab` command line.
+//! The `lab` command line: parses words, calls the library, prints. Nothing in the library calls back into it.
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use nix::sys::signal::{SigSet, Signal};
 use serde::Serialize;
 
-use crate::control;
-use crate::events::EventKind;
+use crate::control::{self, Action, Client};
+use crate::fault::Fault;
 use crate::lab::{self, Lab, LabError};
+use crate::names::{self, LabPaths, SWITCH_HOST};
 use crate::state::{self, LabState};
+use crate::supervisor::{self, EventSink, StopSignals};
+use crate::teardown;
 use crate::topology::Topology;
 
 #[derive(Parser)]
@@ -49,27 +51,34 @@ enum Verb {
         /// Every lab on this machine.
         #[arg(long, conflicts_with = "labs")]
         all: bool,
+        /// Seconds to wait for a lab's supervisor to take it down; past that, the supervisor is killed and the
+        /// lab removed without it.
+        #[arg(long, default_value_t = 120.0, value_parser = seconds)]
+        timeout: f64,
     },
     /// List the labs on this machine.
     Ls,
     /// Show a lab's hosts, addresses, MACs and services.
     Status {
-        /// Lab name; every lab when omitted.
+        /// Lab name (or topology file); every lab when omitted.
         lab: Option<String>,
         #[arg(long)]
         json: bool,
     },
     /// Inject a fault: `lab fault vlan haproxy1 crash vrrpd`, `lab fault vlan haproxy1 partition haproxy2`,
-    /// `lab fault vlan haproxy1 heal`. Faults: stop|start|crash|freeze|thaw [SERVICE], reboot [SECONDS],
-    /// power-off, power-on, link-down|link-up [INTERFACE], partition HOST[,HOST...], heal, loss PERCENT,
-    /// rate RATE|off.
+    /// `lab fault vlan haproxy1 heal`.
+    #[command(
+        disable_help_subcommand = true,
+        subcommand_value_name = "FAULT",
+        subcommand_help_heading = "Faults"
+    )]
     Fault {
+        /// The lab's name.
         lab: String,
         /// The host, or several separated by commas.
         hosts: String,
-        /// The fault and its arguments.
-        #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
-        fault: Vec<String>,
+        #[command(subcommand)]
+        fault: Fault,
     },
     /// Print a lab's merged timeline: kernel, wire, daemons, probes and faults, in time order.
     Timeline {
@@ -102,7 +111,15 @@ enum Verb {
     },
 }
 
-/// Runs the CLI; exit code 2 for permission problems and usage errors, 1 for other failures.
+fn seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && (0.0..=86_400.0).contains(&s) => Ok(s),
+        _ => Err(format!("`{text}` is not a number of seconds in 0-86400")),
+    }
+}
+
+/// Runs the CLI; exit code 2 for bad names, permission problems and usage errors, 130 for an interrupted
+/// bring-up, 1 for other failures.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -119,11 +136,11 @@ pub fn main() -> ExitCode {
                 up(&file, name.as_deref(), json, supervise)
             }
         }
-        Verb::Down { labs, all } => down(labs, all),
+        Verb::Down { labs, all, timeout } => down(labs, all, Duration::from_secs_f64(timeout)),
         Verb::Ls => ls(),
         Verb::Status { lab, json } => status(lab.as_deref(), json),
         Verb::Exec { lab, host, command } => exec(&lab, &host, command),
-        Verb::Fault { lab, hosts, fault } => fault_command(&lab, &hosts, &fault),
+        Verb::Fault { lab, hosts, fault } => fault_command(&lab, &hosts, fault),
         Verb::Timeline { lab, json, follow } => timeline(&lab, json, follow),
         Verb::Capture {
             lab,
@@ -137,7 +154,8 @@ pub fn main() -> ExitCode {
         Err(e) => {
             eprintln!("lab: {e}");
             match e.downcast_ref::<LabError>() {
-                Some(LabError::Permission(_)) => ExitCode::from(2),
+                Some(LabError::Permission(_) | LabError::Name(_)) => ExitCode::from(2),
+                Some(LabError::Interrupted(_)) => ExitCode::from(130),
                 _ => ExitCode::FAILURE,
             }
         }
@@ -155,89 +173,16 @@ fn load(file: &Path, name: Option<&str>) -> anyhow::Result<Topology> {
 fn up(file: &Path, name: Option<&str>, json: bool, supervise: bool) -> anyhow::Result<ExitCode> {
     let topology = load(file, name)?;
     lab::check_privileges()?;
-    // Block the stop signals before any thread exists, so they all inherit the mask and one thread waits for them.
-    let stop_signals: SigSet = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP].into_iter().collect();
-    stop_signals.thread_block()?;
-    let (stop_tx, stop_rx) = mpsc::channel::<Option<control::Request>>();
-    {
-        let stop_tx = stop_tx.clone();
-        std::thread::spawn(move || {
-            if stop_signals.wait().is_ok() {
-                let _ = stop_tx.send(None);
-            }
-        });
-    }
-
-    let mut lab = Lab::up(&topology)?;
-    let (control_tx, control_rx) = mpsc::channel();
-    control::serve(lab.name(), lab.events().clone(), control_tx)?;
-    std::thread::spawn(move || {
-        for request in control_rx {
-            let _ = stop_tx.send(Some(request));
-        }
-    });
-
-    let mut out: Box<dyn Write> = if supervise {
-        // The parent waits for this line, then the supervisor writes its events to the run directory only.
-        eprintln!("ready");
-        redirect_stdio_to_null()?;
-        Box::new(std::fs::File::create(state::run_dir(lab.name()).join("events.log"))?)
+    // Before any thread exists, so every thread inherits the blocked mask and one thread waits for the signals.
+    let signals = StopSignals::block()?;
+    let lab = Lab::up_with(&topology, &signals.cancel)?;
+    let out: Box<dyn Write + Send> = if supervise {
+        supervisor::detach(&lab.paths().events_log())?
     } else {
         Box::new(io::stdout())
     };
-    let mut seen = 0;
-    let request = loop {
-        let events = lab.events().since(seen, Duration::ZERO);
-        seen += events.len();
-        for event in &events {
-            if json {
-                writeln!(out, "{}", serde_json::to_string(event)?)?;
-            } else {
-                writeln!(out, "{event}")?;
-            }
-            if matches!(event.kind, EventKind::ServiceExited { .. }) {
-                lab.save_state()?;
-            }
-        }
-        out.flush()?;
-        match stop_rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(Some(control::Request::Fault {
-                hosts,
-                fault,
-                mut reply,
-            })) => {
-                let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
-                let _ = match lab.inject(&hosts, &fault) {
-                    Ok(()) => writeln!(reply, "ok"),
-                    Err(e) => writeln!(reply, "error: {e}"),
-                };
-            }
-            Ok(request) => break request,
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => break None,
-        }
-    };
-    let statuses = lab.down()?;
-    for (host, service, status) in statuses {
-        let _ = writeln!(out, "{host}/{service}: {status}");
-    }
-    let _ = writeln!(out, "lab {} is down", topology.name);
-    if let Some(control::Request::Down(mut client)) = request {
-        let _ = writeln!(client, "ok");
-    }
+    supervisor::supervise(lab, signals, EventSink::new(out, json))?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn redirect_stdio_to_null() -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let null = std::fs::OpenOptions::new().write(true).open("/dev/null")?;
-    for fd in [1, 2] {
-        // SAFETY: dup2 onto the standard descriptors; the old ones were pipes to a parent that has gone.
-        if unsafe { libc::dup2(null.as_raw_fd(), fd) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
 }
 
 /// Starts a supervisor (this binary, `up --supervise`) in its own session and returns once the lab is up.
@@ -281,36 +226,42 @@ fn up_detached(file: &Path, name: Option<&str>) -> anyhow::Result<ExitCode> {
     )
 }
 
-/// A lab name, or the name inside a topology file.
-fn lab_name(argument: &str) -> anyhow::Result<String> {
+/// The paths of the lab an argument names: a lab name, or else a topology file whose `name` is read. Either way
+/// the name is checked before any path is built from it.
+fn lab_paths(argument: &str) -> anyhow::Result<LabPaths> {
     let path = Path::new(argument);
-    if path.is_file() {
+    if names::check_lab(argument).is_err() && path.is_file() {
         let text = std::fs::read_to_string(path)?;
         let value: toml::Table = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         return match value.get("name").and_then(|v| v.as_str()) {
-            Some(name) => Ok(name.to_string()),
+            Some(name) => LabPaths::new(name)
+                .map_err(|e| LabError::Name(names::NameError {
+                    reason: format!("{} (read from {})", e.reason, path.display()),
+                    ..e
+                }))
+                .map_err(Into::into),
             None => anyhow::bail!("{}: no `name`", path.display()),
         };
     }
-    Ok(argument.to_string())
+    Ok(LabPaths::new(argument).map_err(LabError::Name)?)
 }
 
-fn down(labs: Vec<String>, all: bool) -> anyhow::Result<ExitCode> {
+fn down(labs: Vec<String>, all: bool, patience: Duration) -> anyhow::Result<ExitCode> {
     lab::check_privileges()?;
-    let names = if all {
-        state::labs()
+    let paths: Vec<LabPaths> = if all {
+        state::labs().iter().map(|l| LabPaths::new(l)).collect::<Result<_, _>>()?
     } else {
-        labs.iter().map(|l| lab_name(l)).collect::<anyhow::Result<_>>()?
+        labs.iter().map(|l| lab_paths(l)).collect::<anyhow::Result<_>>()?
     };
-    if names.is_empty() && !all {
+    if paths.is_empty() && !all {
         anyhow::bail!("name a lab (or a topology file), or use --all");
     }
     let mut failed = false;
-    for name in names {
-        match down_one(&name) {
-            Ok(how) => println!("lab {name} is down ({how})"),
+    for lab in paths {
+        match teardown::down(&lab, patience) {
+            Ok(how) => println!("lab {} is down ({how})", lab.lab()),
             Err(e) => {
-                eprintln!("lab: {name}: {e}");
+                eprintln!("lab: {}: {e}", lab.lab());
                 failed = true;
             }
         }
@@ -318,33 +269,10 @@ fn down(labs: Vec<String>, all: bool) -> anyhow::Result<ExitCode> {
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
-fn down_one(name: &str) -> anyhow::Result<&'static str> {
-    let state = match LabState::load(name) {
-        Ok(state) => state,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            // A runner killed between creating the run directory and writing the state had created nothing else.
-            if state::run_dir(name).is_dir() {
-                std::fs::remove_dir_all(state::run_dir(name))?;
-                return Ok("removed a run directory without state: its runner died before building anything");
-            }
-            anyhow::bail!("no such lab (nothing in {})", state::run_dir(name).display())
-        }
-        Err(e) => return Err(e.into()),
-    };
-    if state.runner_alive() && control::request_down(name, Duration::from_secs(120)).unwrap_or(false) {
-        return Ok("stopped by its supervisor");
-    }
-    state::remove(&state)?;
-    Ok(if state.runner_alive() {
-        "removed while its runner still holds it"
-    } else {
-        "recovered: its runner was gone"
-    })
-}
-
 fn ls() -> anyhow::Result<ExitCode> {
     for name in state::labs() {
-        match LabState::load(&name) {
+        let paths = LabPaths::new(&name)?;
+        match LabState::load(&paths) {
             Ok(s) => {
                 let runner = if s.runner_alive() {
                     format!("runner {}", s.runner_pid)
@@ -386,122 +314,133 @@ struct InterfaceStatus {
     up: Option<bool>,
 }
 
-fn status(lab: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
-    let names = match lab {
-        Some(lab) => vec![lab_name(lab)?],
-        None => state::labs(),
-    };
-    let mut all = Vec::new();
-    for name in names {
-        let state = LabState::load(&name).map_err(|e| anyhow::anyhow!("lab {name}: {e}"))?;
-        let mut hosts = Vec::new();
-        for (host, record) in &state.hosts {
-            let links = lab::links_in(&record.netns).unwrap_or_default();
-            let interfaces = record
-                .interfaces
-                .iter()
-                .map(|i| {
-                    let link = links.iter().find(|l| l.name == i.name);
-                    InterfaceStatus {
-                        name: i.name.clone(),
-                        segment: i.segment.clone(),
-                        address: i.address.clone(),
-                        mac: link.and_then(|l| l.mac).map(|m| format_mac(&m)),
-                        up: link.map(|l| l.up),
-                    }
-                })
-                .collect();
-            let services = record
-                .services
-                .iter()
-                .map(|s| {
-                    let mut s = s.clone();
-                    let alive = s.pid.is_some_and(state::process_alive);
-                    if s.state == "running" && !alive {
-                        s.state = "gone".into();
-                    }
-                    s
-                })
-                .collect();
-            hosts.push(HostStatus {
-                host: host.clone(),
-                hostname: record.hostname.clone(),
-                netns: record.netns.clone(),
-                interfaces,
-                services,
-            });
-        }
-        all.push(Status {
-            lab: name,
-            phase: state.phase.clone(),
-            runner_alive: state.runner_alive(),
-            runner_pid: state.runner_pid,
-            hosts,
+fn lab_status(paths: &LabPaths) -> anyhow::Result<Status> {
+    let state = LabState::load(paths).map_err(|e| anyhow::anyhow!("lab {}: {e}", paths.lab()))?;
+    let mut hosts = Vec::new();
+    for (host, record) in &state.hosts {
+        let namespace = paths.namespace(host);
+        let links = lab::links_in(&namespace.mount).unwrap_or_default();
+        let interfaces = record
+            .interfaces
+            .iter()
+            .map(|i| {
+                let link = links.iter().find(|l| l.name == i.name);
+                InterfaceStatus {
+                    name: i.name.clone(),
+                    segment: i.segment.clone(),
+                    address: i.address.clone(),
+                    mac: link.and_then(|l| l.mac).map(|m| crate::net::format_mac(&m)),
+                    up: link.map(|l| l.up),
+                }
+            })
+            .collect();
+        let services = record
+            .services
+            .iter()
+            .map(|s| {
+                let mut s = s.clone();
+                let alive = s.pid.is_some_and(state::process_alive);
+                if s.state == "running" && !alive {
+                    s.state = "gone".into();
+                }
+                s
+            })
+            .collect();
+        hosts.push(HostStatus {
+            host: host.clone(),
+            hostname: record.hostname.clone(),
+            netns: namespace.name,
+            interfaces,
+            services,
         });
     }
+    Ok(Status {
+        lab: state.name.clone(),
+        phase: state.phase,
+        runner_alive: state.runner_alive(),
+        runner_pid: state.runner_pid,
+        hosts,
+    })
+}
+
+fn status(lab: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+    let labs = match lab {
+        Some(lab) => vec![lab_paths(lab)?],
+        None => state::labs().iter().map(|l| LabPaths::new(l)).collect::<Result<_, _>>()?,
+    };
+    let all = labs.iter().map(lab_status).collect::<anyhow::Result<Vec<_>>>()?;
     if json {
         println!("{}", serde_json::to_string_pretty(&all)?);
         return Ok(ExitCode::SUCCESS);
     }
     for lab in all {
-        let runner = if lab.runner_alive {
-            format!("runner pid {}", lab.runner_pid)
-        } else {
-            "runner gone: `lab down` recovers it".into()
-        };
-        println!("lab {} ({:?}, {runner})", lab.lab, lab.phase);
-        for host in lab.hosts {
-            println!("  {} (hostname {}, netns {})", host.host, host.hostname, host.netns);
-            for i in host.interfaces {
-                let state = match i.up {
-                    Some(true) => "up",
-                    Some(false) => "down",
-                    None => "missing",
-                };
-                println!(
-                    "    {} {} on {} mac {} {state}",
-                    i.name,
-                    i.address,
-                    i.segment,
-                    i.mac.as_deref().unwrap_or("-")
-                );
-            }
-            for s in host.services {
-                let pid = s.pid.map(|p| format!(" pid {p}")).unwrap_or_default();
-                println!("    service {}: {}{pid} (log {})", s.name, s.state, s.log.display());
-            }
-        }
+        print_status(lab);
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn format_mac(mac: &[u8; 6]) -> String {
-    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+fn print_status(lab: Status) {
+    let runner = if lab.runner_alive {
+        format!("runner pid {}", lab.runner_pid)
+    } else {
+        "runner gone: `lab down` recovers it".into()
+    };
+    println!("lab {} ({:?}, {runner})", lab.lab, lab.phase);
+    for host in lab.hosts {
+        println!("  {} (hostname {}, netns {})", host.host, host.hostname, host.netns);
+        for i in host.interfaces {
+            let state = match i.up {
+                Some(true) => "up",
+                Some(false) => "down",
+                None => "missing",
+            };
+            println!(
+                "    {} {} on {} mac {} {state}",
+                i.name,
+                i.address,
+                i.segment,
+                i.mac.as_deref().unwrap_or("-")
+            );
+        }
+        for s in host.services {
+            let pid = s.pid.map(|p| format!(" pid {p}")).unwrap_or_default();
+            println!("    service {}: {}{pid} (log {})", s.name, s.state, s.log.display());
+        }
+    }
 }
 
-fn fault_command(lab: &str, hosts: &str, words: &[String]) -> anyhow::Result<ExitCode> {
+/// The record of a lab that is up, and a connection to its supervisor.
+fn connect(lab: &str) -> anyhow::Result<Client> {
+    let paths = lab_paths(lab)?;
+    let state = LabState::load(&paths).map_err(|e| anyhow::anyhow!("lab {lab}: {e}"))?;
+    Ok(Client::connect(&paths, &state.instance)?)
+}
+
+fn fault_command(lab: &str, hosts: &str, fault: Fault) -> anyhow::Result<ExitCode> {
     lab::check_privileges()?;
-    // Checked here too, so a typo is reported without a round trip.
-    crate::fault::Fault::parse(words).map_err(|why| anyhow::anyhow!(why))?;
-    control::request_fault(lab, hosts, words)?;
+    let hosts = hosts.split(',').map(str::to_string).collect();
+    let reply = connect(lab)?.request(Action::Fault { hosts, fault }, None)?;
+    control::done(reply)?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn timeline(lab: &str, json: bool, follow: bool) -> anyhow::Result<ExitCode> {
+    let client = connect(lab)?;
     let mut out = io::stdout().lock();
     if !follow {
         let mut events = Vec::new();
-        control::read_timeline(lab, false, |event| {
+        let missed = client.timeline(false, |event| {
             events.push(event);
             true
         })?;
+        report_missed(missed);
         let timeline = crate::timeline::Timeline::new(events);
         let text = if json { timeline.json_lines() } else { timeline.text() };
         out.write_all(text.as_bytes())?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut start = None;
-    control::read_timeline(lab, true, |event| {
+    let missed = client.timeline(true, |event| {
         let line = if json {
             serde_json::to_string(&event).expect("serializable event")
         } else {
@@ -510,14 +449,26 @@ fn timeline(lab: &str, json: bool, follow: bool) -> anyhow::Result<ExitCode> {
         };
         writeln!(out, "{line}").and_then(|_| out.flush()).is_ok()
     })?;
+    report_missed(missed);
     Ok(ExitCode::SUCCESS)
+}
+
+fn report_missed(missed: usize) {
+    if missed > 0 {
+        eprintln!("lab: {missed} earlier events are no longer in the supervisor's memory (see its events.log)");
+    }
 }
 
 fn capture(lab: &str, segment: &str, write: &Path, count: Option<u64>) -> anyhow::Result<ExitCode> {
     use std::os::fd::AsFd;
     lab::check_privileges()?;
-    let state = LabState::load(lab).map_err(|e| anyhow::anyhow!("lab {lab}: {e}"))?;
-    let switch = format!("{}-{}", state.name, crate::topology::SWITCH_HOST);
+    let paths = lab_paths(lab)?;
+    let state = LabState::load(&paths).map_err(|e| anyhow::anyhow!("lab {lab}: {e}"))?;
+    let switch = paths.namespace(SWITCH_HOST);
+    let recorded = state.namespaces.get(SWITCH_HOST).map(|n| n.identity);
+    if recorded.is_none() || crate::net::netns::identity(&switch.mount) != recorded {
+        anyhow::bail!("{switch} is not (or no longer) the one lab {lab} created");
+    }
     let segments: std::collections::BTreeSet<&str> = state
         .hosts
         .values()
@@ -545,7 +496,7 @@ fn capture(lab: &str, segment: &str, write: &Path, count: Option<u64>) -> anyhow
     } else {
         std::fs::File::create(write).map_err(|e| anyhow::anyhow!("{}: {e}", write.display()))?
     };
-    let written = crate::observe::wire::write_pcap(&switch, segment, out, count, &stop)?;
+    let written = crate::observe::wire::write_pcap(&switch.mount, segment, out, count, &stop)?;
     if write != Path::new("-") {
         eprintln!("{written} frames written to {}", write.display());
     }
@@ -554,13 +505,14 @@ fn capture(lab: &str, segment: &str, write: &Path, count: Option<u64>) -> anyhow
 
 fn exec(lab: &str, host: &str, command: Vec<String>) -> anyhow::Result<ExitCode> {
     lab::check_privileges()?;
-    let state = LabState::load(lab).map_err(|e| anyhow::anyhow!("lab {lab}: {e}"))?;
+    let paths = lab_paths(lab)?;
+    let state = LabState::load(&paths).map_err(|e| anyhow::anyhow!("lab {lab}: {e}"))?;
     let command = if command.is_empty() {
         vec!["bash".to_string()]
     } else {
         command
     };
-    let mut child = lab::host_command(&state, host)?
+    let mut child = lab::host_command(&state, &paths, host)?
         .command(&command[0])?
         .args(&command[1..])
         .spawn()

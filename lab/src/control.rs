@@ -1,162 +1,303 @@
-//! The control socket of a running lab's supervisor, /run/lab/<lab>/control.sock: one request line per connection.
+//! The control socket of a running lab's supervisor, /run/lab/<lab>/control.sock: typed requests and replies, one
+//! JSON object per line, shared by the client (`lab` commands) and the server (the supervisor).
 //!
-//! - `status`: the state as JSON;
-//! - `down`: tears the lab down, replies `ok` once everything is removed;
-//! - `fault HOST[,HOST...] WORD...`: injects a fault (words as `lab fault` takes them), replies `ok` or `error: ...`;
-//! - `timeline`: every event so far, one JSON object per line; `follow`: the same, then new events as they come.
+//! The socket is root's alone (its directory is 0700, the socket 0600, and the server checks the peer's
+//! credentials); every connection is served on a thread of its own with a deadline for its request, so a client
+//! that connects and says nothing blocks nobody. Every request names the lab and its instance: a supervisor
+//! answers only for the lab it built.
 
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use crate::events::{Event, EventLog};
 use crate::fault::Fault;
-use crate::state;
+use crate::names::LabPaths;
+use crate::state::LabState;
 
-pub fn socket_path(lab: &str) -> PathBuf {
-    state::run_dir(lab).join("control.sock")
+/// How long a client has to send its request once connected.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+/// A request is one short line; anything longer is not a client of ours.
+const REQUEST_MAX: u64 = 64 * 1024;
+/// Connections served at once; more are refused so a flood of clients cannot exhaust the supervisor's threads.
+const CONNECTIONS_MAX: usize = 64;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Request {
+    pub lab: String,
+    pub instance: String,
+    pub action: Action,
 }
 
-/// A request the supervisor itself must act on, with the connection to answer.
-pub enum Request {
-    Down(UnixStream),
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum Action {
+    /// The lab's record.
+    Status,
+    /// Tear the lab down; the reply comes once everything is removed.
+    Down,
+    /// Inject a fault into each of `hosts`.
+    Fault { hosts: Vec<String>, fault: Fault },
+    /// Every event so far; with `follow`, then new events as they come, until the lab ends.
+    Timeline { follow: bool },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Reply {
+    Done,
+    Error { message: String },
+    State { state: Box<LabState> },
+    Event { event: Event },
+    /// Events dropped from the supervisor's memory before this reader got them (they are in events.log).
+    Missed { count: usize },
+}
+
+/// What the supervisor itself must act on, with where to send its answer.
+pub enum Command {
+    Down { reply: Responder },
     Fault {
         hosts: Vec<String>,
         fault: Fault,
-        reply: UnixStream,
+        reply: Responder,
     },
 }
 
-/// Listens for clients on a thread of its own. `status` and timelines are answered there (each timeline client
-/// on a thread of its own); `down` and faults go to the supervisor through `requests`.
-pub fn serve(lab: &str, events: Arc<EventLog>, requests: mpsc::Sender<Request>) -> io::Result<()> {
-    let path = socket_path(lab);
+/// The connection a command came on: the supervisor answers on it itself, so its answer to `down` is written
+/// before the process ends.
+pub struct Responder(UnixStream);
+
+impl Responder {
+    pub fn send(self, answer: Reply) {
+        let _ = reply(&self.0, &answer);
+    }
+}
+
+/// Listens for clients on a thread of its own. `status` and timelines are answered on each connection's thread;
+/// `down` and faults go to the supervisor through `commands`.
+pub fn serve(
+    paths: &LabPaths,
+    instance: &str,
+    events: Arc<EventLog>,
+    commands: mpsc::Sender<Command>,
+) -> io::Result<()> {
+    let path = paths.control_socket();
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path)?;
-    let lab = lab.to_string();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    let server = Arc::new(Server {
+        paths: paths.clone(),
+        instance: instance.to_string(),
+        events,
+        commands,
+        connections: AtomicUsize::new(0),
+    });
     std::thread::spawn(move || {
         for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut line = String::new();
-            if BufReader::new(&stream).read_line(&mut line).is_err() {
+            let Ok(stream) = stream else { continue };
+            if server.connections.fetch_add(1, Ordering::SeqCst) >= CONNECTIONS_MAX {
+                server.connections.fetch_sub(1, Ordering::SeqCst);
+                let _ = reply(&stream, &Reply::Error {
+                    message: "too many connections".into(),
+                });
                 continue;
             }
-            let words: Vec<String> = line.split_whitespace().map(str::to_string).collect();
-            match words.first().map(String::as_str) {
-                Some("status") => {
-                    let reply = state::LabState::load(&lab)
-                        .map(|s| serde_json::to_string(&s).expect("serializable state"))
-                        .unwrap_or_else(|e| format!("error: {e}"));
-                    let _ = writeln!(stream, "{reply}");
-                }
-                Some("down") => {
-                    if requests.send(Request::Down(stream)).is_err() {
-                        return;
-                    }
-                }
-                Some("fault") if words.len() >= 3 => match Fault::parse(&words[2..]) {
-                    Ok(fault) => {
-                        let hosts = words[1].split(',').map(str::to_string).collect();
-                        let request = Request::Fault {
-                            hosts,
-                            fault,
-                            reply: stream,
-                        };
-                        if requests.send(request).is_err() {
-                            return;
-                        }
-                    }
-                    Err(why) => {
-                        let _ = writeln!(stream, "error: {why}");
-                    }
-                },
-                Some(verb @ ("timeline" | "follow")) => {
-                    let (events, follow) = (events.clone(), verb == "follow");
-                    std::thread::spawn(move || stream_events(stream, &events, follow));
-                }
-                _ => {
-                    let _ = writeln!(
-                        stream,
-                        "error: unknown request `{}` (expected status, down, fault, timeline or follow)",
-                        line.trim()
-                    );
-                }
-            }
+            let server = server.clone();
+            std::thread::spawn(move || {
+                server.serve_one(stream);
+                server.connections.fetch_sub(1, Ordering::SeqCst);
+            });
         }
     });
     Ok(())
 }
 
-fn stream_events(mut stream: UnixStream, events: &EventLog, follow: bool) {
-    let mut sent = 0;
-    loop {
-        let batch = events.since(sent, Duration::from_millis(200));
-        sent += batch.len();
-        for event in batch {
-            let line = serde_json::to_string(&event).expect("serializable event");
-            if writeln!(stream, "{line}").is_err() {
+struct Server {
+    paths: LabPaths,
+    instance: String,
+    events: Arc<EventLog>,
+    commands: mpsc::Sender<Command>,
+    connections: AtomicUsize,
+}
+
+impl Server {
+    fn serve_one(&self, stream: UnixStream) {
+        let answer = match self.read_request(&stream) {
+            Ok(action) => action,
+            Err(message) => {
+                let _ = reply(&stream, &Reply::Error { message });
                 return;
             }
+        };
+        let _ = stream.set_read_timeout(None);
+        let outcome = match answer {
+            Action::Status => match LabState::load(&self.paths) {
+                Ok(state) => reply(&stream, &Reply::State { state: Box::new(state) }),
+                Err(e) => reply(&stream, &Reply::Error { message: e.to_string() }),
+            },
+            Action::Timeline { follow } => stream_events(&stream, &self.events, follow),
+            Action::Down => self.ask(stream, |reply| Command::Down { reply }),
+            Action::Fault { hosts, fault } => self.ask(stream, |reply| Command::Fault { hosts, fault, reply }),
+        };
+        let _ = outcome;
+    }
+
+    /// The request, if it comes from root in time, is well-formed and is for this lab and instance.
+    fn read_request(&self, stream: &UnixStream) -> Result<Action, String> {
+        let peer = peer_uid(stream).map_err(|e| format!("cannot read the peer's credentials: {e}"))?;
+        if peer != 0 && peer != nix::unistd::geteuid().as_raw() {
+            return Err(format!("uid {peer} may not control this lab"));
+        }
+        stream
+            .set_read_timeout(Some(REQUEST_DEADLINE))
+            .map_err(|e| e.to_string())?;
+        let mut line = String::new();
+        BufReader::new(stream.take(REQUEST_MAX))
+            .read_line(&mut line)
+            .map_err(|e| format!("no request within {REQUEST_DEADLINE:?}: {e}"))?;
+        let request: Request = serde_json::from_str(&line).map_err(|e| format!("malformed request: {e}"))?;
+        if request.lab != self.paths.lab() || request.instance != self.instance {
+            return Err(format!(
+                "this supervisor runs lab {} instance {}, not lab {} instance {}",
+                self.paths.lab(),
+                self.instance,
+                request.lab,
+                request.instance
+            ));
+        }
+        Ok(request.action)
+    }
+
+    /// Hands a command, with the connection to answer on, to the supervisor.
+    fn ask(&self, stream: UnixStream, command: impl FnOnce(Responder) -> Command) -> io::Result<()> {
+        let answer_here = stream.try_clone()?;
+        if self.commands.send(command(Responder(stream))).is_err() {
+            return reply(&answer_here, &Reply::Error {
+                message: "the lab is going down".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn peer_uid(stream: &UnixStream) -> io::Result<u32> {
+    use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+    Ok(getsockopt(stream, PeerCredentials).map_err(io::Error::from)?.uid())
+}
+
+fn reply(mut stream: &UnixStream, reply: &Reply) -> io::Result<()> {
+    let mut line = serde_json::to_vec(reply).expect("serializable reply");
+    line.push(b'\n');
+    stream.write_all(&line)
+}
+
+fn stream_events(stream: &UnixStream, events: &EventLog, follow: bool) -> io::Result<()> {
+    let mut cursor = 0;
+    loop {
+        let batch = events.since(cursor, Duration::from_millis(200));
+        cursor = batch.next;
+        if batch.missed > 0 {
+            reply(stream, &Reply::Missed { count: batch.missed })?;
+        }
+        for event in batch.events {
+            reply(stream, &Reply::Event { event })?;
         }
         if !follow {
-            return;
+            return reply(stream, &Reply::Done);
         }
     }
 }
 
-/// Asks the supervisor of `lab` to tear it down and waits for it to finish. `Ok(false)`: no supervisor answered.
-pub fn request_down(lab: &str, timeout: Duration) -> io::Result<bool> {
-    let Ok(mut stream) = UnixStream::connect(socket_path(lab)) else {
-        return Ok(false);
-    };
-    stream.set_read_timeout(Some(timeout))?;
-    writeln!(stream, "down")?;
-    let mut reply = String::new();
-    BufReader::new(&stream).read_line(&mut reply)?;
-    match reply.trim() {
-        "ok" => Ok(true),
-        "" => Ok(false),
-        other => Err(io::Error::other(other.to_string())),
+/// A connection to the supervisor of one lab instance.
+pub struct Client {
+    lab: String,
+    instance: String,
+    stream: UnixStream,
+}
+
+impl Client {
+    pub fn connect(paths: &LabPaths, instance: &str) -> io::Result<Client> {
+        let stream = UnixStream::connect(paths.control_socket()).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("no supervisor answers for lab {} ({e}); is it up (`lab ls`)?", paths.lab()),
+            )
+        })?;
+        Ok(Client {
+            lab: paths.lab().to_string(),
+            instance: instance.to_string(),
+            stream,
+        })
     }
-}
 
-fn connect(lab: &str) -> io::Result<UnixStream> {
-    UnixStream::connect(socket_path(lab)).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("no supervisor answers for lab {lab} ({e}); is it up (`lab ls`)?"),
-        )
-    })
-}
-
-/// Asks the supervisor of `lab` to inject a fault and waits until it is done.
-pub fn request_fault(lab: &str, hosts: &str, words: &[String]) -> io::Result<()> {
-    let mut stream = connect(lab)?;
-    writeln!(stream, "fault {hosts} {}", words.join(" "))?;
-    let mut reply = String::new();
-    BufReader::new(&stream).read_line(&mut reply)?;
-    match reply.trim() {
-        "ok" => Ok(()),
-        "" => Err(io::Error::other(
-            "the supervisor closed the connection without an answer",
-        )),
-        other => Err(io::Error::other(other.trim_start_matches("error: ").to_string())),
+    /// Sends `action` and reads the first reply, waiting at most `timeout` (forever with `None`).
+    pub fn request(&mut self, action: Action, timeout: Option<Duration>) -> io::Result<Reply> {
+        self.send(action)?;
+        self.stream.set_read_timeout(timeout)?;
+        self.next_reply()?
+            .ok_or_else(|| io::Error::other("the supervisor closed the connection without an answer"))
     }
-}
 
-/// Reads the timeline of `lab` from its supervisor, calling `each` per event; with `follow`, until the lab ends or
-/// `each` returns false.
-pub fn read_timeline(lab: &str, follow: bool, mut each: impl FnMut(Event) -> bool) -> io::Result<()> {
-    let mut stream = connect(lab)?;
-    writeln!(stream, "{}", if follow { "follow" } else { "timeline" })?;
-    for line in BufReader::new(&stream).lines() {
-        let event: Event = serde_json::from_str(&line?)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("undecodable event: {e}")))?;
-        if !each(event) {
-            break;
+    fn send(&mut self, action: Action) -> io::Result<()> {
+        let request = Request {
+            lab: self.lab.clone(),
+            instance: self.instance.clone(),
+            action,
+        };
+        let mut line = serde_json::to_vec(&request).expect("serializable request");
+        line.push(b'\n');
+        self.stream.write_all(&line)
+    }
+
+    fn next_reply(&mut self) -> io::Result<Option<Reply>> {
+        let mut line = String::new();
+        if BufReader::new(&self.stream).read_line(&mut line)? == 0 {
+            return Ok(None);
         }
+        serde_json::from_str(&line)
+            .map(Some)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("undecodable reply: {e}")))
     }
-    Ok(())
+
+    /// Reads the timeline, calling `each` per event; with `follow`, until the lab ends or `each` returns false.
+    /// Returns how many events the supervisor had already dropped from memory (they are in its events.log).
+    pub fn timeline(mut self, follow: bool, mut each: impl FnMut(Event) -> bool) -> io::Result<usize> {
+        let mut missed = 0;
+        self.send(Action::Timeline { follow })?;
+        let mut reader = BufReader::new(&self.stream);
+        let mut line = String::new();
+        while {
+            line.clear();
+            reader.read_line(&mut line)? > 0
+        } {
+            let reply: Reply = serde_json::from_str(&line)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("undecodable reply: {e}")))?;
+            match reply {
+                Reply::Event { event } => {
+                    if !each(event) {
+                        break;
+                    }
+                }
+                Reply::Missed { count } => missed += count,
+                Reply::Done => break,
+                Reply::Error { message } => return Err(io::Error::other(message)),
+                Reply::State { .. } => {}
+            }
+        }
+        Ok(missed)
+    }
+}
+
+/// The answer of a request that only succeeds or fails.
+pub fn done(reply: Reply) -> io::Result<()> {
+    match reply {
+        Reply::Done => Ok(()),
+        Reply::Error { message } => Err(io::Error::other(message)),
+        other => Err(io::Error::other(format!("unexpected reply {other:?}"))),
+    }
 }

@@ -2,7 +2,8 @@
 //! the agent and other observers stamp their own events with).
 
 use std::net::Ipv4Addr;
-use std::sync::{Condvar, Mutex};
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -224,14 +225,64 @@ impl std::fmt::Display for Event {
     }
 }
 
-/// The lab's events, shared by the threads that produce them and whoever waits for one.
-#[derive(Default)]
+/// How many events a lab keeps in memory by default: days of a busy detached lab would otherwise grow without
+/// limit. Older events are dropped from memory (a detached supervisor has written them to events.log).
+pub const DEFAULT_CAPACITY: usize = 200_000;
+
+/// The lab's events, shared by the threads that produce them and whoever waits for one. Positions are absolute
+/// (the n-th event ever recorded), so a reader's cursor stays valid when old events are dropped.
 pub struct EventLog {
-    events: Mutex<Vec<Event>>,
+    inner: Mutex<Retained>,
     changed: Condvar,
+    capacity: usize,
+}
+
+#[derive(Default)]
+struct Retained {
+    events: VecDeque<Event>,
+    /// How many events were dropped from the front: the absolute position of `events[0]`.
+    dropped: usize,
+}
+
+impl Retained {
+    fn end(&self) -> usize {
+        self.dropped + self.events.len()
+    }
+
+    fn from(&self, position: usize) -> impl Iterator<Item = &Event> {
+        self.events.iter().skip(position.saturating_sub(self.dropped))
+    }
+}
+
+impl Default for EventLog {
+    fn default() -> Self {
+        EventLog::with_capacity(DEFAULT_CAPACITY)
+    }
+}
+
+/// Events read from a position on, and the position to read from next.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub events: Vec<Event>,
+    /// Events that were dropped before this reader got to them.
+    pub missed: usize,
+    pub next: usize,
 }
 
 impl EventLog {
+    pub fn with_capacity(capacity: usize) -> EventLog {
+        EventLog {
+            inner: Mutex::default(),
+            changed: Condvar::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// The lock, even if a thread panicked while holding it: events stay readable for teardown and reports.
+    fn lock(&self) -> MutexGuard<'_, Retained> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     pub fn push(&self, host: Option<&str>, kind: EventKind) {
         self.push_at(monotonic_ns(), host, kind);
     }
@@ -243,36 +294,54 @@ impl EventLog {
             host: host.map(str::to_string),
             kind,
         };
-        self.events.lock().unwrap().push(event);
+        let mut retained = self.lock();
+        retained.events.push_back(event);
+        if retained.events.len() > self.capacity {
+            retained.events.pop_front();
+            retained.dropped += 1;
+        }
+        drop(retained);
         self.changed.notify_all();
     }
 
+    /// Every event still in memory, in recording order.
     pub fn all(&self) -> Vec<Event> {
-        self.events.lock().unwrap().clone()
+        self.lock().events.iter().cloned().collect()
     }
 
-    /// Events from position `from` on, waiting up to `timeout` for at least one.
-    pub fn since(&self, from: usize, timeout: Duration) -> Vec<Event> {
-        let events = self.events.lock().unwrap();
-        let (events, _) = self
+    /// How many events were dropped from memory so far.
+    pub fn dropped(&self) -> usize {
+        self.lock().dropped
+    }
+
+    /// Events from absolute position `from` on, waiting up to `timeout` for at least one.
+    pub fn since(&self, from: usize, timeout: Duration) -> Batch {
+        let retained = self.lock();
+        let (retained, _) = self
             .changed
-            .wait_timeout_while(events, timeout, |e| e.len() <= from)
-            .unwrap();
-        events.get(from..).map(<[Event]>::to_vec).unwrap_or_default()
+            .wait_timeout_while(retained, timeout, |r| r.end() <= from)
+            .unwrap_or_else(PoisonError::into_inner);
+        Batch {
+            events: retained.from(from).cloned().collect(),
+            missed: retained.dropped.saturating_sub(from),
+            next: retained.end().max(from),
+        }
     }
 
-    /// The first event (already recorded or still to come) that matches, or `None` after `timeout`.
+    /// The first event (already recorded or still to come) that matches, or `None` after `timeout`. `matches` runs
+    /// without the log's lock held, so a predicate that panics or blocks cannot wedge the lab's other threads.
     pub fn wait_for(&self, timeout: Duration, matches: impl Fn(&Event) -> bool) -> Option<Event> {
         let deadline = Instant::now() + timeout;
-        let mut events = self.events.lock().unwrap();
         let mut checked = 0;
         loop {
-            if let Some(found) = events[checked..].iter().find(|e| matches(e)) {
-                return Some(found.clone());
+            let batch = self.since(checked, deadline.saturating_duration_since(Instant::now()));
+            if let Some(found) = batch.events.into_iter().find(|e| matches(e)) {
+                return Some(found);
             }
-            checked = events.len();
-            let left = deadline.checked_duration_since(Instant::now())?;
-            events = self.changed.wait_timeout(events, left).unwrap().0;
+            checked = batch.next;
+            if Instant::now() >= deadline {
+                return None;
+            }
         }
     }
 }

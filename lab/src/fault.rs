@@ -6,167 +6,179 @@ use std::fmt;
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::RouteNetlinkMessage;
+use serde::{Deserialize, Serialize};
 
-use crate::events::EventKind;
-use crate::lab::Lab;
+use crate::events::{EventKind, EventLog};
 use crate::net::netlink::{Netlink, Request};
-use crate::net::{build, netns};
+use crate::net::{build, firewall, netns};
+use crate::plan::{HostPlan, Plan};
 use crate::process::HostCommand;
-use crate::state;
+use crate::service::RunningService;
+use crate::state::LabState;
+use crate::teardown;
+use crate::topology::{Host, Topology};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A fault, as `lab fault LAB HOSTS FAULT...` takes it. This one definition is the command line's grammar, its
+/// `--help` (each variant's doc comment) and its completion; [`Fault::parse`] and [`Fault::words`] read and write
+/// it as words.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand, Serialize, Deserialize)]
 pub enum Fault {
-    /// The service's own stop signal, then SIGKILL after its grace period.
+    /// Stop a service: its own stop signal, then SIGKILL after its grace period.
     Stop {
+        /// The service; every service of the host when omitted.
+        #[arg(value_name = "SERVICE")]
         service: Option<String>,
     },
-    /// Starts a service that has exited (after stop or crash).
+    /// Start a service that has exited (after stop or crash).
     Start {
+        /// The service; every exited service of the host when omitted.
+        #[arg(value_name = "SERVICE")]
         service: Option<String>,
     },
-    /// SIGKILL to the service's process group.
+    /// Crash a service: SIGKILL to its process group.
     Crash {
+        /// The service; every service of the host when omitted.
+        #[arg(value_name = "SERVICE")]
         service: Option<String>,
     },
-    /// SIGSTOP / SIGCONT to the service's process group.
+    /// Freeze a service: SIGSTOP to its process group.
     Freeze {
+        /// The service; every service of the host when omitted.
+        #[arg(value_name = "SERVICE")]
         service: Option<String>,
     },
+    /// Thaw a frozen service: SIGCONT to its process group.
     Thaw {
+        /// The service; every service of the host when omitted.
+        #[arg(value_name = "SERVICE")]
         service: Option<String>,
     },
-    /// Power off, wait `pause`, power on: as the seed's `reboot`.
+    /// Reboot the host: power off, wait, power on.
     Reboot {
+        /// How long the host stays off, in seconds: 0-3600, e.g. `6`, `6.6` or `6s`.
+        #[arg(value_name = "SECONDS", default_value = "1", value_parser = parse_pause, allow_negative_numbers = true)]
         pause: Duration,
     },
-    /// Every process in the host killed, its links down, the addresses nobody configured gone.
+    /// Power the host off: every process killed, its links down, the addresses nobody configured gone.
     PowerOff,
-    /// Links up, routes back, services started again in topology order.
+    /// Power the host on: links up, routes back, services started again in topology order.
     PowerOn,
+    /// Set the host's interfaces down.
     LinkDown {
+        /// The interface; all of the host's interfaces when omitted.
+        #[arg(value_name = "INTERFACE")]
         interface: Option<String>,
     },
+    /// Set the host's interfaces up, with the routes the kernel dropped.
     LinkUp {
+        /// The interface; all of the host's interfaces when omitted.
+        #[arg(value_name = "INTERFACE")]
         interface: Option<String>,
     },
-    /// Traffic between the fault's hosts and these hosts is dropped by the switch, both ways, until `heal`.
+    /// Cut the hosts off from other hosts: the switch drops the traffic between them, both ways, until `heal`.
     Partition {
+        /// The hosts on the other side, separated by commas.
+        // One word (`Set`, one value), split at its commas.
+        #[arg(value_name = "HOST", required = true, num_args = 1, action = clap::ArgAction::Set, value_delimiter = ',')]
         from: Vec<String>,
     },
-    /// Removes every partition of the lab.
+    /// Remove every partition of the lab.
     Heal,
-    /// The switch drops this percentage of the hosts' outgoing packets at random (0 clears it).
+    /// Make the switch drop a percentage of the hosts' outgoing packets at random.
     Loss {
+        /// 0-100, e.g. `10` or `10%`; 0 clears it.
+        #[arg(value_name = "PERCENT", value_parser = parse_percent, allow_negative_numbers = true)]
         percent: u8,
     },
-    /// Shapes the hosts' outgoing traffic with a token bucket (`tc` rate such as `1mbit`); `None` clears it.
+    /// Shape the hosts' outgoing traffic with a token bucket.
     Rate {
-        rate: Option<String>,
+        /// A `tc` rate such as `1mbit` or `500kbit`, or `off` to clear it.
+        // Spelled out so that clap takes the argument as required and `parse_rate` makes the `Option`.
+        #[arg(value_name = "RATE", value_parser = parse_rate)]
+        rate: std::option::Option<String>,
     },
 }
 
-pub const USAGE: &str = "stop|start|crash|freeze|thaw [SERVICE] | reboot [SECONDS] | power-off | power-on | \
-                         link-down|link-up [INTERFACE] | partition HOST[,HOST...] | heal | loss PERCENT | \
-                         rate RATE|off";
+/// `reboot`'s pause: seconds in 0-3600, with or without a trailing `s`.
+fn parse_pause(text: &str) -> Result<Duration, String> {
+    text.trim_end_matches('s')
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && (0.0..=3600.0).contains(s))
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("`{text}` is not a number of seconds in 0-3600"))
+}
+
+/// `loss`'s percentage: 0-100, with or without a trailing `%`.
+fn parse_percent(text: &str) -> Result<u8, String> {
+    text.trim_end_matches('%')
+        .parse::<u8>()
+        .ok()
+        .filter(|p| *p <= 100)
+        .ok_or_else(|| format!("`{text}` is not a percentage in 0-100"))
+}
+
+/// `rate`'s argument: a `tc` rate (a digit, then letters, digits and dots), or `off` for none.
+fn parse_rate(text: &str) -> Result<Option<String>, String> {
+    if text == "off" {
+        return Ok(None);
+    }
+    let valid =
+        text.starts_with(|c: char| c.is_ascii_digit()) && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '.');
+    if !valid {
+        return Err(format!("`{text}` is not a tc rate such as 1mbit, 500kbit, or `off`"));
+    }
+    Ok(Some(text.to_string()))
+}
+
+/// The words of a fault alone, as a command line of their own, for [`Fault::parse`].
+#[derive(clap::Parser)]
+#[command(
+    name = "fault",
+    disable_help_subcommand = true,
+    subcommand_value_name = "FAULT",
+    subcommand_help_heading = "Faults"
+)]
+struct FaultWords {
+    #[command(subcommand)]
+    fault: Fault,
+}
 
 impl Fault {
-    /// Reads a fault from its command-line words, e.g. `["crash", "vrrpd"]` or `["loss", "10"]`.
+    /// Reads a fault from its command-line words, e.g. `["crash", "vrrpd"]` or `["loss", "10"]`. The error is
+    /// clap's message, without colours.
     pub fn parse(words: &[String]) -> Result<Fault, String> {
-        let (kind, rest) = words.split_first().ok_or_else(|| format!("name a fault: {USAGE}"))?;
-        let optional = |what: &str| -> Result<Option<String>, String> {
-            match rest {
-                [] => Ok(None),
-                [one] => Ok(Some(one.clone())),
-                _ => Err(format!("`{kind}` takes at most one {what}")),
-            }
-        };
-        let one = |what: &str| -> Result<&String, String> {
-            match rest {
-                [one] => Ok(one),
-                _ => Err(format!("`{kind}` takes one {what}")),
-            }
-        };
-        let none = || -> Result<(), String> {
-            if rest.is_empty() {
-                Ok(())
-            } else {
-                Err(format!("`{kind}` takes no argument"))
-            }
-        };
-        Ok(match kind.as_str() {
-            "stop" => Fault::Stop {
-                service: optional("service")?,
-            },
-            "start" => Fault::Start {
-                service: optional("service")?,
-            },
-            "crash" => Fault::Crash {
-                service: optional("service")?,
-            },
-            "freeze" => Fault::Freeze {
-                service: optional("service")?,
-            },
-            "thaw" => Fault::Thaw {
-                service: optional("service")?,
-            },
-            "reboot" => Fault::Reboot {
-                pause: match optional("pause in seconds")? {
-                    None => Duration::from_secs(1),
-                    Some(text) => text
-                        .trim_end_matches('s')
-                        .parse::<f64>()
-                        .ok()
-                        .filter(|s| s.is_finite() && (0.0..=3600.0).contains(s))
-                        .map(Duration::from_secs_f64)
-                        .ok_or_else(|| format!("reboot pause `{text}` is not a number of seconds in 0-3600"))?,
-                },
-            },
-            "power-off" => none().map(|_| Fault::PowerOff)?,
-            "power-on" => none().map(|_| Fault::PowerOn)?,
-            "link-down" => Fault::LinkDown {
-                interface: optional("interface")?,
-            },
-            "link-up" => Fault::LinkUp {
-                interface: optional("interface")?,
-            },
-            "partition" => Fault::Partition {
-                from: one("comma-separated list of hosts")?
-                    .split(',')
-                    .map(str::to_string)
-                    .collect(),
-            },
-            "heal" => none().map(|_| Fault::Heal)?,
-            "loss" => {
-                let text = one("percentage")?;
-                let percent = text
-                    .trim_end_matches('%')
-                    .parse::<u8>()
-                    .ok()
-                    .filter(|p| *p <= 100)
-                    .ok_or_else(|| format!("loss `{text}` is not a percentage in 0-100"))?;
-                Fault::Loss { percent }
-            }
-            "rate" => {
-                let text = one("rate (e.g. 1mbit) or `off`")?;
-                let valid = text == "off"
-                    || (text.starts_with(|c: char| c.is_ascii_digit())
-                        && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '.'));
-                if !valid {
-                    return Err(format!(
-                        "rate `{text}` is not a tc rate such as 1mbit, 500kbit, or `off`"
-                    ));
-                }
-                Fault::Rate {
-                    rate: (text != "off").then(|| text.clone()),
-                }
-            }
-            other => return Err(format!("unknown fault `{other}`: {USAGE}")),
-        })
+        <FaultWords as clap::Parser>::try_parse_from(std::iter::once("fault").chain(words.iter().map(String::as_str)))
+            .map(|parsed| parsed.fault)
+            .map_err(|e| e.render().to_string().trim_end().to_string())
+    }
+
+    /// The command-line words of this fault: `Fault::parse(&fault.words())` is `fault` again.
+    pub fn words(&self) -> Vec<String> {
+        let with =
+            |word: &str, argument: &Option<String>| std::iter::once(word.to_string()).chain(argument.clone()).collect();
+        match self {
+            Fault::Stop { service } => with("stop", service),
+            Fault::Start { service } => with("start", service),
+            Fault::Crash { service } => with("crash", service),
+            Fault::Freeze { service } => with("freeze", service),
+            Fault::Thaw { service } => with("thaw", service),
+            Fault::Reboot { pause } => vec!["reboot".into(), pause.as_secs_f64().to_string()],
+            Fault::PowerOff => vec!["power-off".into()],
+            Fault::PowerOn => vec!["power-on".into()],
+            Fault::LinkDown { interface } => with("link-down", interface),
+            Fault::LinkUp { interface } => with("link-up", interface),
+            Fault::Partition { from } => vec!["partition".into(), from.join(",")],
+            Fault::Heal => vec!["heal".into()],
+            Fault::Loss { percent } => vec!["loss".into(), percent.to_string()],
+            Fault::Rate { rate } => vec!["rate".into(), rate.clone().unwrap_or_else(|| "off".into())],
+        }
     }
 }
 
@@ -205,23 +217,25 @@ pub struct NetworkFaults {
     loss: BTreeMap<String, u8>,
 }
 
-impl Lab {
-    /// Injects `fault` into `host`. See [`Lab::inject`] for several hosts at once.
-    pub fn fault(&mut self, host: &str, fault: &Fault) -> io::Result<()> {
-        self.inject(&[host], fault)
-    }
+/// The parts of a running lab a fault acts on, lent by [`Lab::inject`](crate::Lab::inject): the lab's own fields
+/// stay the lab's, and what a fault may change (its services, the network faults in force) is handed over
+/// explicitly.
+pub struct Injection<'a> {
+    pub topology: &'a Topology,
+    pub plan: &'a Plan,
+    pub state: &'a LabState,
+    pub events: &'a Arc<EventLog>,
+    pub services: &'a mut Vec<RunningService>,
+    pub network: &'a mut NetworkFaults,
+}
 
+impl Injection<'_> {
     /// Injects `fault` into each of `hosts` (for a partition: cuts them off from the hosts the fault names).
     pub fn inject(&mut self, hosts: &[&str], fault: &Fault) -> io::Result<()> {
         for host in hosts {
-            self.topology().host(host).ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::NotFound,
-                    format!("lab {} has no host `{host}`", self.name()),
-                )
-            })?;
+            self.host_plan(host)?;
         }
-        self.events().push(
+        self.events.push(
             Some(&hosts.join(",")),
             EventKind::Fault {
                 fault: fault.to_string(),
@@ -236,7 +250,7 @@ impl Lab {
             match fault {
                 Fault::Stop { service } => {
                     for index in self.service_indexes(host, service.as_deref())? {
-                        self.services[index].stop(&self.events);
+                        self.services[index].stop(self.events);
                     }
                 }
                 Fault::Start { service } => self.start_exited(host, service.as_deref())?,
@@ -256,14 +270,26 @@ impl Lab {
                 Fault::LinkDown { interface } => self.set_links(host, interface.as_deref(), false)?,
                 Fault::LinkUp { interface } => self.set_links(host, interface.as_deref(), true)?,
                 Fault::Loss { percent } => {
-                    self.network_faults.loss.insert(host.to_string(), *percent);
+                    self.network.loss.insert(host.to_string(), *percent);
                     self.write_switch_faults()?;
                 }
                 Fault::Rate { rate } => self.shape(host, rate.as_deref())?,
                 Fault::Partition { .. } | Fault::Heal => unreachable!("handled above"),
             }
         }
-        self.save_state()
+        Ok(())
+    }
+
+    fn host_plan(&self, host: &str) -> io::Result<&HostPlan> {
+        self.plan
+            .host(host)
+            .ok_or_else(|| crate::lab::unknown_host(self.plan.lab(), host))
+    }
+
+    fn host(&self, host: &str) -> io::Result<&Host> {
+        self.topology
+            .host(host)
+            .ok_or_else(|| crate::lab::unknown_host(self.plan.lab(), host))
     }
 
     fn service_indexes(&self, host: &str, service: Option<&str>) -> io::Result<Vec<usize>> {
@@ -299,6 +325,7 @@ impl Lab {
 
     /// Starts again, in topology order, the services of `host` that have exited.
     fn start_exited(&mut self, host: &str, service: Option<&str>) -> io::Result<()> {
+        let namespace = self.host_plan(host)?.namespace.mount.clone();
         for index in self.service_indexes(host, service)? {
             if self.services[index].exit_status().is_none() {
                 if service.is_some() {
@@ -310,10 +337,10 @@ impl Lab {
                 continue;
             }
             let old = &self.services[index];
-            let identity = self.host_command(host)?;
+            let identity = crate::lab::host_command(self.state, &self.plan.paths, host)?;
             let (spec, log) = (old.spec.clone(), old.log.clone());
-            let started = crate::service::RunningService::start(host, &spec, &identity, &log, &self.events)?;
-            let ready = started.wait_ready(&self.netns(host)?, &self.events);
+            let started = RunningService::start(host, &spec, &identity, &log, self.events)?;
+            let ready = started.wait_ready(&namespace, self.events, &|| false);
             self.services[index] = started;
             ready?;
         }
@@ -321,14 +348,16 @@ impl Lab {
     }
 
     fn power_off(&mut self, host: &str) -> io::Result<()> {
-        let namespace = self.netns(host)?;
-        state::kill_namespace_processes(std::slice::from_ref(&namespace));
+        let namespace = self.host_plan(host)?.namespace.mount.clone();
+        if let Some(identity) = self.state.namespaces.get(host).map(|n| n.identity) {
+            teardown::kill_processes_in(&[identity]);
+        }
         for index in self.service_indexes(host, None).unwrap_or_default() {
             self.services[index].wait_exit(Duration::from_secs(10));
         }
         self.set_links(host, None, false)?;
         // A host that comes back has only the addresses its configuration gives it.
-        let configured: Vec<Ipv4Addr> = self.addresses(host)?.into_iter().map(|(_, a, _)| a).collect();
+        let configured: Vec<Ipv4Addr> = self.host(host)?.interfaces.iter().map(|i| i.address).collect();
         netns::run_in(&namespace, move || {
             let mut netlink = Netlink::open()?;
             let stale: Vec<Request> = netlink
@@ -356,12 +385,12 @@ impl Lab {
 
     /// Sets a host's interfaces (one, or all) down or up; up also restores the routes the kernel dropped.
     fn set_links(&self, host: &str, interface: Option<&str>, up: bool) -> io::Result<()> {
-        let interfaces = &self.topology().host(host).expect("checked host").interfaces;
-        let chosen: Vec<u32> = interfaces
+        let host_plan = self.host_plan(host)?;
+        let chosen: Vec<u32> = host_plan
+            .interfaces
             .iter()
-            .enumerate()
-            .filter(|(_, i)| interface.is_none_or(|name| i.name == name))
-            .map(|(n, _)| build::interface_index(n))
+            .filter(|i| interface.is_none_or(|name| i.name == name))
+            .map(|i| i.index)
             .collect();
         if chosen.is_empty() {
             return Err(io::Error::new(
@@ -384,19 +413,22 @@ impl Lab {
             })
             .collect();
         if up {
-            requests.extend(build::route_requests(self.topology(), host));
+            requests.extend(build::route_requests(self.host(host)?, &host_plan.namespace.name));
         }
-        netns::run_in(&self.netns(host)?, move || Netlink::open()?.apply_replacing(requests))
+        netns::run_in(&host_plan.namespace.mount, move || {
+            Netlink::open()?.apply_replacing(requests)
+        })
+    }
+
+    fn addresses(&self, hosts: &[&str]) -> io::Result<BTreeSet<Ipv4Addr>> {
+        let mut all = BTreeSet::new();
+        for host in hosts {
+            all.extend(self.host(host)?.interfaces.iter().map(|i| i.address));
+        }
+        Ok(all)
     }
 
     fn partition(&mut self, side: &[&str], other: &[String]) -> io::Result<()> {
-        let addresses = |lab: &Lab, hosts: &[&str]| -> io::Result<BTreeSet<Ipv4Addr>> {
-            let mut all = BTreeSet::new();
-            for host in hosts {
-                all.extend(lab.addresses(host)?.into_iter().map(|(_, a, _)| a));
-            }
-            Ok(all)
-        };
         let other: Vec<&str> = other.iter().map(String::as_str).collect();
         if let Some(both) = side.iter().find(|h| other.contains(h)) {
             return Err(io::Error::new(
@@ -404,53 +436,40 @@ impl Lab {
                 format!("host {both} is on both sides of the partition"),
             ));
         }
-        let (side_addresses, other_addresses) = (addresses(self, side)?, addresses(self, &other)?);
+        let (side_addresses, other_addresses) = (self.addresses(side)?, self.addresses(&other)?);
         for a in &side_addresses {
             for b in &other_addresses {
-                self.network_faults.blocked.insert((*a, *b));
-                self.network_faults.blocked.insert((*b, *a));
+                self.network.blocked.insert((*a, *b));
+                self.network.blocked.insert((*b, *a));
             }
         }
         self.write_switch_faults()
     }
 
     fn heal(&mut self) -> io::Result<()> {
-        self.network_faults.blocked.clear();
+        self.network.blocked.clear();
         self.write_switch_faults()
     }
 
-    /// Replaces the switch's `lab_fault` table (bridge family: it sees every frame between hosts) with the faults
-    /// in force, atomically, in one `nft` run.
+    /// Replaces the switch's `lab_fault` table with the faults in force, atomically, in one `nft` run (see
+    /// [`firewall::switch_fault_rules`]).
     fn write_switch_faults(&self) -> io::Result<()> {
-        let faults = &self.network_faults;
-        let mut rules = String::from("add table bridge lab_fault\ndelete table bridge lab_fault\n");
-        if !faults.blocked.is_empty() || faults.loss.values().any(|p| *p > 0) {
-            rules.push_str("table bridge lab_fault {\n  chain forward {\n    type filter hook forward priority -10;\n");
-            for (from, to) in &faults.blocked {
-                rules.push_str(&format!("    ip saddr {from} ip daddr {to} drop\n"));
-            }
-            for (host, percent) in faults.loss.iter().filter(|(_, p)| **p > 0) {
-                let interfaces = self.topology().host(host).expect("checked host").interfaces.len();
-                let ports: Vec<String> = (0..interfaces)
-                    .map(|n| format!("\"{}\"", crate::topology::switch_port_name(host, n)))
-                    .collect();
-                // nft compares against 0-99: everything is a plain drop.
-                let chance = if *percent >= 100 {
-                    String::new()
-                } else {
-                    format!("numgen random mod 100 < {percent} ")
-                };
-                rules.push_str(&format!("    iifname {{ {} }} {chance}drop\n", ports.join(", ")));
-            }
-            rules.push_str("  }\n}\n");
-        }
-        let switch = self.topology().netns_name(crate::topology::SWITCH_HOST);
-        run_tool(&HostCommand::new(&switch), "nft", &["-f", "-"], Some(&rules))
+        let loss: Vec<(Vec<String>, u8)> = self
+            .network
+            .loss
+            .iter()
+            .map(|(host, percent)| {
+                let ports = self.host_plan(host)?.interfaces.iter().map(|i| i.switch_port.clone());
+                Ok((ports.collect(), *percent))
+            })
+            .collect::<io::Result<_>>()?;
+        let rules = firewall::switch_fault_rules(&self.network.blocked, &loss);
+        run_tool(&HostCommand::new(&self.plan.switch.mount), "nft", &["-f", "-"], Some(&rules))
     }
 
     fn shape(&self, host: &str, rate: Option<&str>) -> io::Result<()> {
-        let command = HostCommand::new(&self.netns(host)?);
-        for interface in &self.topology().host(host).expect("checked host").interfaces {
+        let command = HostCommand::new(&self.host_plan(host)?.namespace.mount);
+        for interface in &self.host(host)?.interfaces {
             let name = interface.name.as_str();
             match rate {
                 Some(rate) => run_tool(
@@ -474,7 +493,7 @@ impl Lab {
 
 /// Runs an iproute2/nftables tool inside a host and turns its complaint into the error.
 fn run_tool(host: &HostCommand, tool: &str, args: &[&str], stdin: Option<&str>) -> io::Result<()> {
-    let program = crate::topology::find_program(tool).map_err(|why| io::Error::new(io::ErrorKind::NotFound, why))?;
+    let program = crate::process::find_program(tool).map_err(|why| io::Error::new(io::ErrorKind::NotFound, why))?;
     let mut child = host
         .command(&program)?
         .args(args)
@@ -494,5 +513,233 @@ fn run_tool(host: &HostCommand, tool: &str, args: &[&str], stdin: Option<&str>) 
             args.join(" "),
             String::from_utf8_lossy(&output.stderr).trim()
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(text: &str) -> Vec<String> {
+        text.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn the_grammar_is_a_valid_clap_command() {
+        <FaultWords as clap::CommandFactory>::command().debug_assert();
+    }
+
+    #[test]
+    fn words_read_back_as_the_same_fault() {
+        let service = |name: Option<&str>| name.map(str::to_string);
+        let faults = [
+            Fault::Stop { service: None },
+            Fault::Stop {
+                service: service(Some("vrrpd")),
+            },
+            Fault::Start { service: None },
+            Fault::Start {
+                service: service(Some("vrrpd")),
+            },
+            Fault::Crash { service: None },
+            Fault::Crash {
+                service: service(Some("redis")),
+            },
+            Fault::Freeze { service: None },
+            Fault::Freeze {
+                service: service(Some("redis")),
+            },
+            Fault::Thaw { service: None },
+            Fault::Thaw {
+                service: service(Some("redis")),
+            },
+            Fault::Reboot {
+                pause: Duration::from_secs(1),
+            },
+            Fault::Reboot { pause: Duration::ZERO },
+            Fault::Reboot {
+                pause: Duration::from_millis(6600),
+            },
+            Fault::Reboot {
+                pause: Duration::from_secs(3600),
+            },
+            Fault::PowerOff,
+            Fault::PowerOn,
+            Fault::LinkDown { interface: None },
+            Fault::LinkDown {
+                interface: Some("eth0".into()),
+            },
+            Fault::LinkUp { interface: None },
+            Fault::LinkUp {
+                interface: Some("eth1".into()),
+            },
+            Fault::Partition { from: vec!["b".into()] },
+            Fault::Partition {
+                from: vec!["b".into(), "c".into()],
+            },
+            Fault::Heal,
+            Fault::Loss { percent: 0 },
+            Fault::Loss { percent: 10 },
+            Fault::Loss { percent: 100 },
+            Fault::Rate {
+                rate: Some("1mbit".into()),
+            },
+            Fault::Rate {
+                rate: Some("1.5mbit".into()),
+            },
+            Fault::Rate { rate: None },
+        ];
+        for fault in faults {
+            assert_eq!(Fault::parse(&fault.words()), Ok(fault.clone()), "{:?}", fault.words());
+        }
+    }
+
+    #[test]
+    fn the_words_of_before_still_parse() {
+        let cases = [
+            ("stop", Fault::Stop { service: None }),
+            (
+                "crash vrrpd",
+                Fault::Crash {
+                    service: Some("vrrpd".into()),
+                },
+            ),
+            (
+                "reboot",
+                Fault::Reboot {
+                    pause: Duration::from_secs(1),
+                },
+            ),
+            (
+                "reboot 6",
+                Fault::Reboot {
+                    pause: Duration::from_secs(6),
+                },
+            ),
+            (
+                "reboot 6.6",
+                Fault::Reboot {
+                    pause: Duration::from_secs_f64(6.6),
+                },
+            ),
+            (
+                "reboot 6s",
+                Fault::Reboot {
+                    pause: Duration::from_secs(6),
+                },
+            ),
+            ("reboot 0", Fault::Reboot { pause: Duration::ZERO }),
+            ("power-off", Fault::PowerOff),
+            ("power-on", Fault::PowerOn),
+            (
+                "link-down eth0",
+                Fault::LinkDown {
+                    interface: Some("eth0".into()),
+                },
+            ),
+            ("link-up", Fault::LinkUp { interface: None }),
+            (
+                "partition haproxy2",
+                Fault::Partition {
+                    from: vec!["haproxy2".into()],
+                },
+            ),
+            (
+                "partition a,b,c",
+                Fault::Partition {
+                    from: vec!["a".into(), "b".into(), "c".into()],
+                },
+            ),
+            ("heal", Fault::Heal),
+            ("loss 10", Fault::Loss { percent: 10 }),
+            ("loss 10%", Fault::Loss { percent: 10 }),
+            ("loss 100", Fault::Loss { percent: 100 }),
+            (
+                "rate 500kbit",
+                Fault::Rate {
+                    rate: Some("500kbit".into()),
+                },
+            ),
+            ("rate off", Fault::Rate { rate: None }),
+        ];
+        for (text, fault) in cases {
+            assert_eq!(Fault::parse(&words(text)), Ok(fault), "{text}");
+        }
+    }
+
+    #[test]
+    fn mistakes_are_refused_with_the_reason() {
+        let refused = |text: &str, reason: &str| {
+            let error = Fault::parse(&words(text)).unwrap_err();
+            assert!(error.contains(reason), "`{text}`: {error}");
+            assert!(!error.contains('\x1b'), "no colours: {error:?}");
+        };
+        refused("", "");
+        refused("explode", "unrecognized subcommand 'explode'");
+        refused("stop a b", "unexpected argument 'b'");
+        refused("heal now", "unexpected argument 'now'");
+        refused("partition", "<HOST>");
+        refused("partition a b", "unexpected argument 'b'");
+        refused("loss", "<PERCENT>");
+        refused("loss 120", "`120` is not a percentage in 0-100");
+        refused("loss -5", "`-5` is not a percentage in 0-100");
+        refused("reboot 3601", "`3601` is not a number of seconds in 0-3600");
+        refused("reboot -1", "`-1` is not a number of seconds in 0-3600");
+        refused("reboot inf", "0-3600");
+        refused("rate", "<RATE>");
+        refused("rate fast", "`fast` is not a tc rate");
+        refused("rate 1mbit/s", "`1mbit/s` is not a tc rate");
+    }
+
+    #[test]
+    fn faults_display_as_before() {
+        let shown: Vec<String> = [
+            "stop",
+            "crash vrrpd",
+            "reboot",
+            "reboot 6.6",
+            "power-off",
+            "link-down eth0",
+            "partition a,b",
+            "heal",
+            "loss 10%",
+            "rate 1mbit",
+            "rate off",
+        ]
+        .into_iter()
+        .map(|text| Fault::parse(&words(text)).unwrap().to_string())
+        .collect();
+        assert_eq!(
+            shown,
+            [
+                "stop",
+                "crash vrrpd",
+                "reboot 1s",
+                "reboot 6.6s",
+                "power-off",
+                "link-down eth0",
+                "partition from a,b",
+                "heal",
+                "loss 10%",
+                "rate 1mbit",
+                "rate off",
+            ]
+        );
+    }
+
+    #[test]
+    fn faults_round_trip_through_serde() {
+        for text in [
+            "crash vrrpd",
+            "reboot 6.6",
+            "partition a,b",
+            "loss 10",
+            "rate off",
+            "heal",
+        ] {
+            let fault = Fault::parse(&words(text)).unwrap();
+            let json = serde_json::to_string(&fault).unwrap();
+            assert_eq!(serde_json::from_str::<Fault>(&json).unwrap(), fault, "{json}");
+        }
     }
 }

@@ -3,20 +3,25 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::Path;
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags};
 
 use crate::events::{EventKind, EventLog, ExitStatus};
-use crate::fault::NetworkFaults;
+use crate::fault::{Fault, Injection, NetworkFaults};
+use crate::names::{LabPaths, NameError, RUN_ROOT};
 use crate::net::{build, netlink::Netlink, netns};
 use crate::observe::{self, Observers};
+use crate::plan::Plan;
 use crate::process::HostCommand;
 use crate::service::RunningService;
-use crate::state::{self, HostRecord, InterfaceRecord, LabState, Phase, ServiceRecord};
+use crate::state::{self, HostRecord, Identity, InterfaceRecord, LabState, Phase, ServiceRecord};
+use crate::teardown;
 use crate::timeline::Timeline;
 use crate::topology::{Topology, TopologyError};
 
@@ -24,6 +29,9 @@ use crate::topology::{Topology, TopologyError};
 pub enum LabError {
     #[error("{0}")]
     Topology(#[from] TopologyError),
+    /// A lab or host name that is not a valid name: the CLI exits with code 2.
+    #[error("{0}")]
+    Name(#[from] NameError),
     /// Not root, or a capability is missing: the CLI exits with code 2.
     #[error("{0}")]
     Permission(String),
@@ -31,16 +39,33 @@ pub enum LabError {
     AlreadyUp(String),
     #[error("building lab `{lab}` failed: {source}")]
     Build { lab: String, source: io::Error },
+    #[error("bringing lab `{0}` up was interrupted; what was built has been removed")]
+    Interrupted(String),
     #[error("{0}")]
     Io(#[from] io::Error),
 }
 
+/// Stops a bring-up in progress (Ctrl-C): the build checks it between steps and while waiting for services.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
 pub struct Lab {
     topology: Topology,
+    plan: Plan,
     state: LabState,
-    pub(crate) events: Arc<EventLog>,
-    pub(crate) services: Vec<RunningService>,
-    pub(crate) network_faults: NetworkFaults,
+    events: Arc<EventLog>,
+    services: Vec<RunningService>,
+    network_faults: NetworkFaults,
     observers: Observers,
     torn_down: bool,
 }
@@ -58,22 +83,19 @@ impl Lab {
     /// Builds the topology and starts its services. On any failure, everything already created is removed before
     /// the error is returned.
     pub fn up(topology: &Topology) -> Result<Lab, LabError> {
+        Lab::up_with(topology, &Cancel::default())
+    }
+
+    /// [`Lab::up`] that stops, removing what it built, once `cancel` is set.
+    pub fn up_with(topology: &Topology, cancel: &Cancel) -> Result<Lab, LabError> {
         check_privileges()?;
         let started = Instant::now();
-        let run_dir = state::run_dir(&topology.name);
-        std::fs::create_dir_all(state::RUN_ROOT)?;
-        // The run directory is the lab's lock: creating it fails if the lab exists.
-        if let Err(e) = std::fs::create_dir(&run_dir) {
-            return Err(if e.kind() == io::ErrorKind::AlreadyExists {
-                LabError::AlreadyUp(topology.name.clone())
-            } else {
-                e.into()
-            });
-        }
-        let state = initial_state(topology);
+        let plan = Plan::new(topology)?;
+        let run_dir = create_run_dir(&plan.paths)?;
         let mut lab = Lab {
+            state: initial_state(topology, &plan, run_dir),
             topology: topology.clone(),
-            state,
+            plan,
             events: Arc::new(EventLog::default()),
             services: Vec::new(),
             network_faults: NetworkFaults::default(),
@@ -82,17 +104,15 @@ impl Lab {
         };
         // From here on, dropping `lab` removes whatever exists.
         lab.save_state()?;
-        std::fs::create_dir_all(run_dir.join("logs"))?;
-        if topology.tls {
-            crate::tls::write_material(topology, &crate::tls::directory(&run_dir))?;
-        }
-        build::build(topology).map_err(|source| LabError::Build {
-            lab: topology.name.clone(),
-            source,
+        lab.build(cancel).map_err(|e| match e.kind() {
+            io::ErrorKind::Interrupted => LabError::Interrupted(topology.name.clone()),
+            _ => LabError::Build {
+                lab: topology.name.clone(),
+                source: e,
+            },
         })?;
-        lab.write_hosts_files()?;
         lab.start_observers()?;
-        lab.start_services()?;
+        lab.start_services(cancel)?;
         lab.state.phase = Phase::Up;
         lab.save_state()?;
         let build_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -108,12 +128,47 @@ impl Lab {
         Ok(lab)
     }
 
+    /// The run directory's contents, the network, and each host's /etc.
+    fn build(&mut self, cancel: &Cancel) -> io::Result<()> {
+        let paths = &self.plan.paths;
+        for dir in [paths.logs_dir(), paths.namespaces_dir(), paths.hosts_dir()] {
+            std::fs::create_dir(&dir)?;
+        }
+        if self.topology.tls {
+            crate::tls::write_material(&self.topology, &paths.tls_dir())?;
+        }
+        let cancelled = || cancel.is_cancelled();
+        let namespaces = build::build(&self.topology, &self.plan, &cancelled)?;
+        self.state.namespaces = namespaces
+            .into_iter()
+            .map(|(host, identity)| {
+                let netns = crate::names::namespace_name(self.plan.lab(), &host);
+                (host, state::NamespaceRecord { netns, identity })
+            })
+            .collect();
+        self.save_state()?;
+        self.write_etc_files()?;
+        if cancel.is_cancelled() {
+            return Err(build::interrupted());
+        }
+        Ok(())
+    }
+
     pub fn name(&self) -> &str {
         &self.topology.name
     }
 
     pub fn topology(&self) -> &Topology {
         &self.topology
+    }
+
+    /// Every name and path the lab uses.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    pub fn paths(&self) -> &LabPaths {
+        &self.plan.paths
     }
 
     pub fn events(&self) -> &Arc<EventLog> {
@@ -132,14 +187,11 @@ impl Lab {
         for host in &self.topology.hosts {
             for link in self.links(&host.name)? {
                 if let (Some(mac), true) = (link.mac, link.name != "lo") {
-                    names.push((crate::cli::format_mac(&mac), format!("mac:{}/{}", host.name, link.name)));
+                    names.push((crate::net::format_mac(&mac), format!("mac:{}/{}", host.name, link.name)));
                 }
             }
         }
-        names.push((
-            state::run_dir(&self.topology.name).display().to_string(),
-            "{run}".into(),
-        ));
+        names.push((self.paths().run_dir().display().to_string(), "{run}".into()));
         names.push((self.topology.directory().display().to_string(), "{dir}".into()));
         names.push((self.topology.name.clone(), "LAB".into()));
         Ok(names)
@@ -149,14 +201,24 @@ impl Lab {
         &self.state
     }
 
-    /// The namespace of `host`, for `ip netns exec` and friends.
+    /// The namespace name of `host` (`<lab>-<host>`), for `ip netns exec` and friends.
     pub fn netns(&self, host: &str) -> io::Result<String> {
-        self.record(host).map(|r| r.netns.clone())
+        Ok(self.host_plan(host)?.namespace.name.clone())
+    }
+
+    /// The namespace file of `host`, to enter it (`setns`) from code.
+    pub fn netns_path(&self, host: &str) -> io::Result<&Path> {
+        Ok(&self.host_plan(host)?.namespace.mount)
+    }
+
+    /// The identity of every namespace the lab created, the switch's included.
+    pub fn namespace_identities(&self) -> Vec<Identity> {
+        self.state.namespaces.values().map(|n| n.identity).collect()
     }
 
     /// How to start programs in `host`: its namespace, hostname and /etc/hosts.
     pub fn host_command(&self, host: &str) -> io::Result<HostCommand> {
-        host_command(&self.state, host)
+        host_command(&self.state, &self.plan.paths, host)
     }
 
     /// A `Command` that runs `program` inside `host`.
@@ -190,7 +252,7 @@ impl Lab {
 
     /// The links of `host` as its kernel sees them.
     pub fn links(&self, host: &str) -> io::Result<Vec<LinkInfo>> {
-        links_in(&self.netns(host)?)
+        links_in(self.netns_path(host)?)
     }
 
     /// The MAC address of `interface` in `host`.
@@ -215,6 +277,25 @@ impl Lab {
         self.services.iter().find(|s| s.host == host && s.spec.name == name)
     }
 
+    /// Injects `fault` into `host`. See [`Lab::inject`] for several hosts at once.
+    pub fn fault(&mut self, host: &str, fault: &Fault) -> io::Result<()> {
+        self.inject(&[host], fault)
+    }
+
+    /// Injects `fault` into each of `hosts` (for a partition: cuts them off from the hosts the fault names).
+    pub fn inject(&mut self, hosts: &[&str], fault: &Fault) -> io::Result<()> {
+        let mut injection = Injection {
+            topology: &self.topology,
+            plan: &self.plan,
+            state: &self.state,
+            events: &self.events,
+            services: &mut self.services,
+            network: &mut self.network_faults,
+        };
+        injection.inject(hosts, fault)?;
+        self.save_state()
+    }
+
     /// Rewrites the state file with each service's current state (for `lab status`).
     pub fn save_state(&mut self) -> io::Result<()> {
         for service in &self.services {
@@ -231,7 +312,7 @@ impl Lab {
                 };
             }
         }
-        self.state.save()
+        self.state.save(&self.plan.paths)
     }
 
     /// Stops the services (last started, first stopped) and removes every trace of the lab.
@@ -254,7 +335,8 @@ impl Lab {
             .rev()
             .map(|s| (s.host.clone(), s.spec.name.clone(), s.stop(&self.events)))
             .collect();
-        state::remove(&self.state)?;
+        let hosts: Vec<String> = self.plan.hosts.iter().map(|h| h.name.clone()).collect();
+        teardown::remove(&self.plan.paths, &hosts, Some(self.state.run_dir))?;
         self.events.push(
             None,
             EventKind::LabDown {
@@ -264,26 +346,34 @@ impl Lab {
         Ok(statuses)
     }
 
-    fn record(&self, host: &str) -> io::Result<&HostRecord> {
-        self.state
-            .hosts
-            .get(host)
+    fn host_plan(&self, host: &str) -> io::Result<&crate::plan::HostPlan> {
+        self.plan
+            .host(host)
             .ok_or_else(|| unknown_host(&self.topology.name, host))
     }
 
-    /// Every host sees the same /etc/hosts: it is written once and hard-linked into each host's /etc/netns
+    /// Each host's /etc (for now its hosts file) inside the run directory, and the /etc/netns link that shows it
+    /// to `ip netns exec`. Every host sees the same /etc/hosts: it is written once and hard-linked into each host's
     /// directory, which keeps a 1000-host lab from writing a thousand copies of a thousand lines.
-    fn write_hosts_files(&self) -> io::Result<()> {
-        let mut written: Option<&PathBuf> = None;
-        for record in self.state.hosts.values() {
-            std::fs::create_dir_all(record.hosts_file.parent().expect("hosts file has a directory"))?;
+    fn write_etc_files(&self) -> io::Result<()> {
+        std::fs::create_dir_all(crate::names::ETC_NETNS_DIR)?;
+        let mut written: Option<&Path> = None;
+        for host in &self.plan.hosts {
+            std::fs::create_dir_all(&host.etc.dir)?;
             match written {
-                Some(first) => std::fs::hard_link(first, &record.hosts_file)?,
+                Some(first) => std::fs::hard_link(first, &host.etc.hosts_file)?,
                 None => {
-                    std::fs::write(&record.hosts_file, self.topology.etc_hosts())?;
-                    written = Some(&record.hosts_file);
+                    std::fs::write(&host.etc.hosts_file, self.topology.etc_hosts())?;
+                    written = Some(&host.etc.hosts_file);
                 }
             }
+            std::os::unix::fs::symlink(&host.etc.dir, &host.etc.link).map_err(|e| {
+                if e.kind() == io::ErrorKind::AlreadyExists {
+                    build::etc_collision(&host.etc.link)
+                } else {
+                    io::Error::new(e.kind(), format!("cannot create {}: {e}", host.etc.link.display()))
+                }
+            })?;
         }
         Ok(())
     }
@@ -293,26 +383,20 @@ impl Lab {
     fn start_observers(&mut self) -> io::Result<()> {
         let stop = self.observers.stop_flag();
         let hosts = self
-            .topology
+            .plan
             .hosts
             .iter()
             .map(|h| observe::kernel::Watched {
                 host: h.name.clone(),
-                namespace: self.topology.netns_name(&h.name),
-                interfaces: h
-                    .interfaces
-                    .iter()
-                    .enumerate()
-                    .map(|(n, i)| (build::interface_index(n), i.name.clone()))
-                    .collect(),
+                namespace: h.namespace.mount.clone(),
+                interfaces: h.interfaces.iter().map(|i| (i.index, i.name.clone())).collect(),
             })
             .collect();
         self.observers
             .adopt(observe::kernel::start(hosts, self.events.clone(), stop.clone())?);
-        let switch = self.topology.netns_name(crate::topology::SWITCH_HOST);
-        for segment in &self.topology.segments {
+        for segment in &self.plan.segments {
             self.observers.adopt(observe::wire::start(
-                &switch,
+                &self.plan.switch.mount,
                 &segment.name,
                 self.events.clone(),
                 stop.clone(),
@@ -323,12 +407,11 @@ impl Lab {
 
     fn start_probes(&mut self) -> io::Result<()> {
         let stop = self.observers.stop_flag();
-        for host in &self.topology.hosts {
+        for (host, host_plan) in self.topology.hosts.iter().zip(&self.plan.hosts) {
             for probe in &host.probes {
-                let namespace = self.topology.netns_name(&host.name);
                 self.observers.adopt(observe::probe::start(
                     &host.name,
-                    &namespace,
+                    &host_plan.namespace.mount,
                     probe,
                     self.events.clone(),
                     stop.clone(),
@@ -338,20 +421,24 @@ impl Lab {
         Ok(())
     }
 
-    fn start_services(&mut self) -> Result<(), LabError> {
+    fn start_services(&mut self, cancel: &Cancel) -> Result<(), LabError> {
         let topology = self.topology.clone();
-        for host in &topology.hosts {
-            let identity = host_command(&self.state, &host.name)?;
-            let netns_name = self.topology.netns_name(&host.name);
-            let run_dir = state::run_dir(&self.topology.name);
-            let topology_dir = self.topology.directory();
-            for spec in &host.services {
+        let run_dir = self.paths().run_dir();
+        let topology_dir = topology.directory();
+        for (host, host_plan) in topology.hosts.iter().zip(self.plan.hosts.clone()) {
+            let identity = self.host_command(&host.name)?;
+            for (spec, service_plan) in host.services.iter().zip(&host_plan.services) {
+                if cancel.is_cancelled() {
+                    return Err(LabError::Interrupted(topology.name.clone()));
+                }
                 let spec = &spec.with_placeholders(&topology_dir, &run_dir);
-                let log = run_dir.join("logs").join(format!("{}.{}.log", host.name, spec.name));
-                let service = RunningService::start(&host.name, spec, &identity, &log, &self.events)?;
-                let ready = service.wait_ready(&netns_name, &self.events);
+                let service = RunningService::start(&host.name, spec, &identity, &service_plan.log, &self.events)?;
+                let ready = service.wait_ready(&host_plan.namespace.mount, &self.events, &|| cancel.is_cancelled());
                 self.services.push(service);
                 self.save_state()?;
+                if cancel.is_cancelled() {
+                    return Err(LabError::Interrupted(topology.name.clone()));
+                }
                 ready?;
             }
         }
@@ -367,26 +454,36 @@ impl Drop for Lab {
     }
 }
 
-fn initial_state(topology: &Topology) -> LabState {
-    let namespaces = build::namespaces(topology);
-    let mut hosts = BTreeMap::new();
-    let mut files = Vec::new();
-    for host in &topology.hosts {
-        let netns = topology.netns_name(&host.name);
-        // Where `ip netns exec` looks for per-namespace /etc files, so it resolves the lab's names too.
-        let hosts_file = PathBuf::from("/etc/netns").join(&netns).join("hosts");
-        files.push(hosts_file.clone());
-        let log = |s: &str| {
-            state::run_dir(&topology.name)
-                .join("logs")
-                .join(format!("{}.{s}.log", host.name))
-        };
-        hosts.insert(
-            host.name.clone(),
-            HostRecord {
-                netns,
+/// Creates the lab's run directory, root's alone whatever the umask; it is the lab's lock (creating it fails if
+/// the lab exists). Returns its identity, which teardown checks before removing it.
+fn create_run_dir(paths: &LabPaths) -> Result<Identity, LabError> {
+    let root = Path::new(RUN_ROOT);
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(root)?;
+    Identity::of_directory(root)?;
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))?;
+    // Mounts inside run directories (the namespaces) then reach the mount namespaces of the lab's processes, and
+    // so does their removal.
+    netns::share_mounts_under(root)?;
+    let run_dir = paths.run_dir();
+    if let Err(e) = std::fs::DirBuilder::new().mode(0o700).create(&run_dir) {
+        return Err(if e.kind() == io::ErrorKind::AlreadyExists {
+            LabError::AlreadyUp(paths.lab().to_string())
+        } else {
+            e.into()
+        });
+    }
+    std::fs::set_permissions(&run_dir, std::fs::Permissions::from_mode(0o700))?;
+    Ok(Identity::of_directory(&run_dir)?)
+}
+
+fn initial_state(topology: &Topology, plan: &Plan, run_dir: Identity) -> LabState {
+    let hosts = topology
+        .hosts
+        .iter()
+        .zip(&plan.hosts)
+        .map(|(host, host_plan)| {
+            let record = HostRecord {
                 hostname: host.hostname.clone(),
-                hosts_file,
                 interfaces: host
                     .interfaces
                     .iter()
@@ -396,42 +493,54 @@ fn initial_state(topology: &Topology) -> LabState {
                         address: format!("{}/{}", i.address, i.prefix),
                     })
                     .collect(),
-                services: host
+                services: host_plan
                     .services
                     .iter()
                     .map(|s| ServiceRecord {
                         name: s.name.clone(),
                         pid: None,
                         state: "not started".into(),
-                        log: log(&s.name),
+                        log: s.log.clone(),
                     })
                     .collect(),
-            },
-        );
-    }
+            };
+            (host.name.clone(), record)
+        })
+        .collect::<BTreeMap<_, _>>();
+    let pid = std::process::id();
     LabState {
         name: topology.name.clone(),
+        instance: state::new_instance(),
         topology: topology
             .source
             .canonicalize()
             .unwrap_or_else(|_| topology.source.clone()),
-        runner_pid: std::process::id(),
+        runner_pid: pid,
+        runner_started: state::process_started(pid).unwrap_or(0),
         phase: Phase::Building,
-        namespaces,
+        run_dir,
+        namespaces: BTreeMap::new(),
         hosts,
-        files,
     }
 }
 
-/// How to enter `host` of a recorded lab.
-pub fn host_command(state: &LabState, host: &str) -> io::Result<HostCommand> {
+/// How to enter `host` of a recorded lab: only a namespace that is still the one the lab created.
+pub fn host_command(state: &LabState, paths: &LabPaths, host: &str) -> io::Result<HostCommand> {
     let record = state.hosts.get(host).ok_or_else(|| unknown_host(&state.name, host))?;
-    Ok(HostCommand::new(&record.netns).with_identity(&record.hostname, &record.hosts_file))
+    let namespace = paths.namespace(host);
+    let recorded = state.namespaces.get(host).map(|n| n.identity);
+    if recorded.is_none() || netns::identity(&namespace.mount) != recorded {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{namespace} is not (or no longer) the one lab {} created", state.name),
+        ));
+    }
+    Ok(HostCommand::new(&namespace.mount).with_identity(&record.hostname, &paths.etc(host).hosts_file))
 }
 
-/// The links of a namespace, as its kernel reports them.
-pub fn links_in(netns_name: &str) -> io::Result<Vec<LinkInfo>> {
-    let messages = netns::run_in(netns_name, || Netlink::open()?.links())?;
+/// The links of the namespace mounted at `namespace`, as its kernel reports them.
+pub fn links_in(namespace: &Path) -> io::Result<Vec<LinkInfo>> {
+    let messages = netns::run_in(namespace, || Netlink::open()?.links())?;
     Ok(messages
         .into_iter()
         .map(|m| {
@@ -453,7 +562,7 @@ pub fn links_in(netns_name: &str) -> io::Result<Vec<LinkInfo>> {
         .collect())
 }
 
-fn unknown_host(lab: &str, host: &str) -> io::Error {
+pub(crate) fn unknown_host(lab: &str, host: &str) -> io::Error {
     io::Error::new(io::ErrorKind::NotFound, format!("lab {lab} has no host `{host}`"))
 }
 
@@ -478,10 +587,4 @@ pub fn check_privileges() -> Result<(), LabError> {
         }
     }
     Ok(())
-}
-
-/// Removes a lab recorded on disk whose runner may be dead: the recovery path of `lab down`.
-pub fn remove_recorded(lab: &str) -> io::Result<()> {
-    let state = LabState::load(lab)?;
-    state::remove(&state)
 }

@@ -1,16 +1,25 @@
 //! A network-namespace lab for high-availability setups: builds a topology out of namespaces, veth pairs and
 //! bridges, runs services inside its hosts, and removes every trace afterwards.
+//!
+//! Data flows one way: topology file → validated [`Topology`] → [`plan::Plan`] (every derived name, computed once
+//! from names [`names`] has checked) → running [`Lab`] (what it created, with identities teardown checks) → events
+//! → [`Timeline`] → renderings. [`supervisor`] runs a lab that is up and answers its [`control`] socket; the
+//! command line ([`cli`]) sits on top and nothing below calls into it.
 
 pub mod cli;
 pub mod control;
 pub mod events;
 pub mod fault;
 pub mod lab;
+pub mod names;
 pub mod net;
 pub mod observe;
+pub mod plan;
 pub mod process;
 pub mod service;
 pub mod state;
+pub mod supervisor;
+pub mod teardown;
 pub mod timeline;
 pub mod tls;
 pub mod topology;

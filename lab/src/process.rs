@@ -4,33 +4,36 @@
 //! `ip netns exec`) a mount namespace of its own where /sys shows the host's interfaces and the lab's /etc/hosts is
 //! bound over /etc/hosts, and a UTS namespace carrying the host's hostname. Only async-signal-safe calls happen
 //! after fork: everything they need (the namespace file, C strings) is prepared before.
+//!
+//! Finding a program on PATH lives here too: the topology check looks for each service's program before the lab is
+//! built, and the lab looks for the tools (`nft`, `tc`) it runs.
 
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 
-use crate::net::netns;
 
 /// How to enter one host; cheap to clone into several commands.
 #[derive(Debug, Clone)]
 pub struct HostCommand {
-    netns: String,
+    /// The namespace file (the lab's mount of it, inside its run directory).
+    namespace: PathBuf,
     hostname: Option<String>,
-    hosts_file: Option<std::path::PathBuf>,
+    hosts_file: Option<PathBuf>,
 }
 
 impl HostCommand {
     /// Network namespace only (enough for tools such as `nft`).
-    pub fn new(netns: &str) -> HostCommand {
+    pub fn new(namespace: &Path) -> HostCommand {
         HostCommand {
-            netns: netns.to_string(),
+            namespace: namespace.to_path_buf(),
             hostname: None,
             hosts_file: None,
         }
@@ -43,10 +46,11 @@ impl HostCommand {
         self
     }
 
-    /// A `Command` for `program` that starts inside the host.
+    /// A `Command` for `program` that starts inside the host, with no descriptor of this process but its standard
+    /// input, output and error.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> io::Result<Command> {
-        let netns_fd: OwnedFd = File::open(netns::path(&self.netns))
-            .map_err(|e| io::Error::new(e.kind(), format!("namespace {}: {e}", self.netns)))?
+        let netns_fd: OwnedFd = File::open(&self.namespace)
+            .map_err(|e| io::Error::new(e.kind(), format!("namespace {}: {e}", self.namespace.display())))?
             .into();
         let hostname = self.hostname.as_deref().map(cstring).transpose()?;
         let hosts_file = self
@@ -76,6 +80,7 @@ fn enter_host(
     // A runner that waits for SIGINT/SIGTERM with sigwait blocks them; its children must not inherit that mask,
     // or their stop signal would never arrive.
     nix::sys::signal::SigSet::empty().thread_set_mask()?;
+    close_inherited_descriptors();
     setns(netns_fd.as_fd(), CloneFlags::CLONE_NEWNET)?;
     if hostname.is_none() && hosts_file.is_none() {
         return Ok(());
@@ -104,4 +109,72 @@ fn enter_host(
         .map_err(io::Error::from)?;
     }
     Ok(())
+}
+
+/// Marks every descriptor above stderr close-on-exec, so a program started in a host inherits nothing of the
+/// runner: not the capture sockets some libraries open without O_CLOEXEC (pnet's), not the namespace file above.
+/// Async-signal-safe: raw system calls only.
+fn close_inherited_descriptors() {
+    // SAFETY: close_range on a range of descriptors, with a flag; no memory is passed.
+    let done = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) } == 0;
+    if !done {
+        // Kernels before 5.11: the descriptors a process of this size may have.
+        for fd in 3..4096 {
+            // SAFETY: fcntl on a descriptor number; an unused number just fails with EBADF.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        }
+    }
+}
+
+/// Finds a program as `execvp` would, or says which Debian package provides it.
+pub fn find_program(program: &str) -> Result<PathBuf, String> {
+    if program.contains('/') {
+        let path = PathBuf::from(program);
+        return if is_executable(&path) {
+            Ok(path)
+        } else {
+            Err(format!("program `{program}` does not exist or is not executable"))
+        };
+    }
+    let path = std::env::var_os("PATH")
+        .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    for dir in std::env::split_paths(&path) {
+        let candidate = dir.join(program);
+        if is_executable(&candidate) {
+            return Ok(candidate);
+        }
+    }
+    Err(match debian_package(program) {
+        Some(package) => {
+            format!("program `{program}` is not installed (Debian package: {package})")
+        }
+        None => format!("program `{program}` is not in PATH"),
+    })
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The Debian packages that provide the programs a lab typically runs.
+fn debian_package(program: &str) -> Option<&'static str> {
+    Some(match program {
+        "redis-server" | "redis-sentinel" | "redis-check-aof" | "redis-check-rdb" => "redis-server",
+        "redis-cli" | "redis-benchmark" => "redis-tools",
+        "haproxy" => "haproxy",
+        "keepalived" => "keepalived",
+        "tcpdump" => "tcpdump",
+        "tshark" => "tshark",
+        "nft" => "nftables",
+        "ip" | "tc" | "bridge" | "ss" => "iproute2",
+        "ping" | "arping" => "iputils-ping",
+        "nc" => "netcat-openbsd",
+        "socat" => "socat",
+        "curl" => "curl",
+        "python3" => "python3",
+        "vrrpd" | "sentinel-proxy" | "lab" => "none: built by this workspace (cargo build --release)",
+        _ => return None,
+    })
 }

@@ -110,8 +110,9 @@ impl RunningService {
         *guard
     }
 
-    /// Waits for the service's readiness check; a service without one is ready once started.
-    pub fn wait_ready(&self, netns_name: &str, events: &EventLog) -> io::Result<()> {
+    /// Waits for the service's readiness check; a service without one is ready once started. Gives up early, with
+    /// an `Interrupted` error, once `cancelled` says so.
+    pub fn wait_ready(&self, namespace: &Path, events: &EventLog, cancelled: &dyn Fn() -> bool) -> io::Result<()> {
         let Some(ready) = &self.spec.ready else {
             return Ok(());
         };
@@ -128,11 +129,14 @@ impl RunningService {
             )
         };
         loop {
+            if cancelled() {
+                return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"));
+            }
             if let Some(status) = self.exit_status() {
                 return Err(not_ready(format!("exited before it was ready: {status}")));
             }
             let is_ready = match ready {
-                Readiness::Tcp(port) => tcp_listening(netns_name, *port),
+                Readiness::Tcp(port) => tcp_listening(namespace, *port),
                 Readiness::File(path) => path.exists(),
                 // Waits on the event log itself: the line is seen the moment it is read.
                 Readiness::Log(text) => events
@@ -245,8 +249,8 @@ fn daemon_event(line: &str, service: &str) -> Option<(u64, EventKind)> {
 
 /// Whether a socket listens on TCP `port` inside the namespace. Reads the kernel's table rather than connecting,
 /// so the check itself never shows up as a client to the service.
-fn tcp_listening(netns_name: &str, port: u16) -> bool {
-    netns::run_in(netns_name, move || {
+fn tcp_listening(namespace: &Path, port: u16) -> bool {
+    netns::run_in(namespace, move || {
         // thread-self: /proc/self/net would show the namespace of the process's main thread.
         let table = std::fs::read_to_string("/proc/thread-self/net/tcp")?;
         Ok(table.lines().skip(1).any(|line| {

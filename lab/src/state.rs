@@ -1,36 +1,73 @@
-//! The record of a lab on disk, /run/lab/<lab>/state.json, written before anything it names is created, so that a
-//! lab whose runner died at any point can still be removed completely (`lab down`).
+//! The record of a lab on disk, /run/lab/<lab>/state.json: what `lab status`, `exec` and `down` read when the lab's
+//! runner is another process, or dead.
+//!
+//! The record is trusted only after [`LabState::load`] has checked it: the name inside must be the directory it
+//! was read from, every name a valid name, and every path one the lab owns. What the lab created is not listed here
+//! on faith: its namespaces are mounted inside the run directory (see `net::netns`), which is what teardown checks.
 
 use std::collections::BTreeMap;
-use std::io;
+use std::io::{self, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::net::netns;
+use crate::names::{self, LabPaths, RUN_ROOT, SWITCH_HOST};
 
-pub const RUN_ROOT: &str = "/run/lab";
+/// What identifies a file whatever its name: device and inode. For a namespace, those of its nsfs inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Identity {
+    pub dev: u64,
+    pub ino: u64,
+}
 
-pub fn run_dir(lab: &str) -> PathBuf {
-    Path::new(RUN_ROOT).join(lab)
+impl Identity {
+    /// The identity of what `path` names (following a final symbolic link).
+    pub fn of(path: &Path) -> io::Result<Identity> {
+        let meta = std::fs::metadata(path)?;
+        Ok(Identity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
+
+    /// The identity of a directory that must not be a symbolic link.
+    pub fn of_directory(path: &Path) -> io::Result<Identity> {
+        let meta = std::fs::symlink_metadata(path)?;
+        if !meta.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} is not a directory", path.display()),
+            ));
+        }
+        Ok(Identity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LabState {
     pub name: String,
+    /// Chosen at `lab up`: every control request carries it, so a stale supervisor never acts on a newer lab of the
+    /// same name, and a client never talks to an old one.
+    pub instance: String,
+    /// The topology file, for people reading the record; never acted on.
     pub topology: PathBuf,
-    /// The process that built the lab and supervises it.
+    /// The process that built the lab and supervises it, and its start time (clock ticks after boot, from
+    /// /proc/<pid>/stat): a pid alone may have been reused.
     pub runner_pid: u32,
+    pub runner_started: u64,
     pub phase: Phase,
-    /// Every namespace the lab may have created (listed before creation).
-    pub namespaces: Vec<String>,
+    /// The run directory this record was written into.
+    pub run_dir: Identity,
+    /// Namespaces the lab has created (recorded once they exist), by host (the switch as `switch`).
+    pub namespaces: BTreeMap<String, NamespaceRecord>,
     pub hosts: BTreeMap<String, HostRecord>,
-    /// Files written outside the run directory, e.g. /etc/netns/<ns>/hosts.
-    pub files: Vec<PathBuf>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
     Building,
@@ -39,10 +76,15 @@ pub enum Phase {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct HostRecord {
+pub struct NamespaceRecord {
+    /// `<lab>-<host>`, as `ip netns` shows it.
     pub netns: String,
+    pub identity: Identity,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HostRecord {
     pub hostname: String,
-    pub hosts_file: PathBuf,
     pub interfaces: Vec<InterfaceRecord>,
     pub services: Vec<ServiceRecord>,
 }
@@ -63,113 +105,125 @@ pub struct ServiceRecord {
 }
 
 impl LabState {
-    pub fn path(lab: &str) -> PathBuf {
-        run_dir(lab).join("state.json")
-    }
-
-    pub fn load(lab: &str) -> io::Result<LabState> {
-        let text = std::fs::read(Self::path(lab))?;
-        serde_json::from_slice(&text).map_err(|e| {
+    /// Reads and checks the record of the lab whose paths are given.
+    pub fn load(paths: &LabPaths) -> io::Result<LabState> {
+        let file = paths.state_file();
+        let text = std::fs::read(&file)?;
+        let untrusted = |why: String| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("{}: {e}", Self::path(lab).display()),
+                format!(
+                    "{}: {why}; the lab does not act on a record it cannot trust (inspect it, then remove what it \
+                     names yourself)",
+                    file.display()
+                ),
             )
-        })
+        };
+        let state: LabState = serde_json::from_slice(&text).map_err(|e| untrusted(e.to_string()))?;
+        state.check(paths).map_err(untrusted)?;
+        Ok(state)
     }
 
-    /// Atomically replaces the state file.
-    pub fn save(&self) -> io::Result<()> {
-        let path = Self::path(&self.name);
+    fn check(&self, paths: &LabPaths) -> Result<(), String> {
+        if self.name != paths.lab() {
+            return Err(format!(
+                "name: it names lab `{}`, but it was read from the directory of lab `{}`",
+                self.name,
+                paths.lab()
+            ));
+        }
+        if self.instance.is_empty() || !self.instance.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("instance: `{}` is not an instance id", self.instance));
+        }
+        for (host, record) in &self.namespaces {
+            if host != SWITCH_HOST {
+                names::check_host(host).map_err(|e| format!("namespaces: {e}"))?;
+            }
+            let expected = names::namespace_name(paths.lab(), host);
+            if record.netns != expected {
+                return Err(format!(
+                    "namespaces.{host}.netns: `{}` is not this lab's namespace for host `{host}` (`{expected}`)",
+                    record.netns
+                ));
+            }
+        }
+        for (host, record) in &self.hosts {
+            names::check_host(host).map_err(|e| format!("hosts: {e}"))?;
+            for service in &record.services {
+                let expected = paths.service_log(host, &service.name);
+                if service.log != expected || !paths.owns(&service.log) {
+                    return Err(format!(
+                        "hosts.{host}.services.{}.log: {} is not this lab's log path ({})",
+                        service.name,
+                        service.log.display(),
+                        expected.display()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Atomically replaces the state file, readable by root only whatever the umask.
+    pub fn save(&self, paths: &LabPaths) -> io::Result<()> {
+        let path = paths.state_file();
         let temporary = path.with_extension("json.tmp");
-        std::fs::write(&temporary, serde_json::to_vec_pretty(self).expect("serializable state"))?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temporary)?;
+        file.write_all(&serde_json::to_vec_pretty(self).expect("serializable state"))?;
         std::fs::rename(&temporary, &path)
     }
 
-    /// Whether the process that recorded this state is still alive.
+    /// Whether the process that recorded this state is still alive (and is that process, not a reused pid).
     pub fn runner_alive(&self) -> bool {
-        self.runner_pid != std::process::id() && process_alive(self.runner_pid)
+        self.runner_pid != std::process::id() && process_started(self.runner_pid) == Some(self.runner_started)
     }
 }
 
-/// Whether `pid` is a live process (a zombie has exited, it just has not been reaped).
-pub fn process_alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|stat| !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
-        .unwrap_or(false)
+/// When a live process started (clock ticks after boot), or `None` if there is no such process or it has exited
+/// (a zombie has released everything; it just has not been reaped).
+pub fn process_started(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: the fields that follow start after the last `)`.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    if fields.first() == Some(&"Z") {
+        return None;
+    }
+    // Field 22 of proc(5); the first field after the name is field 3.
+    fields.get(19)?.parse().ok()
 }
 
-/// Names of every lab with a run directory.
+/// Whether `pid` is a live process.
+pub fn process_alive(pid: u32) -> bool {
+    process_started(pid).is_some()
+}
+
+/// A fresh instance id: 128 random bits from the kernel, as hex.
+pub fn new_instance() -> String {
+    let uuid = std::fs::read_to_string("/proc/sys/kernel/random/uuid").unwrap_or_default();
+    let id: String = uuid.chars().filter(char::is_ascii_hexdigit).collect();
+    if id.is_empty() {
+        format!("{:x}{:x}", std::process::id(), crate::events::monotonic_ns())
+    } else {
+        id
+    }
+}
+
+/// Names of every lab with a run directory (anything under /run/lab that is not a valid lab name is not a lab's).
 pub fn labs() -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(RUN_ROOT)
         .map(|dir| {
             dir.filter_map(|e| e.ok())
-                .filter(|e| e.path().is_dir())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                .filter(|name| names::check_lab(name).is_ok())
                 .collect()
         })
         .unwrap_or_default();
     names.sort();
     names
-}
-
-/// Removes everything a state names: processes in the lab's namespaces, the namespaces, files, the run directory.
-/// Safe to call on a half-built lab and to call twice.
-pub fn remove(state: &LabState) -> io::Result<()> {
-    kill_namespace_processes(&state.namespaces);
-    let mut first_error = None;
-    for ns in &state.namespaces {
-        if let Err(e) = netns::delete(ns) {
-            first_error.get_or_insert(io::Error::new(e.kind(), format!("namespace {ns}: {e}")));
-        }
-    }
-    for file in &state.files {
-        let _ = std::fs::remove_file(file);
-        // /etc/netns/<ns>/ was created for the file; remove it once empty.
-        if let Some(parent) = file.parent() {
-            let _ = std::fs::remove_dir(parent);
-        }
-    }
-    if let Err(e) = std::fs::remove_dir_all(run_dir(&state.name)) {
-        if e.kind() != io::ErrorKind::NotFound {
-            first_error.get_or_insert(e);
-        }
-    }
-    first_error.map_or(Ok(()), Err)
-}
-
-/// SIGKILLs every process whose network namespace is one of `namespaces`, and waits until they are gone, so
-/// nothing keeps a deleted namespace alive or keeps running outside the lab's control.
-pub fn kill_namespace_processes(namespaces: &[String]) {
-    let inodes: Vec<u64> = namespaces
-        .iter()
-        .filter_map(|ns| netns::identity(ns))
-        .map(|(_, ino)| ino)
-        .collect();
-    if inodes.is_empty() {
-        return;
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let victims = processes_in(&inodes);
-        if victims.is_empty() || Instant::now() > deadline {
-            return;
-        }
-        for pid in victims {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-/// Processes (not zombies: those have released their namespaces) whose network namespace is one of `inodes`.
-pub fn processes_in(inodes: &[u64]) -> Vec<i32> {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(proc) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    proc.filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| *pid != std::process::id() as i32)
-        .filter(|pid| std::fs::metadata(format!("/proc/{pid}/ns/net")).is_ok_and(|m| inodes.contains(&m.ino())))
-        .collect()
 }

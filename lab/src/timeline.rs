@@ -39,6 +39,22 @@ pub struct SnapshotStyle {
     pub since_ns: Option<u64>,
     /// Ignore events after this CLOCK_MONOTONIC instant (ns).
     pub until_ns: Option<u64>,
+    /// How a daemon's own structured event reads in the snapshot, `None` to leave it out: the timeline does not
+    /// know any daemon's fields, the caller does (for vrrpd's state changes: `vrrp::state_change_text` in the tests).
+    pub daemon_text: fn(&DaemonEvent) -> Option<String>,
+}
+
+/// A daemon's structured event, as [`SnapshotStyle::daemon_text`] sees it.
+pub struct DaemonEvent<'a> {
+    pub host: &'a str,
+    pub service: &'a str,
+    pub kind: &'a str,
+    pub detail: &'a serde_json::Value,
+}
+
+/// Leaves every daemon event out of a snapshot: the wire and the daemons' output lines tell the story.
+pub fn no_daemon_text(_: &DaemonEvent) -> Option<String> {
+    None
 }
 
 impl Timeline {
@@ -102,7 +118,7 @@ impl Timeline {
             if style.since_ns.is_some_and(|since| event.at_ns < since) {
                 continue;
             }
-            let Some(text) = snapshot_text(event) else { continue };
+            let Some(text) = snapshot_text(event, style.daemon_text) else { continue };
             let text = style
                 .replacements
                 .iter()
@@ -248,7 +264,7 @@ fn label(delay: Duration, style: &SnapshotStyle, coarse: bool) -> String {
 
 /// What a snapshot shows of an event, without numbers that change from run to run; `None` hides it (advert
 /// counters and other per-packet daemon events: the wire shows the packets themselves).
-fn snapshot_text(event: &Event) -> Option<String> {
+fn snapshot_text(event: &Event, daemon_text: fn(&DaemonEvent) -> Option<String>) -> Option<String> {
     let host = event.host.as_deref().unwrap_or("lab");
     Some(match &event.kind {
         EventKind::LabUp { .. } => "---- lab up".into(),
@@ -262,18 +278,12 @@ fn snapshot_text(event: &Event) -> Option<String> {
             }
             format!("{host}/{service} | {line}")
         }
-        EventKind::Daemon { service, kind, detail } => {
-            if kind != "state" {
-                return None;
-            }
-            let field = |name: &str| detail.get(name).and_then(|v| v.as_str()).unwrap_or("?").to_string();
-            format!(
-                "{host}/{service} event: {} -> {} ({})",
-                field("from"),
-                field("to"),
-                field("reason")
-            )
-        }
+        EventKind::Daemon { service, kind, detail } => daemon_text(&DaemonEvent {
+            host,
+            service,
+            kind,
+            detail,
+        })?,
         EventKind::Arp { gratuitous: false, .. } => return None,
         EventKind::ProbeDown { probe, target } => format!("{host} probe {probe} ({target}): no answer"),
         EventKind::ProbeUp { probe, target, .. } => format!("{host} probe {probe} ({target}): answers again"),
@@ -330,6 +340,7 @@ mod tests {
             min_outage: Duration::ZERO,
             since_ns: None,
             until_ns: None,
+            daemon_text: no_daemon_text,
         }
     }
 

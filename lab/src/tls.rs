@@ -12,7 +12,7 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
@@ -20,11 +20,6 @@ use rcgen::{
 };
 
 use crate::topology::Topology;
-
-/// Where a lab's TLS material is, inside its run directory.
-pub fn directory(run_dir: &Path) -> PathBuf {
-    run_dir.join("tls")
-}
 
 fn failed(what: &str, e: rcgen::Error) -> io::Error {
     io::Error::other(format!("TLS material: {what}: {e}"))

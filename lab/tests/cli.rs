@@ -2,74 +2,14 @@
 //! refusal to run without privileges.
 
 mod common;
-use common::unique;
+use common::{assert_gone, lab, lab_command, seed_file, supervisor_pid, text, unique};
 
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-
-/// The lab binary, with the workspace's programs (vrrpd, which vlan.toml runs) first in its PATH.
-fn lab_command() -> Command {
-    let binary = PathBuf::from(env!("CARGO_BIN_EXE_lab"));
-    let bin_dir = binary.parent().unwrap().to_path_buf();
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let joined = std::env::join_paths(std::iter::once(bin_dir).chain(std::env::split_paths(&path))).unwrap();
-    let mut command = Command::new(binary);
-    command.env("PATH", joined);
-    command
-}
-
-fn lab(args: &[&str]) -> Output {
-    lab_command().args(args).stdin(Stdio::null()).output().unwrap()
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn seed_file() -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../topologies/vlan.toml")
-        .display()
-        .to_string()
-}
-
-/// Nothing of the lab remains: no namespace file or mount, no run directory, no /etc/netns entry.
-fn assert_gone(name: &str) {
-    let prefix = format!("{name}-");
-    let namespaces: Vec<_> = std::fs::read_dir("/run/netns")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-        .collect();
-    assert!(namespaces.is_empty(), "namespaces left: {namespaces:?}");
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(!mounts.contains(&format!("/run/netns/{prefix}")), "mounts left");
-    assert!(
-        !std::path::Path::new(&format!("/run/lab/{name}")).exists(),
-        "run directory left"
-    );
-    assert!(!std::fs::read_dir("/etc/netns")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .any(|e| e.file_name().to_string_lossy().starts_with(&prefix)));
-}
-
-fn supervisor_pid(name: &str) -> i32 {
-    let state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(format!("/run/lab/{name}/state.json")).unwrap()).unwrap();
-    state["runner_pid"].as_i64().unwrap() as i32
-}
 
 #[test]
 fn detached_lab_exec_status_and_down() {

@@ -203,10 +203,10 @@ fn faults_are_seen_by_the_kernel_the_probes_and_the_services() {
     assert!(error.contains("host a runs no service"), "{error}");
     assert!(Fault::parse(&["explode".into()])
         .unwrap_err()
-        .contains("unknown fault `explode`"));
+        .contains("unrecognized subcommand 'explode'"));
     assert!(Fault::parse(&["loss".into(), "120".into()])
         .unwrap_err()
-        .contains("0-100"));
+        .contains("`120` is not a percentage in 0-100"));
 
     lab.down().unwrap();
     let _ = std::fs::remove_file(file);
@@ -271,7 +271,7 @@ fn the_cli_injects_faults_prints_the_timeline_and_captures_pcap() {
 
     let bad = lab_binary(&["fault", &name, "b", "explode"]);
     assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown fault `explode`"));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unexpected argument 'explode'"));
     let nobody = lab_binary(&["fault", &name, "nobody", "heal"]);
     assert!(String::from_utf8_lossy(&nobody.stderr).contains("no host `nobody`"));
     let no_segment = lab_binary(&["capture", &name, "wan", "-w", "-"]);

@@ -2,6 +2,7 @@
 //! firewall rules. Nothing here touches the root namespace: bridges live in the lab's switch namespace, and each
 //! veth is created there with its peer placed directly in the host's namespace.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
 use std::net::Ipv4Addr;
@@ -13,42 +14,78 @@ use rtnetlink::{AddressMessageBuilder, LinkBridge, LinkMessageBuilder, LinkUnspe
 
 use super::netlink::{Netlink, Request};
 use super::{firewall, netns};
-use crate::topology::{switch_port_name, Topology, SWITCH_HOST};
+use crate::plan::{HostPlan, Plan};
+use crate::state::Identity;
+use crate::topology::Topology;
 
-/// Interface indexes are chosen rather than discovered: in a fresh namespace loopback is 1, so the bridges and
-/// interfaces can be numbered from 2 and later requests refer to them without a lookup.
-const FIRST_INDEX: u32 = 2;
-
-/// Every namespace the topology needs, the switch first.
-pub fn namespaces(topology: &Topology) -> Vec<String> {
-    std::iter::once(topology.netns_name(SWITCH_HOST))
-        .chain(topology.hosts.iter().map(|h| topology.netns_name(&h.name)))
-        .collect()
+/// Fails, before anything is created, if a /run/netns or /etc/netns name the plan needs is taken.
+pub fn check_names_free(plan: &Plan) -> io::Result<()> {
+    for namespace in plan.namespaces() {
+        if std::fs::symlink_metadata(&namespace.link).is_ok() {
+            return Err(netns::collision(namespace));
+        }
+    }
+    for host in &plan.hosts {
+        if std::fs::symlink_metadata(&host.etc.link).is_ok() {
+            return Err(etc_collision(&host.etc.link));
+        }
+    }
+    Ok(())
 }
 
-/// Builds the topology. On error, whatever was created is still named by [`namespaces`], which is what teardown
-/// removes.
-pub fn build(topology: &Topology) -> io::Result<()> {
-    netns::prepare_dir()?;
-    let names = namespaces(topology);
-    if let Some(taken) = names.iter().find(|n| netns::exists(n)) {
-        return Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            format!(
-                "namespace {taken} already exists: is lab `{}` already up? (`lab down {}`)",
-                topology.name, topology.name
-            ),
-        ));
-    }
-    parallel(&names, |creator, name| creator.create(name, isolate_from_ipv6))?;
-    // nft takes a while to start; it only needs the namespaces, so it runs while the links are built.
-    let firewalls = firewall::start(topology)?;
-    wire_switch(topology)?;
-    let hosts: Vec<&str> = topology.hosts.iter().map(|h| h.name.as_str()).collect();
-    parallel(&hosts, |creator, host| {
-        creator.enter(&topology.netns_name(host), || configure_host(topology, host))
+pub fn etc_collision(link: &std::path::Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        format!(
+            "{} already exists and was not made by this lab (`ip netns exec` reads it; another tool or another lab              whose name and host names overlap made it); it is left alone: remove it yourself or choose another lab \
+             name (--name)",
+            link.display()
+        ),
+    )
+}
+
+/// Builds the topology; `cancelled` is asked between steps. Returns the identity of every namespace created, by
+/// host (the switch as `switch`). On error, whatever was created is inside the lab's run directory or points into
+/// it, which is what teardown removes.
+pub fn build(
+    topology: &Topology,
+    plan: &Plan,
+    cancelled: &(dyn Fn() -> bool + Sync),
+) -> io::Result<BTreeMap<String, Identity>> {
+    check_names_free(plan)?;
+    std::fs::create_dir_all(crate::names::NETNS_DIR)?;
+    let namespaces: Vec<_> = plan.namespaces().collect();
+    parallel(&namespaces, |creator, namespace| {
+        if cancelled() {
+            return Err(interrupted());
+        }
+        creator.create(namespace, isolate_from_ipv6)
     })?;
-    firewalls.finish()
+    let identities = namespaces
+        .iter()
+        .map(|n| {
+            netns::identity(&n.mount)
+                .map(|id| (n.host.clone(), id))
+                .ok_or_else(|| io::Error::other(format!("{n} vanished while the lab was being built")))
+        })
+        .collect::<io::Result<_>>()?;
+    if cancelled() {
+        return Err(interrupted());
+    }
+    // nft takes a while to start; it only needs the namespaces, so it runs while the links are built.
+    let firewalls = firewall::start(topology, plan)?;
+    wire_switch(topology, plan)?;
+    let hosts: Vec<(&crate::topology::Host, &HostPlan)> = topology.hosts.iter().zip(&plan.hosts).collect();
+    parallel(&hosts, |creator, (host, host_plan)| {
+        creator.enter(&host_plan.namespace.mount, || configure_host(host, host_plan))
+    })?;
+    firewalls.finish()?;
+    Ok(identities)
+}
+
+/// The error of a build stopped by its caller (Ctrl-C).
+pub fn interrupted() -> io::Error {
+    io::Error::new(io::ErrorKind::Interrupted, "interrupted")
 }
 
 /// Runs `work` for every item on a few plain threads that may enter namespaces.
@@ -91,15 +128,15 @@ fn isolate_from_ipv6() -> io::Result<()> {
 /// host's namespace, named and with its MAC if one is asked for. A veth cannot be brought up by the request that
 /// creates it (the kernel answers ENOTCONN: its peer is not attached yet), so each end goes up in a request of its
 /// own; the host end in `configure_host`.
-fn wire_switch(topology: &Topology) -> io::Result<()> {
-    let switch = topology.netns_name(SWITCH_HOST);
+fn wire_switch(topology: &Topology, plan: &Plan) -> io::Result<()> {
+    let switch = &plan.switch.name;
     let mut requests = vec![Request::new(format!("loopback up in {switch}"), set_up(1))];
-    for (i, segment) in topology.segments.iter().enumerate() {
+    for (segment, segment_plan) in topology.segments.iter().zip(&plan.segments) {
         let mut bridge = LinkBridge::new(&segment.name);
         if let Some(vid) = segment.vlan {
             bridge = bridge.vlan_filtering(true).vlan_default_pvid(vid);
         }
-        let mut bridge = bridge.index(FIRST_INDEX + i as u32).up();
+        let mut bridge = bridge.index(segment_plan.bridge_index).up();
         if let Some(mtu) = segment.mtu {
             bridge = bridge.mtu(mtu);
         }
@@ -110,17 +147,14 @@ fn wire_switch(topology: &Topology) -> io::Result<()> {
     }
     // The host namespaces stay open until every request has been sent.
     let mut host_namespaces = Vec::new();
-    let mut port_index = FIRST_INDEX + topology.segments.len() as u32;
-    for host in &topology.hosts {
-        let ns_name = topology.netns_name(&host.name);
-        let ns = File::open(netns::path(&ns_name))?;
-        for (n, iface) in host.interfaces.iter().enumerate() {
-            let bridge_index =
-                FIRST_INDEX + topology.segments.iter().position(|s| s.name == iface.segment).unwrap() as u32;
+    for (host, host_plan) in topology.hosts.iter().zip(&plan.hosts) {
+        let ns_name = &host_plan.namespace.name;
+        let ns = File::open(&host_plan.namespace.mount)?;
+        for (iface, port) in host.interfaces.iter().zip(&host_plan.interfaces) {
             let mtu = topology.segment(&iface.segment).and_then(|s| s.mtu);
             let mut peer = LinkMessageBuilder::<LinkUnspec>::new()
                 .name(iface.name.clone())
-                .index(FIRST_INDEX + n as u32)
+                .index(port.index)
                 .setns_by_fd(ns.as_raw_fd());
             if let Some(mac) = iface.mac {
                 peer = peer.address(mac.to_vec());
@@ -128,24 +162,25 @@ fn wire_switch(topology: &Topology) -> io::Result<()> {
             if let Some(mtu) = mtu {
                 peer = peer.mtu(mtu);
             }
-            let port = switch_port_name(&host.name, n);
-            let mut veth = LinkVeth::new(&port, &iface.name)
+            let mut veth = LinkVeth::new(&port.switch_port, &iface.name)
                 .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
-                .index(port_index)
-                .controller(bridge_index);
+                .index(port.switch_port_index)
+                .controller(port.bridge_index);
             if let Some(mtu) = mtu {
                 veth = veth.mtu(mtu);
             }
             requests.push(Request::new(
-                format!("create veth {port} (in {switch}) <-> {} (in {ns_name})", iface.name),
+                format!("create veth {} (in {switch}) <-> {} (in {ns_name})", port.switch_port, iface.name),
                 RouteNetlinkMessage::NewLink(veth.build()),
             ));
-            requests.push(Request::new(format!("{port} up in {switch}"), set_up(port_index)));
-            port_index += 1;
+            requests.push(Request::new(
+                format!("{} up in {switch}", port.switch_port),
+                set_up(port.switch_port_index),
+            ));
         }
         host_namespaces.push(ns);
     }
-    netns::run_in(&switch, move || {
+    netns::run_in(&plan.switch.mount, move || {
         let result = Netlink::open()?.apply(requests);
         drop(host_namespaces);
         result
@@ -154,17 +189,13 @@ fn wire_switch(topology: &Topology) -> io::Result<()> {
 }
 
 /// Loopback up, addresses, routes and sysctls, from a thread inside the host's namespace.
-fn configure_host(topology: &Topology, host: &str) -> io::Result<()> {
-    let host = topology.host(host).expect("validated host");
-    let ns = topology.netns_name(&host.name);
+fn configure_host(host: &crate::topology::Host, plan: &HostPlan) -> io::Result<()> {
+    let ns = &plan.namespace.name;
     let mut requests = vec![Request::new(format!("loopback up in {ns}"), set_up(1))];
-    for (n, iface) in host.interfaces.iter().enumerate() {
-        requests.push(Request::new(
-            format!("{} up in {ns}", iface.name),
-            set_up(FIRST_INDEX + n as u32),
-        ));
+    for (iface, iface_plan) in host.interfaces.iter().zip(&plan.interfaces) {
+        requests.push(Request::new(format!("{} up in {ns}", iface.name), set_up(iface_plan.index)));
         let address = AddressMessageBuilder::<Ipv4Addr>::new()
-            .index(FIRST_INDEX + n as u32)
+            .index(iface_plan.index)
             .address(iface.address, iface.prefix)
             .build();
         requests.push(Request::new(
@@ -172,7 +203,7 @@ fn configure_host(topology: &Topology, host: &str) -> io::Result<()> {
             RouteNetlinkMessage::NewAddress(address),
         ));
     }
-    requests.extend(route_requests(topology, &host.name));
+    requests.extend(route_requests(host, ns));
     Netlink::open()?.apply(requests)?;
     for (key, value) in &host.sysctls {
         netns::write_sysctl(key, value).map_err(|e| io::Error::new(e.kind(), format!("{e} (host {})", host.name)))?;
@@ -180,16 +211,9 @@ fn configure_host(topology: &Topology, host: &str) -> io::Result<()> {
     Ok(())
 }
 
-/// The index of a host's n-th interface inside its namespace.
-pub fn interface_index(n: usize) -> u32 {
-    FIRST_INDEX + n as u32
-}
-
-/// The routes the topology gives `host`: what comes back when its links do (the kernel drops a route whose link
-/// goes down).
-pub fn route_requests(topology: &Topology, host: &str) -> Vec<Request> {
-    let host = topology.host(host).expect("validated host");
-    let ns = topology.netns_name(&host.name);
+/// The routes the topology gives `host` (whose namespace is `ns`, for messages): what comes back when its links
+/// do (the kernel drops a route whose link goes down).
+pub fn route_requests(host: &crate::topology::Host, ns: &str) -> Vec<Request> {
     let mut requests = Vec::new();
     for route in &host.routes {
         let mut builder = RouteMessageBuilder::<Ipv4Addr>::new().gateway(route.via);

@@ -1,8 +1,12 @@
-//! Per-host firewalls as nftables rulesets, loaded with `nft -f -` inside the host's namespace.
+//! Per-host firewalls as nftables rulesets, loaded with `nft -f -` inside the host's namespace; and the switch's
+//! fault table, the rules behind `partition` and `loss`.
 
+use std::collections::BTreeSet;
 use std::io::{self, Write};
+use std::net::Ipv4Addr;
 use std::process::Stdio;
 
+use crate::plan::Plan;
 use crate::process::HostCommand;
 use crate::topology::{Firewall, InboundPolicy, Topology};
 
@@ -45,23 +49,49 @@ fn join<T: std::fmt::Display>(items: impl Iterator<Item = T>) -> String {
     items.map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
 }
 
+/// The `nft -f` script that replaces the switch's `lab_fault` table (bridge family: it sees every frame between
+/// hosts) with the network faults in force, atomically. `blocked`: (source, destination) pairs whose packets are
+/// dropped. `loss`: one entry per host, its switch port names and the percentage of the packets coming in on them
+/// (the host's outgoing packets) to drop at random; 0 drops none. With no fault in force the table is just removed.
+pub fn switch_fault_rules(blocked: &BTreeSet<(Ipv4Addr, Ipv4Addr)>, loss: &[(Vec<String>, u8)]) -> String {
+    let mut rules = String::from("add table bridge lab_fault\ndelete table bridge lab_fault\n");
+    if !blocked.is_empty() || loss.iter().any(|(_, p)| *p > 0) {
+        rules.push_str("table bridge lab_fault {\n  chain forward {\n    type filter hook forward priority -10;\n");
+        for (from, to) in blocked {
+            rules.push_str(&format!("    ip saddr {from} ip daddr {to} drop\n"));
+        }
+        for (ports, percent) in loss.iter().filter(|(_, p)| *p > 0) {
+            let ports: Vec<String> = ports.iter().map(|port| format!("\"{port}\"")).collect();
+            // nft compares against 0-99: everything is a plain drop.
+            let chance = if *percent >= 100 {
+                String::new()
+            } else {
+                format!("numgen random mod 100 < {percent} ")
+            };
+            rules.push_str(&format!("    iifname {{ {} }} {chance}drop\n", ports.join(", ")));
+        }
+        rules.push_str("  }\n}\n");
+    }
+    rules
+}
+
 /// `nft` processes loading firewalls; [`Loading::finish`] waits for them.
 pub struct Loading {
     running: Vec<(String, std::process::Child)>,
 }
 
 /// Starts loading every host's firewall, one `nft` per host, all at once; the caller goes on building meanwhile.
-pub fn start(topology: &Topology) -> io::Result<Loading> {
+pub fn start(topology: &Topology, plan: &Plan) -> io::Result<Loading> {
     let mut loading = Loading { running: Vec::new() };
-    for host in &topology.hosts {
+    for (host, host_plan) in topology.hosts.iter().zip(&plan.hosts) {
         let Some(firewall) = &host.firewall else { continue };
-        let nft = crate::topology::find_program("nft").map_err(|why| {
+        let nft = crate::process::find_program("nft").map_err(|why| {
             io::Error::new(
                 io::ErrorKind::NotFound,
                 format!("host {} has a firewall, but {why}", host.name),
             )
         })?;
-        let mut command = HostCommand::new(&topology.netns_name(&host.name)).command(&nft)?;
+        let mut command = HostCommand::new(&host_plan.namespace.mount).command(&nft)?;
         command
             .args(["-f", "-"])
             .stdin(Stdio::piped())
@@ -101,5 +131,71 @@ impl Drop for Loading {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ports(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    /// The script, one line per item.
+    fn lines(lines: &[&str]) -> String {
+        lines.iter().map(|line| format!("{line}\n")).collect()
+    }
+
+    const REPLACE: [&str; 2] = ["add table bridge lab_fault", "delete table bridge lab_fault"];
+
+    #[test]
+    fn no_fault_only_removes_the_table() {
+        assert_eq!(switch_fault_rules(&BTreeSet::new(), &[]), lines(&REPLACE));
+        let cleared = [(ports(&["a-0"]), 0), (ports(&["b-0", "b-1"]), 0)];
+        assert_eq!(switch_fault_rules(&BTreeSet::new(), &cleared), lines(&REPLACE));
+    }
+
+    #[test]
+    fn a_partition_drops_both_directions() {
+        let (a, b) = (Ipv4Addr::new(10, 9, 0, 1), Ipv4Addr::new(10, 9, 0, 2));
+        let blocked = BTreeSet::from([(b, a), (a, b)]);
+        assert_eq!(
+            switch_fault_rules(&blocked, &[(ports(&["a-0"]), 0)]),
+            lines(&[
+                REPLACE[0],
+                REPLACE[1],
+                "table bridge lab_fault {",
+                "  chain forward {",
+                "    type filter hook forward priority -10;",
+                "    ip saddr 10.9.0.1 ip daddr 10.9.0.2 drop",
+                "    ip saddr 10.9.0.2 ip daddr 10.9.0.1 drop",
+                "  }",
+                "}",
+            ])
+        );
+    }
+
+    #[test]
+    fn loss_drops_at_random_below_100_and_always_at_100() {
+        let loss = [
+            (ports(&["a-0"]), 0),
+            (ports(&["b-0", "b-1"]), 10),
+            (ports(&["c-0"]), 100),
+        ];
+        assert_eq!(
+            switch_fault_rules(&BTreeSet::new(), &loss),
+            lines(&[
+                REPLACE[0],
+                REPLACE[1],
+                "table bridge lab_fault {",
+                "  chain forward {",
+                "    type filter hook forward priority -10;",
+                "    iifname { \"b-0\", \"b-1\" } numgen random mod 100 < 10 drop",
+                "    iifname { \"c-0\" } drop",
+                "  }",
+                "}",
+            ])
+        );
     }
 }

@@ -1,4 +1,9 @@
-//! Named network namespaces under /run/netns, created and entered only on threads this module owns.
+//! Network namespaces of a lab, created and entered only on threads this module owns.
+//!
+//! A namespace is mounted on a file inside the lab's run directory, and /run/netns/<lab>-<host> is a symbolic link
+//! to that file, so `ip netns exec` finds it. The mount's place is what proves the namespace the lab's own: a
+//! namespace that existed before (made by `ip netns add`, or by another lab whose names overlap) is never in this
+//! lab's run directory, so teardown never touches it.
 //!
 //! setns/unshare change the calling thread, so nothing here may run on a tokio worker (DESIGN.md). Callers either
 //! hand work to [`run_in`], which uses a short-lived thread, or own a plain thread that calls [`Creator`].
@@ -12,40 +17,23 @@ use nix::errno::Errno;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 
-pub const NETNS_DIR: &str = "/run/netns";
+use crate::names::{NamespacePaths, NETNS_DIR};
+use crate::state::Identity;
 
+/// The path iproute2 uses for a namespace name (for namespaces of other tools, and for tests).
 pub fn path(name: &str) -> PathBuf {
     Path::new(NETNS_DIR).join(name)
 }
 
-pub fn exists(name: &str) -> bool {
-    path(name).exists()
-}
-
-/// Makes /run/netns a shared mount, as `ip netns add` does, so a namespace mounted here stays visible (and its
-/// removal propagates) in mount namespaces created later, such as the per-process ones of `ip netns exec`.
-pub fn prepare_dir() -> io::Result<()> {
-    std::fs::create_dir_all(NETNS_DIR)?;
-    let shared = || {
-        mount(
-            None::<&str>,
-            NETNS_DIR,
-            None::<&str>,
-            MsFlags::MS_SHARED | MsFlags::MS_REC,
-            None::<&str>,
-        )
-    };
+/// Makes `dir` a shared mount (binding it onto itself first if it is not a mount point), as `ip netns add` does
+/// for /run/netns: a namespace mounted under it stays visible in mount namespaces created later (those of the
+/// lab's processes), and its removal propagates to them, so they do not keep a torn-down namespace alive.
+pub fn share_mounts_under(dir: &Path) -> io::Result<()> {
+    let shared = || mount(None::<&str>, dir, None::<&str>, MsFlags::MS_SHARED | MsFlags::MS_REC, None::<&str>);
     match shared() {
         Ok(()) => Ok(()),
         Err(Errno::EINVAL) => {
-            // Not a mount point yet: bind it onto itself first.
-            mount(
-                Some(NETNS_DIR),
-                NETNS_DIR,
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                None::<&str>,
-            )?;
+            mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)?;
             shared().map_err(io::Error::from)
         }
         Err(e) => Err(e.into()),
@@ -65,39 +53,39 @@ impl Creator {
         })
     }
 
-    /// Creates the namespace `name`, then runs `inside` in it (sysctls, sockets) before leaving it.
-    pub fn create<T>(&self, name: &str, inside: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
-        let target = path(name);
-        // O_EXCL: two labs racing for one name cannot both win.
+    /// Creates the namespace: mounted on `paths.mount` (a new file: O_EXCL), then named by the link
+    /// `paths.link` (which must not exist yet); then runs `inside` in it (sysctls, sockets) before leaving it.
+    pub fn create<T>(&self, paths: &NamespacePaths, inside: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
         std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .open(&target)
-            .map_err(|e| {
-                if e.kind() == io::ErrorKind::AlreadyExists {
-                    io::Error::new(e.kind(), format!("namespace {name} already exists"))
-                } else {
-                    io::Error::new(e.kind(), format!("cannot create {}: {e}", target.display()))
-                }
-            })?;
+            .open(&paths.mount)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot create {}: {e}", paths.mount.display())))?;
         let result = (|| {
             unshare(CloneFlags::CLONE_NEWNET)?;
             mount(
                 Some("/proc/thread-self/ns/net"),
-                &target,
+                &paths.mount,
                 None::<&str>,
                 MsFlags::MS_BIND,
                 None::<&str>,
             )?;
+            std::os::unix::fs::symlink(&paths.mount, &paths.link).map_err(|e| {
+                if e.kind() == io::ErrorKind::AlreadyExists {
+                    collision(paths)
+                } else {
+                    io::Error::new(e.kind(), format!("cannot create {}: {e}", paths.link.display()))
+                }
+            })?;
             inside()
         })();
         setns(self.original.as_fd(), CloneFlags::CLONE_NEWNET)?;
         result
     }
 
-    /// Runs `f` inside an existing namespace, then comes back.
-    pub fn enter<T>(&self, name: &str, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
-        let ns = File::open(path(name))?;
+    /// Runs `f` inside an existing namespace (given by its mount file), then comes back.
+    pub fn enter<T>(&self, namespace: &Path, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+        let ns = File::open(namespace)?;
         setns(ns.as_fd(), CloneFlags::CLONE_NEWNET)?;
         let result = f();
         setns(self.original.as_fd(), CloneFlags::CLONE_NEWNET)?;
@@ -105,10 +93,23 @@ impl Creator {
     }
 }
 
-/// Runs `f` on a fresh thread inside the namespace `name`; the thread exits afterwards, so no other code ever
-/// observes the switched namespace. Sockets `f` creates stay bound to the namespace.
-pub fn run_in<T: Send + 'static>(name: &str, f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
-    let ns = File::open(path(name)).map_err(|e| io::Error::new(e.kind(), format!("namespace {name}: {e}")))?;
+/// The error for a /run/netns name that exists but is not this lab's.
+pub fn collision(paths: &NamespacePaths) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        format!(
+            "{} already exists and was not made by this lab (`ip netns add`, another tool, or another lab whose \
+             name and host names overlap); it is left alone: remove it yourself or choose another lab name (--name)",
+            paths
+        ),
+    )
+}
+
+/// Runs `f` on a fresh thread inside the namespace mounted at `namespace`; the thread exits afterwards, so no other
+/// code ever observes the switched namespace. Sockets `f` creates stay bound to the namespace.
+pub fn run_in<T: Send + 'static>(namespace: &Path, f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
+    let ns = File::open(namespace)
+        .map_err(|e| io::Error::new(e.kind(), format!("namespace {}: {e}", namespace.display())))?;
     std::thread::spawn(move || {
         setns(ns.as_fd(), CloneFlags::CLONE_NEWNET)?;
         f()
@@ -117,34 +118,31 @@ pub fn run_in<T: Send + 'static>(name: &str, f: impl FnOnce() -> io::Result<T> +
     .map_err(|_| io::Error::other("thread inside the namespace panicked"))?
 }
 
-/// Removes a namespace's name. The kernel frees it once no process or socket holds it.
-pub fn delete(name: &str) -> io::Result<()> {
-    let target = path(name);
-    match umount2(&target, MntFlags::MNT_DETACH) {
+/// Unmounts a namespace file and removes it. The kernel frees the namespace once no process or socket holds it.
+pub fn unmount(file: &Path) -> io::Result<()> {
+    match umount2(file, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW) {
         Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}
         Err(e) => {
             return Err(io::Error::new(
                 io::Error::from(e).kind(),
-                format!("cannot unmount {}: {e}", target.display()),
+                format!("cannot unmount {}: {e}", file.display()),
             ))
         }
     }
-    match std::fs::remove_file(&target) {
+    match std::fs::remove_file(file) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
     }
 }
 
-/// The (device, inode) identity of a namespace, to find processes living in it.
-pub fn identity(name: &str) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(path(name)).ok()?;
-    // An unmounted leftover file is a plain file on the /run filesystem, not an nsfs inode.
-    if nix::sys::statfs::statfs(&path(name)).ok()?.filesystem_type() != nix::sys::statfs::NSFS_MAGIC {
+/// The identity of the namespace mounted at `file` (the nsfs inode), or `None` if nothing is mounted there.
+pub fn identity(file: &Path) -> Option<Identity> {
+    // An unmounted file is a plain file on the /run filesystem, not an nsfs inode.
+    if nix::sys::statfs::statfs(file).ok()?.filesystem_type() != nix::sys::statfs::NSFS_MAGIC {
         return None;
     }
-    Some((meta.dev(), meta.ino()))
+    Identity::of(file).ok()
 }
 
 /// Writes a sysctl of the current thread's network namespace.

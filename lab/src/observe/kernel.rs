@@ -36,7 +36,7 @@ struct HostWatch {
 /// lab has just brought them up).
 pub struct Watched {
     pub host: String,
-    pub namespace: String,
+    pub namespace: std::path::PathBuf,
     pub interfaces: Vec<(u32, String)>,
 }
 

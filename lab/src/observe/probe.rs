@@ -14,18 +14,17 @@ use nix::sched::{setns, CloneFlags};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::events::{monotonic_ns, EventKind, EventLog};
-use crate::net::netns;
 use crate::topology::{Probe, ProbeKind};
 
 /// Starts `probe` on a thread that lives in `namespace` (its sockets are the host's).
 pub fn start(
     host: &str,
-    namespace: &str,
+    namespace: &std::path::Path,
     probe: &Probe,
     events: Arc<EventLog>,
     stop: Arc<AtomicBool>,
 ) -> io::Result<JoinHandle<()>> {
-    let namespace_file = File::open(netns::path(namespace))?;
+    let namespace_file = File::open(namespace)?;
     let (host, probe) = (host.to_string(), probe.clone());
     // ICMP echo identifiers are shared by every raw socket of the namespace: each probe picks its own.
     let identifier = (std::process::id() as u16) ^ (monotonic_ns() as u16);

@@ -25,7 +25,7 @@ use crate::net::netns;
 const POLL: Duration = Duration::from_millis(20);
 
 /// A receiver on the bridge of `segment`, opened inside the switch namespace `switch_netns`.
-pub fn open(switch_netns: &str, segment: &str) -> io::Result<Box<dyn DataLinkReceiver>> {
+pub fn open(switch_netns: &std::path::Path, segment: &str) -> io::Result<Box<dyn DataLinkReceiver>> {
     let segment = segment.to_string();
     netns::run_in(switch_netns, move || {
         let interface = pnet_datalink::interfaces()
@@ -46,7 +46,7 @@ pub fn open(switch_netns: &str, segment: &str) -> io::Result<Box<dyn DataLinkRec
 
 /// Starts the thread that turns the frames of `segment` into events.
 pub fn start(
-    switch_netns: &str,
+    switch_netns: &std::path::Path,
     segment: &str,
     events: Arc<EventLog>,
     stop: Arc<AtomicBool>,
@@ -125,7 +125,7 @@ pub fn decode(segment: &str, frame: &[u8]) -> Option<EventKind> {
 /// `stop` is set, or writing fails (a closed pipe ends it quietly). Give an unbuffered writer (a `File`) when a
 /// reader follows along.
 pub fn write_pcap(
-    switch_netns: &str,
+    switch_netns: &std::path::Path,
     segment: &str,
     out: impl Write,
     count: Option<u64>,

@@ -1,0 +1,147 @@
+//! What a lab will create, computed once from its validated topology: every namespace, path, switch port and
+//! interface index. Building, the state file, faults, observers and the command line read names from here instead
+//! of deriving them again.
+
+use std::path::PathBuf;
+
+use crate::names::{self, EtcPaths, LabPaths, NameError, NamespacePaths, SWITCH_HOST};
+use crate::topology::Topology;
+
+/// Interface indexes are chosen rather than discovered: in a fresh namespace loopback is 1, so the bridges and
+/// interfaces can be numbered from 2 and later requests refer to them without a lookup.
+pub const FIRST_INDEX: u32 = 2;
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub paths: LabPaths,
+    /// The namespace holding every bridge.
+    pub switch: NamespacePaths,
+    pub segments: Vec<SegmentPlan>,
+    /// In topology order.
+    pub hosts: Vec<HostPlan>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SegmentPlan {
+    /// Also the bridge's name in the switch namespace.
+    pub name: String,
+    pub bridge_index: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct HostPlan {
+    pub name: String,
+    pub namespace: NamespacePaths,
+    pub etc: EtcPaths,
+    pub interfaces: Vec<InterfacePlan>,
+    pub services: Vec<ServicePlan>,
+}
+
+#[derive(Debug, Clone)]
+pub struct InterfacePlan {
+    pub name: String,
+    pub segment: String,
+    /// Its index inside the host's namespace.
+    pub index: u32,
+    /// The veth end in the switch namespace, enslaved to the segment's bridge.
+    pub switch_port: String,
+    pub switch_port_index: u32,
+    pub bridge_index: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServicePlan {
+    pub name: String,
+    pub log: PathBuf,
+}
+
+impl Plan {
+    /// The plan of `topology`; fails only if its lab or host names are not valid names (a topology that passed
+    /// validation always has valid ones, but a plan never trusts that).
+    pub fn new(topology: &Topology) -> Result<Plan, NameError> {
+        let paths = LabPaths::new(&topology.name)?;
+        let segments: Vec<SegmentPlan> = topology
+            .segments
+            .iter()
+            .enumerate()
+            .map(|(i, s)| SegmentPlan {
+                name: s.name.clone(),
+                bridge_index: FIRST_INDEX + i as u32,
+            })
+            .collect();
+        let mut next_port_index = FIRST_INDEX + segments.len() as u32;
+        let mut hosts = Vec::with_capacity(topology.hosts.len());
+        for host in &topology.hosts {
+            names::check_host(&host.name)?;
+            let interfaces = host
+                .interfaces
+                .iter()
+                .enumerate()
+                .map(|(n, interface)| {
+                    let bridge_index = segments
+                        .iter()
+                        .find(|s| s.name == interface.segment)
+                        .map_or(0, |s| s.bridge_index);
+                    next_port_index += 1;
+                    InterfacePlan {
+                        name: interface.name.clone(),
+                        segment: interface.segment.clone(),
+                        index: interface_index(n),
+                        switch_port: names::switch_port_name(&host.name, n),
+                        switch_port_index: next_port_index - 1,
+                        bridge_index,
+                    }
+                })
+                .collect();
+            let services = host
+                .services
+                .iter()
+                .map(|s| ServicePlan {
+                    name: s.name.clone(),
+                    log: paths.service_log(&host.name, &s.name),
+                })
+                .collect();
+            hosts.push(HostPlan {
+                name: host.name.clone(),
+                namespace: paths.namespace(&host.name),
+                etc: paths.etc(&host.name),
+                interfaces,
+                services,
+            });
+        }
+        Ok(Plan {
+            switch: paths.namespace(SWITCH_HOST),
+            paths,
+            segments,
+            hosts,
+        })
+    }
+
+    pub fn lab(&self) -> &str {
+        self.paths.lab()
+    }
+
+    pub fn host(&self, name: &str) -> Option<&HostPlan> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+
+    /// Every namespace, the switch first.
+    pub fn namespaces(&self) -> impl Iterator<Item = &NamespacePaths> {
+        std::iter::once(&self.switch).chain(self.hosts.iter().map(|h| &h.namespace))
+    }
+}
+
+impl HostPlan {
+    pub fn interface(&self, name: &str) -> Option<&InterfacePlan> {
+        self.interfaces.iter().find(|i| i.name == name)
+    }
+
+    pub fn service(&self, name: &str) -> Option<&ServicePlan> {
+        self.services.iter().find(|s| s.name == name)
+    }
+}
+
+/// The index of a host's n-th interface inside its namespace.
+pub fn interface_index(n: usize) -> u32 {
+    FIRST_INDEX + n as u32
+}

@@ -1,0 +1,111 @@
+//! What is wrong with a topology, and where: each [`Problem`] names the file, line, column and field, so that
+//! every mistake in a file can be fixed in one pass rather than one error at a time.
+
+use std::fmt;
+use std::ops::Range;
+
+/// Everything wrong with a topology, each problem with its place in the file.
+#[derive(Debug, Clone)]
+pub struct TopologyError {
+    pub problems: Vec<Problem>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    /// Dotted path of the offending field, e.g. `hosts[2].interfaces[0].address`.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: ", self.file)?;
+        } else {
+            write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
+        }
+        if !self.field.is_empty() {
+            write!(f, "{}: ", self.field)?;
+        }
+        write!(f, "{}", self.message)
+    }
+}
+
+impl fmt::Display for TopologyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, problem) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for TopologyError {}
+
+/// Collects the problems of one topology; the checks (in [`super::check`]) keep going after a problem, so that a
+/// single run reports them all.
+pub(super) struct Checker<'a> {
+    /// The topology text the spans point into; empty when there is none (a renamed topology), and then problems
+    /// carry no line or column.
+    text: &'a str,
+    pub(super) file: String,
+    pub(super) problems: Vec<Problem>,
+}
+
+impl<'a> Checker<'a> {
+    pub(super) fn new(text: &'a str, file: String) -> Checker<'a> {
+        Checker {
+            text,
+            file,
+            problems: Vec::new(),
+        }
+    }
+}
+
+impl Checker<'_> {
+    pub(super) fn report(&mut self, span: Range<usize>, field: &str, message: impl Into<String>) {
+        let (line, column) = if self.text.is_empty() {
+            (0, 0)
+        } else {
+            line_column(self.text, span.start)
+        };
+        self.problems.push(Problem {
+            file: self.file.clone(),
+            line,
+            column,
+            field: field.to_string(),
+            message: message.into(),
+        });
+    }
+
+    pub(super) fn finish(self) -> TopologyError {
+        TopologyError {
+            problems: self.problems,
+        }
+    }
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_and_column_are_one_based() {
+        assert_eq!(line_column("ab\ncd", 0), (1, 1));
+        assert_eq!(line_column("ab\ncd", 4), (2, 2));
+    }
+}
