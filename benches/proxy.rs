@@ -124,10 +124,7 @@ fn benchmark(
     tests: &str,
 ) -> Vec<(f64, f64)> {
     let (host, port) = path.target(tls);
-    let ca = lab.paths().tls_dir()
-        .join("ca.crt")
-        .display()
-        .to_string();
+    let ca = lab.paths().tls_dir().join("ca.crt").display().to_string();
     let (c, n, p) = (clients.to_string(), requests.to_string(), pipeline.to_string());
     let mut argv = vec![
         "redis-benchmark",

@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use halab_tests::{unique_name, workspace_file};
-use lab::topology::{flat_topology_toml, switch_port_name, InboundPolicy, Topology, SWITCH_HOST};
+use lab::names::{namespace_name, switch_port_name, SWITCH_HOST};
+use lab::topology::{flat_topology_toml, InboundPolicy, Topology};
 use lab::Lab;
 
 fn main() {
@@ -121,7 +122,7 @@ fn run_bash(script: &str) {
 
 /// The same work as `Lab::up`/`down`, written the way one would by hand with iproute2 (one command per step).
 fn iproute2_scripts(topology: &Topology) -> (String, String) {
-    let switch = topology.netns_name(SWITCH_HOST);
+    let switch = namespace_name(&topology.name, SWITCH_HOST);
     let mut up = String::new();
     let mut down = String::new();
     writeln!(up, "ip netns add {switch}").unwrap();
@@ -132,7 +133,7 @@ fn iproute2_scripts(topology: &Topology) -> (String, String) {
         writeln!(up, "ip -n {switch} link set {} up", segment.name).unwrap();
     }
     for host in &topology.hosts {
-        let ns = topology.netns_name(&host.name);
+        let ns = namespace_name(&topology.name, &host.name);
         writeln!(up, "ip netns add {ns}").unwrap();
         writeln!(up, "ip netns exec {ns} sysctl -qw net.ipv6.conf.all.disable_ipv6=1").unwrap();
         writeln!(up, "ip -n {ns} link set lo up").unwrap();

@@ -260,7 +260,14 @@ pub fn vrrpd_state_change(event: &DaemonEvent) -> Option<String> {
     if event.kind != "state" {
         return None;
     }
-    let field = |name: &str| event.detail.get(name).and_then(|v| v.as_str()).unwrap_or("?").to_string();
+    let field = |name: &str| {
+        event
+            .detail
+            .get(name)
+            .and_then(|v| v.as_str())
+            .unwrap_or("?")
+            .to_string()
+    };
     Some(format!(
         "{}/{} event: {} -> {} ({})",
         event.host,

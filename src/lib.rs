@@ -108,7 +108,11 @@ pub fn leftovers(name: &str, namespaces: &[Identity]) -> Vec<String> {
     if std::fs::symlink_metadata(paths.run_dir()).is_ok() {
         found.push(format!("run directory {}", paths.run_dir().display()));
     }
-    for entry in std::fs::read_dir(lab::names::ETC_NETNS_DIR).into_iter().flatten().flatten() {
+    for entry in std::fs::read_dir(lab::names::ETC_NETNS_DIR)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         if entry.file_name().to_string_lossy().starts_with(&prefix) {
             found.push(format!("/etc/netns entry {}", entry.path().display()));
         }

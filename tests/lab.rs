@@ -120,7 +120,7 @@ impl Drop for KillOnDrop {
 }
 
 #[test]
-fn drop_removes_everything_even_on_panic() {
+fn drop_removes_everything_even_on_a_panic_in_a_wait() {
     let topology = seed_topology("drop");
     let name = topology.name.clone();
     let inodes = std::sync::Mutex::new(Vec::new());
@@ -136,7 +136,9 @@ fn drop_removes_everything_even_on_panic() {
             .spawn()
             .unwrap();
         *inodes.lock().unwrap() = namespace_inodes(&lab);
-        panic!("a failing test");
+        // The test fails inside a predicate waiting on the event log: teardown must still get at the log.
+        lab.events()
+            .wait_for(Duration::from_secs(1), |_| panic!("a failing test"));
     });
     assert!(result.is_err());
     assert_eq!(leftovers(&name, &inodes.lock().unwrap()), Vec::<String>::new());

@@ -235,10 +235,12 @@ fn lab_paths(argument: &str) -> anyhow::Result<LabPaths> {
         let value: toml::Table = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         return match value.get("name").and_then(|v| v.as_str()) {
             Some(name) => LabPaths::new(name)
-                .map_err(|e| LabError::Name(names::NameError {
-                    reason: format!("{} (read from {})", e.reason, path.display()),
-                    ..e
-                }))
+                .map_err(|e| {
+                    LabError::Name(names::NameError {
+                        reason: format!("{} (read from {})", e.reason, path.display()),
+                        ..e
+                    })
+                })
                 .map_err(Into::into),
             None => anyhow::bail!("{}: no `name`", path.display()),
         };
@@ -249,7 +251,10 @@ fn lab_paths(argument: &str) -> anyhow::Result<LabPaths> {
 fn down(labs: Vec<String>, all: bool, patience: Duration) -> anyhow::Result<ExitCode> {
     lab::check_privileges()?;
     let paths: Vec<LabPaths> = if all {
-        state::labs().iter().map(|l| LabPaths::new(l)).collect::<Result<_, _>>()?
+        state::labs()
+            .iter()
+            .map(|l| LabPaths::new(l))
+            .collect::<Result<_, _>>()?
     } else {
         labs.iter().map(|l| lab_paths(l)).collect::<anyhow::Result<_>>()?
     };
@@ -366,7 +371,10 @@ fn lab_status(paths: &LabPaths) -> anyhow::Result<Status> {
 fn status(lab: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
     let labs = match lab {
         Some(lab) => vec![lab_paths(lab)?],
-        None => state::labs().iter().map(|l| LabPaths::new(l)).collect::<Result<_, _>>()?,
+        None => state::labs()
+            .iter()
+            .map(|l| LabPaths::new(l))
+            .collect::<Result<_, _>>()?,
     };
     let all = labs.iter().map(lab_status).collect::<anyhow::Result<Vec<_>>>()?;
     if json {

@@ -51,16 +51,26 @@ pub enum Action {
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum Reply {
     Done,
-    Error { message: String },
-    State { state: Box<LabState> },
-    Event { event: Event },
+    Error {
+        message: String,
+    },
+    State {
+        state: Box<LabState>,
+    },
+    Event {
+        event: Event,
+    },
     /// Events dropped from the supervisor's memory before this reader got them (they are in events.log).
-    Missed { count: usize },
+    Missed {
+        count: usize,
+    },
 }
 
 /// What the supervisor itself must act on, with where to send its answer.
 pub enum Command {
-    Down { reply: Responder },
+    Down {
+        reply: Responder,
+    },
     Fault {
         hosts: Vec<String>,
         fault: Fault,
@@ -102,9 +112,12 @@ pub fn serve(
             let Ok(stream) = stream else { continue };
             if server.connections.fetch_add(1, Ordering::SeqCst) >= CONNECTIONS_MAX {
                 server.connections.fetch_sub(1, Ordering::SeqCst);
-                let _ = reply(&stream, &Reply::Error {
-                    message: "too many connections".into(),
-                });
+                let _ = reply(
+                    &stream,
+                    &Reply::Error {
+                        message: "too many connections".into(),
+                    },
+                );
                 continue;
             }
             let server = server.clone();
@@ -177,9 +190,12 @@ impl Server {
     fn ask(&self, stream: UnixStream, command: impl FnOnce(Responder) -> Command) -> io::Result<()> {
         let answer_here = stream.try_clone()?;
         if self.commands.send(command(Responder(stream))).is_err() {
-            return reply(&answer_here, &Reply::Error {
-                message: "the lab is going down".into(),
-            });
+            return reply(
+                &answer_here,
+                &Reply::Error {
+                    message: "the lab is going down".into(),
+                },
+            );
         }
         Ok(())
     }
@@ -225,7 +241,10 @@ impl Client {
         let stream = UnixStream::connect(paths.control_socket()).map_err(|e| {
             io::Error::new(
                 e.kind(),
-                format!("no supervisor answers for lab {} ({e}); is it up (`lab ls`)?", paths.lab()),
+                format!(
+                    "no supervisor answers for lab {} ({e}); is it up (`lab ls`)?",
+                    paths.lab()
+                ),
             )
         })?;
         Ok(Client {

@@ -1,8 +1,8 @@
 //! What happened in a lab, in order, stamped with CLOCK_MONOTONIC (one clock for every namespace, and the clock
 //! the agent and other observers stamp their own events with).
 
-use std::net::Ipv4Addr;
 use std::collections::VecDeque;
+use std::net::Ipv4Addr;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -343,5 +343,61 @@ impl EventLog {
                 return None;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fault(n: usize) -> EventKind {
+        EventKind::Fault { fault: format!("f{n}") }
+    }
+
+    #[test]
+    fn old_events_leave_memory_and_cursors_stay_valid() {
+        let log = EventLog::with_capacity(3);
+        for n in 0..5 {
+            log.push(None, fault(n));
+        }
+        assert_eq!(log.all().len(), 3);
+        assert_eq!(log.dropped(), 2);
+        let batch = log.since(0, Duration::ZERO);
+        assert_eq!((batch.missed, batch.next, batch.events.len()), (2, 5, 3));
+        assert_eq!(batch.events[0].kind, fault(2));
+        let batch = log.since(4, Duration::ZERO);
+        assert_eq!((batch.missed, batch.next, batch.events.len()), (0, 5, 1));
+        let batch = log.since(5, Duration::ZERO);
+        assert_eq!((batch.next, batch.events.len()), (5, 0));
+    }
+
+    #[test]
+    fn wait_for_sees_recorded_and_coming_events() {
+        let log = std::sync::Arc::new(EventLog::default());
+        log.push(None, fault(0));
+        assert!(log.wait_for(Duration::ZERO, |e| e.kind == fault(0)).is_some());
+        let writer = log.clone();
+        let thread = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            writer.push(None, fault(1));
+        });
+        assert!(log.wait_for(Duration::from_secs(10), |e| e.kind == fault(1)).is_some());
+        assert!(log
+            .wait_for(Duration::from_millis(10), |e| e.kind == fault(2))
+            .is_none());
+        thread.join().unwrap();
+    }
+
+    #[test]
+    fn a_panicking_predicate_leaves_the_log_usable() {
+        let log = EventLog::default();
+        log.push(None, fault(0));
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            log.wait_for(Duration::from_secs(1), |_| panic!("a caller's bug"))
+        }));
+        assert!(panicked.is_err());
+        log.push(None, fault(1));
+        assert_eq!(log.all().len(), 2);
+        assert_eq!(log.since(0, Duration::ZERO).events.len(), 2);
     }
 }

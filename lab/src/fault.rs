@@ -464,7 +464,12 @@ impl Injection<'_> {
             })
             .collect::<io::Result<_>>()?;
         let rules = firewall::switch_fault_rules(&self.network.blocked, &loss);
-        run_tool(&HostCommand::new(&self.plan.switch.mount), "nft", &["-f", "-"], Some(&rules))
+        run_tool(
+            &HostCommand::new(&self.plan.switch.mount),
+            "nft",
+            &["-f", "-"],
+            Some(&rules),
+        )
     }
 
     fn shape(&self, host: &str, rate: Option<&str>) -> io::Result<()> {

@@ -42,13 +42,16 @@ pub struct NameError {
 
 /// A lab name: `[a-z0-9][a-z0-9_-]*`, at most [`LAB_NAME_MAX`] bytes.
 pub fn check_lab(name: &str) -> Result<(), NameError> {
-    check_identifier(name, LAB_NAME_MAX, "the control socket's path would not fit a socket address").map_err(
-        |reason| NameError {
-            what: "lab",
-            name: name.to_string(),
-            reason,
-        },
+    check_identifier(
+        name,
+        LAB_NAME_MAX,
+        "the control socket's path would not fit a socket address",
     )
+    .map_err(|reason| NameError {
+        what: "lab",
+        name: name.to_string(),
+        reason,
+    })
 }
 
 /// A host name: `[a-z0-9][a-z0-9_-]*`, at most [`HOST_NAME_MAX`] bytes, and not the switch's name.
@@ -65,7 +68,9 @@ pub fn check_host(name: &str) -> Result<(), NameError> {
     )
     .map_err(error)?;
     if name == SWITCH_HOST {
-        return Err(error(format!("`{SWITCH_HOST}` is reserved for the lab's bridge namespace")));
+        return Err(error(format!(
+            "`{SWITCH_HOST}` is reserved for the lab's bridge namespace"
+        )));
     }
     Ok(())
 }
@@ -87,7 +92,10 @@ fn check_identifier(name: &str, max: usize, why_max: &str) -> Result<(), String>
         ));
     }
     if name.len() > max {
-        return Err(format!("it is {} bytes, over the limit of {max} ({why_max})", name.len()));
+        return Err(format!(
+            "it is {} bytes, over the limit of {max} ({why_max})",
+            name.len()
+        ));
     }
     Ok(())
 }
@@ -166,7 +174,10 @@ impl LabPaths {
     /// The namespace of `host` (or of the switch, [`SWITCH_HOST`]); `host` must have passed [`check_host`] or be
     /// the switch.
     pub fn namespace(&self, host: &str) -> NamespacePaths {
-        debug_assert!(host == SWITCH_HOST || check_host(host).is_ok(), "unchecked host name {host:?}");
+        debug_assert!(
+            host == SWITCH_HOST || check_host(host).is_ok(),
+            "unchecked host name {host:?}"
+        );
         let name = namespace_name(&self.lab, host);
         NamespacePaths {
             host: host.to_string(),
@@ -194,7 +205,10 @@ impl LabPaths {
     /// Whether `path` is one the lab may own: inside its run directory, or one of its /run/netns or /etc/netns names.
     pub fn owns(&self, path: &Path) -> bool {
         use std::path::Component;
-        if path.components().any(|c| !matches!(c, Component::RootDir | Component::Normal(_))) {
+        if path
+            .components()
+            .any(|c| !matches!(c, Component::RootDir | Component::Normal(_)))
+        {
             return false;
         }
         if path.starts_with(self.run_dir()) {
@@ -256,7 +270,9 @@ mod tests {
 
     #[test]
     fn path_like_names_are_refused() {
-        for name in ["", ".", "..", "/tmp/x", "a/b", "-a", "_a", "A", "a.b", "a b", "a\n", "é"] {
+        for name in [
+            "", ".", "..", "/tmp/x", "a/b", "-a", "_a", "A", "a.b", "a b", "a\n", "é",
+        ] {
             assert!(check_lab(name).is_err(), "{name:?}");
             assert!(check_host(name).is_err(), "{name:?}");
         }

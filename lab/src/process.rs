@@ -19,7 +19,6 @@ use std::process::Command;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 
-
 /// How to enter one host; cheap to clone into several commands.
 #[derive(Debug, Clone)]
 pub struct HostCommand {

@@ -65,7 +65,11 @@ impl EventSink {
 
     fn write(&mut self, event: &crate::Event) -> io::Result<()> {
         if self.json {
-            writeln!(self.out, "{}", serde_json::to_string(event).expect("serializable event"))
+            writeln!(
+                self.out,
+                "{}",
+                serde_json::to_string(event).expect("serializable event")
+            )
         } else {
             writeln!(self.out, "{event}")
         }

@@ -136,7 +136,9 @@ fn mounted_namespaces(paths: &LabPaths) -> io::Result<Vec<(String, Option<Identi
     let mut found = Vec::new();
     for entry in dir {
         let entry = entry?;
-        let Some(host) = entry.file_name().to_str().map(str::to_string) else { continue };
+        let Some(host) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
         if host != SWITCH_HOST && names::check_host(&host).is_err() {
             continue;
         }

@@ -118,7 +118,9 @@ impl Timeline {
             if style.since_ns.is_some_and(|since| event.at_ns < since) {
                 continue;
             }
-            let Some(text) = snapshot_text(event, style.daemon_text) else { continue };
+            let Some(text) = snapshot_text(event, style.daemon_text) else {
+                continue;
+            };
             let text = style
                 .replacements
                 .iter()

@@ -32,22 +32,36 @@ fn down_refuses_names_that_are_not_lab_names_and_touches_nothing() {
     let run_root_before = std::fs::read_dir("/run/lab").map(|d| d.count()).unwrap_or(0);
 
     let mut messages = Vec::new();
-    for argument in [victim.as_str(), "..", ".", "", "a/b", too_long.as_str(), climbing.as_str()] {
+    for argument in [
+        victim.as_str(),
+        "..",
+        ".",
+        "",
+        "a/b",
+        too_long.as_str(),
+        climbing.as_str(),
+    ] {
         let down = lab(&["down", argument]);
         assert_eq!(down.status.code(), Some(2), "lab down {argument:?}: {}", text(&down));
         let message = text(&down);
         assert_eq!(message.lines().count(), 1, "one sentence: {message}");
-        messages.push(
-            message
-                .replace(&victim, "<tmpdir>")
-                .replace(&climbing, "<file>"),
-        );
+        messages.push(message.replace(&victim, "<tmpdir>").replace(&climbing, "<file>"));
     }
     insta::assert_snapshot!(messages.concat());
-    assert_eq!(std::fs::read_to_string(format!("{victim}/precious")).unwrap(), "keep me");
+    assert_eq!(
+        std::fs::read_to_string(format!("{victim}/precious")).unwrap(),
+        "keep me"
+    );
     let run_root_after = std::fs::read_dir("/run/lab").map(|d| d.count()).unwrap_or(0);
-    assert!(run_root_after >= run_root_before.min(run_root_after), "nothing under /run/lab was removed");
-    for args in [vec!["status", ".."], vec!["exec", "..", "h", "--", "true"], vec!["fault", "/tmp", "h", "heal"]] {
+    assert!(
+        run_root_after >= run_root_before.min(run_root_after),
+        "nothing under /run/lab was removed"
+    );
+    for args in [
+        vec!["status", ".."],
+        vec!["exec", "..", "h", "--", "true"],
+        vec!["fault", "/tmp", "h", "heal"],
+    ] {
         let output = lab(&args);
         assert_eq!(output.status.code(), Some(2), "{args:?}: {}", text(&output));
     }
@@ -99,12 +113,16 @@ impl ForeignNamespace {
 
     fn namespace(&self) -> Option<u64> {
         use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(format!("/run/netns/{}", self.name)).ok().map(|m| m.ino())
+        std::fs::metadata(format!("/run/netns/{}", self.name))
+            .ok()
+            .map(|m| m.ino())
     }
 
     fn sleeper_namespace(&self) -> Option<u64> {
         use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(format!("/proc/{}/ns/net", self.sleeper.id())).ok().map(|m| m.ino())
+        std::fs::metadata(format!("/proc/{}/ns/net", self.sleeper.id()))
+            .ok()
+            .map(|m| m.ino())
     }
 }
 
@@ -125,11 +143,20 @@ fn a_namespace_the_lab_did_not_create_is_never_touched() {
     assert!(!up.status.success(), "{}", text(&up));
     let message = text(&up);
     assert!(
-        message.contains(&format!("namespace {name}-haproxy1 (/run/netns/{name}-haproxy1) already exists and was not made by this lab")),
+        message.contains(&format!(
+            "namespace {name}-haproxy1 (/run/netns/{name}-haproxy1) already exists and was not made by this lab"
+        )),
         "{message}"
     );
-    assert_eq!(foreign.namespace(), before, "the foreign namespace is still there, the same one");
-    assert!(foreign.sleeper.id() > 0 && alive(foreign.sleeper.id() as i32), "its process was not signalled");
+    assert_eq!(
+        foreign.namespace(),
+        before,
+        "the foreign namespace is still there, the same one"
+    );
+    assert!(
+        foreign.sleeper.id() > 0 && alive(foreign.sleeper.id() as i32),
+        "its process was not signalled"
+    );
     assert_eq!(foreign.sleeper_namespace(), before);
     // Nothing of the lab is left (the foreign namespace aside).
     assert!(std::fs::symlink_metadata(format!("/run/lab/{name}")).is_err());
@@ -142,7 +169,11 @@ fn a_namespace_the_lab_did_not_create_is_never_touched() {
     assert!(others.is_empty(), "{others:?}");
     // `lab down` of that name has nothing to do and leaves the foreign namespace alone too.
     let down = lab(&["down", &name]);
-    assert!(!down.status.success() && text(&down).contains("no such lab"), "{}", text(&down));
+    assert!(
+        !down.status.success() && text(&down).contains("no such lab"),
+        "{}",
+        text(&down)
+    );
     assert_eq!(foreign.namespace(), before);
     drop(foreign);
     assert_gone(&name);
@@ -157,7 +188,11 @@ fn an_etc_netns_directory_the_lab_did_not_create_is_never_touched() {
     let file = flat_file(&name, 2);
     let up = lab(&["up", "-d", &file.display().to_string()]);
     assert!(!up.status.success(), "{}", text(&up));
-    assert!(text(&up).contains(&format!("{foreign} already exists and was not made by this lab")), "{}", text(&up));
+    assert!(
+        text(&up).contains(&format!("{foreign} already exists and was not made by this lab")),
+        "{}",
+        text(&up)
+    );
     assert_eq!(
         std::fs::read_to_string(format!("{foreign}/resolv.conf")).unwrap(),
         "nameserver 192.0.2.1\n"
@@ -166,6 +201,8 @@ fn an_etc_netns_directory_the_lab_did_not_create_is_never_touched() {
     assert_gone(&name);
     std::fs::remove_file(file).unwrap();
 }
+
+type Edit = fn(&mut serde_json::Value);
 
 /// Rewrites one field of a lab's state file.
 fn edit_state(name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> serde_json::Value {
@@ -194,7 +231,7 @@ fn down_refuses_a_state_file_that_names_what_is_not_the_labs() {
     std::fs::write(&file, with_service).unwrap();
     let up = lab(&["up", "-d", &file.display().to_string()]);
     assert!(up.status.success(), "{}", text(&up));
-    let edits: [(&str, fn(&mut serde_json::Value)); 3] = [
+    let edits: [(&str, Edit); 3] = [
         ("a namespace of another lab", |s| {
             s["namespaces"]["h1"]["netns"] = "other-h1".into();
         }),
@@ -209,7 +246,11 @@ fn down_refuses_a_state_file_that_names_what_is_not_the_labs() {
         let original = edit_state(&name, edit);
         let down = lab(&["down", &name]);
         assert!(!down.status.success(), "{what}: {}", text(&down));
-        assert!(text(&down).contains("does not act on a record it cannot trust"), "{what}: {}", text(&down));
+        assert!(
+            text(&down).contains("does not act on a record it cannot trust"),
+            "{what}: {}",
+            text(&down)
+        );
         // The lab is untouched: still up and answering.
         let exec = lab(&["exec", &name, "h1", "--", "true"]);
         assert!(!exec.status.success(), "{what}: exec does not trust it either");
@@ -233,7 +274,14 @@ fn the_control_socket_is_roots_and_silent_clients_block_nobody() {
 
     // An unprivileged user cannot even reach the socket.
     let nobody = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "socat", "-u", "OPEN:/dev/null"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "socat",
+            "-u",
+            "OPEN:/dev/null",
+        ])
         .arg(format!("UNIX-CONNECT:{socket}"))
         .output()
         .unwrap();
@@ -259,7 +307,10 @@ fn the_control_socket_is_roots_and_silent_clients_block_nobody() {
         .unwrap()
         .request(Action::Down, Some(Duration::from_secs(10)))
         .unwrap();
-    assert!(matches!(&reply, Reply::Error { message } if message.contains("instance")), "{reply:?}");
+    assert!(
+        matches!(&reply, Reply::Error { message } if message.contains("instance")),
+        "{reply:?}"
+    );
     // Garbage is answered with an error, not a crash.
     let mut garbage = UnixStream::connect(&socket).unwrap();
     garbage.write_all(b"down\n").unwrap();
@@ -286,7 +337,11 @@ fn a_frozen_supervisor_is_killed_by_down_and_never_touches_a_new_lab() {
     kill(Pid::from_raw(old), Signal::SIGSTOP).unwrap();
     let down = lab(&["down", "--timeout", "1", &name]);
     assert!(down.status.success(), "{}", text(&down));
-    assert!(text(&down).contains("did not answer in time and was killed"), "{}", text(&down));
+    assert!(
+        text(&down).contains("did not answer in time and was killed"),
+        "{}",
+        text(&down)
+    );
     assert_gone(&name);
     assert!(!alive(old), "the old supervisor is gone for good");
 
@@ -359,7 +414,11 @@ fn ctrl_c_during_bring_up_removes_what_was_built() {
     assert_eq!(status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("interrupted"), "{stderr}");
     // It stopped waiting at once rather than at the readiness timeout.
-    assert!(interrupted.elapsed() < Duration::from_secs(30), "{:?}", interrupted.elapsed());
+    assert!(
+        interrupted.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        interrupted.elapsed()
+    );
     assert_gone(&name);
     std::fs::remove_file(file).unwrap();
 }

@@ -170,7 +170,10 @@ fn wire_switch(topology: &Topology, plan: &Plan) -> io::Result<()> {
                 veth = veth.mtu(mtu);
             }
             requests.push(Request::new(
-                format!("create veth {} (in {switch}) <-> {} (in {ns_name})", port.switch_port, iface.name),
+                format!(
+                    "create veth {} (in {switch}) <-> {} (in {ns_name})",
+                    port.switch_port, iface.name
+                ),
                 RouteNetlinkMessage::NewLink(veth.build()),
             ));
             requests.push(Request::new(
@@ -193,7 +196,10 @@ fn configure_host(host: &crate::topology::Host, plan: &HostPlan) -> io::Result<(
     let ns = &plan.namespace.name;
     let mut requests = vec![Request::new(format!("loopback up in {ns}"), set_up(1))];
     for (iface, iface_plan) in host.interfaces.iter().zip(&plan.interfaces) {
-        requests.push(Request::new(format!("{} up in {ns}", iface.name), set_up(iface_plan.index)));
+        requests.push(Request::new(
+            format!("{} up in {ns}", iface.name),
+            set_up(iface_plan.index),
+        ));
         let address = AddressMessageBuilder::<Ipv4Addr>::new()
             .index(iface_plan.index)
             .address(iface.address, iface.prefix)

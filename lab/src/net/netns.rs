@@ -29,11 +29,25 @@ pub fn path(name: &str) -> PathBuf {
 /// for /run/netns: a namespace mounted under it stays visible in mount namespaces created later (those of the
 /// lab's processes), and its removal propagates to them, so they do not keep a torn-down namespace alive.
 pub fn share_mounts_under(dir: &Path) -> io::Result<()> {
-    let shared = || mount(None::<&str>, dir, None::<&str>, MsFlags::MS_SHARED | MsFlags::MS_REC, None::<&str>);
+    let shared = || {
+        mount(
+            None::<&str>,
+            dir,
+            None::<&str>,
+            MsFlags::MS_SHARED | MsFlags::MS_REC,
+            None::<&str>,
+        )
+    };
     match shared() {
         Ok(()) => Ok(()),
         Err(Errno::EINVAL) => {
-            mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)?;
+            mount(
+                Some(dir),
+                dir,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )?;
             shared().map_err(io::Error::from)
         }
         Err(e) => Err(e.into()),
@@ -107,7 +121,10 @@ pub fn collision(paths: &NamespacePaths) -> io::Error {
 
 /// Runs `f` on a fresh thread inside the namespace mounted at `namespace`; the thread exits afterwards, so no other
 /// code ever observes the switched namespace. Sockets `f` creates stay bound to the namespace.
-pub fn run_in<T: Send + 'static>(namespace: &Path, f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
+pub fn run_in<T: Send + 'static>(
+    namespace: &Path,
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
     let ns = File::open(namespace)
         .map_err(|e| io::Error::new(e.kind(), format!("namespace {}: {e}", namespace.display())))?;
     std::thread::spawn(move || {

@@ -29,12 +29,7 @@ use diagnostics::Checker;
 pub use diagnostics::{Problem, TopologyError};
 use raw::RawTopology;
 
-/// Linux interface names are at most 15 bytes (IFNAMSIZ - 1).
-pub const IFNAME_MAX: usize = 15;
-/// Namespace names are file names under /run/netns.
-pub const NETNS_NAME_MAX: usize = 255;
-/// The per-lab namespace that holds every bridge; a host may not take this name.
-pub const SWITCH_HOST: &str = "switch";
+pub use crate::names::{IFNAME_MAX, SWITCH_HOST};
 
 #[derive(Debug, Clone)]
 pub struct Topology {
@@ -258,7 +253,7 @@ impl Topology {
         let mut checker = Checker::new("", self.source.display().to_string());
         checker.check_lab_name(name, 0..0);
         for host in &self.hosts {
-            checker.check_host_names(name, &host.name, 0..0, "hosts.name");
+            checker.check_host_names(&host.name, 0..0, "hosts.name");
         }
         if !checker.problems.is_empty() {
             return Err(checker.finish());
@@ -295,11 +290,6 @@ impl Topology {
         })
     }
 
-    /// The namespace of a host, `<lab>-<host>`, under /run/netns.
-    pub fn netns_name(&self, host: &str) -> String {
-        format!("{}-{}", self.name, host)
-    }
-
     /// The /etc/hosts every host sees: a host's first address carries its hostname, name and aliases; further
     /// interfaces are `<host>-<interface>`; then the extra names.
     pub fn etc_hosts(&self) -> String {
@@ -324,11 +314,6 @@ impl Topology {
         }
         out
     }
-}
-
-/// The name of the switch-side end of a host's n-th interface, inside the lab's switch namespace.
-pub fn switch_port_name(host: &str, index: usize) -> String {
-    format!("{host}-{index}")
 }
 
 pub fn parse_signal(name: &str) -> Option<nix::sys::signal::Signal> {
@@ -391,6 +376,6 @@ interfaces = [{ segment = "lan", address = "10.0.0.1" }]
     fn renamed_checks_the_new_name() {
         let t = Topology::parse(MINIMAL, "t.toml").unwrap();
         assert!(t.clone().renamed("bad name").is_err());
-        assert_eq!(t.renamed("t2").unwrap().netns_name("a"), "t2-a");
+        assert_eq!(t.renamed("t2").unwrap().name, "t2");
     }
 }

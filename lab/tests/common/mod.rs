@@ -64,7 +64,10 @@ pub fn assert_gone(name: &str) {
     assert!(namespaces.is_empty(), "namespaces left: {namespaces:?}");
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(&format!("/run/netns/{prefix}")), "mounts left");
-    assert!(!mounts.contains(&format!("/run/lab/{name}/")), "mounts left in the run directory");
+    assert!(
+        !mounts.contains(&format!("/run/lab/{name}/")),
+        "mounts left in the run directory"
+    );
     assert!(
         std::fs::symlink_metadata(format!("/run/lab/{name}")).is_err(),
         "run directory left"

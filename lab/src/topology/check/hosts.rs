@@ -11,16 +11,10 @@ use crate::topology::raw::RawHost;
 
 impl Checker<'_> {
     /// The host's name and hostname (its name unless given).
-    pub(super) fn check_host_identity(
-        &mut self,
-        h: usize,
-        raw: &RawHost,
-        lab: &str,
-        claimed: &mut Claimed,
-    ) -> (String, String) {
+    pub(super) fn check_host_identity(&mut self, h: usize, raw: &RawHost, claimed: &mut Claimed) -> (String, String) {
         let field = |f: &str| format!("hosts[{h}].{f}");
         let name = raw.name.get_ref().clone();
-        self.check_host_names(lab, &name, raw.name.span(), &field("name"));
+        self.check_host_names(&name, raw.name.span(), &field("name"));
         let duplicate = !claimed.host_names.insert(name.clone());
         if duplicate {
             self.report(raw.name.span(), &field("name"), format!("duplicate host name `{name}`"));

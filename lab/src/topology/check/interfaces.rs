@@ -6,9 +6,10 @@ use std::net::Ipv4Addr;
 
 use super::naming::check_identifier;
 use super::parse_net;
+use crate::names::{switch_port_name, IFNAME_MAX};
 use crate::topology::diagnostics::Checker;
 use crate::topology::raw::RawInterface;
-use crate::topology::{switch_port_name, Interface, Segment, IFNAME_MAX};
+use crate::topology::{Interface, Segment};
 
 impl Checker<'_> {
     /// `addresses` holds every address claimed so far in the lab, with its host.

@@ -39,7 +39,7 @@ impl Checker<'_> {
         let segments = self.check_segments(&raw.segments);
         let mut claimed = Claimed::default();
         let hosts = (raw.hosts.iter().enumerate())
-            .map(|(h, raw_host)| self.check_host(h, raw_host, &lab, &segments, &mut claimed))
+            .map(|(h, raw_host)| self.check_host(h, raw_host, &segments, &mut claimed))
             .collect();
         let names = self.check_names(&raw.names, &mut claimed.etc_names);
         let mut topology = Topology {
@@ -55,8 +55,8 @@ impl Checker<'_> {
     }
 
     /// A host without its probes, which wait until every name of the lab is known.
-    fn check_host(&mut self, h: usize, raw: &RawHost, lab: &str, segments: &[Segment], claimed: &mut Claimed) -> Host {
-        let (name, hostname) = self.check_host_identity(h, raw, lab, claimed);
+    fn check_host(&mut self, h: usize, raw: &RawHost, segments: &[Segment], claimed: &mut Claimed) -> Host {
+        let (name, hostname) = self.check_host_identity(h, raw, claimed);
         let interfaces = self.check_interfaces(h, &name, &raw.interfaces, segments, &mut claimed.addresses);
         let routes = self.check_routes(h, &name, &raw.routes, &interfaces);
         let sysctls = self.check_sysctls(h, &raw.sysctls);

@@ -1,54 +1,22 @@
-//! The rules for names: the lab's and hosts' (they become namespace and interface names, with the kernel's length
-//! limits), identifiers (segments, interfaces, services, probes) and hostnames (/etc/hosts entries).
+//! The rules for names: the lab's and hosts' (they become paths, namespace and interface names: the one check in
+//! [`crate::names`]), identifiers (segments, interfaces, services, probes) and hostnames (/etc/hosts entries).
 
 use std::ops::Range;
 
+use crate::names;
 use crate::topology::diagnostics::Checker;
-use crate::topology::{switch_port_name, IFNAME_MAX, NETNS_NAME_MAX, SWITCH_HOST};
 
 impl Checker<'_> {
     pub(in crate::topology) fn check_lab_name(&mut self, name: &str, span: Range<usize>) {
-        if let Err(why) = check_identifier(name) {
-            self.report(span, "name", format!("lab name `{name}` {why}"));
+        if let Err(error) = names::check_lab(name) {
+            self.report(span, "name", error.to_string());
         }
     }
 
-    /// A host's name is part of its namespace name and of its switch-side port names.
-    pub(in crate::topology) fn check_host_names(&mut self, lab: &str, host: &str, span: Range<usize>, field: &str) {
-        if let Err(why) = check_identifier(host) {
-            self.report(span.clone(), field, format!("host name `{host}` {why}"));
-            return;
-        }
-        if host == SWITCH_HOST {
-            self.report(
-                span.clone(),
-                field,
-                format!("`{SWITCH_HOST}` is reserved for the lab's bridge namespace"),
-            );
-        }
-        let netns = format!("{lab}-{host}");
-        if netns.len() > NETNS_NAME_MAX {
-            self.report(
-                span.clone(),
-                field,
-                format!(
-                    "namespace name `{netns}` is {} bytes, over the limit of {NETNS_NAME_MAX}",
-                    netns.len()
-                ),
-            );
-        }
-        let port = switch_port_name(host, 0);
-        if port.len() > IFNAME_MAX {
-            self.report(
-                span,
-                field,
-                format!(
-                    "host name `{host}` makes the switch-side interface name `{port}` {} bytes long, over the \
-                     kernel's limit of {IFNAME_MAX}; use a host name of at most {} bytes",
-                    port.len(),
-                    IFNAME_MAX - 2
-                ),
-            );
+    /// A host's name is part of its namespace name and of its switch-side port names: [`names::check_host`].
+    pub(in crate::topology) fn check_host_names(&mut self, host: &str, span: Range<usize>, field: &str) {
+        if let Err(error) = names::check_host(host) {
+            self.report(span, field, error.to_string());
         }
     }
 }

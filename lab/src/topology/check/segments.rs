@@ -6,9 +6,10 @@ use std::ops::Range;
 
 use super::naming::check_identifier;
 use super::parse_net;
+use crate::names::IFNAME_MAX;
 use crate::topology::diagnostics::Checker;
 use crate::topology::raw::RawSegment;
-use crate::topology::{Ipv4Net, Segment, IFNAME_MAX};
+use crate::topology::{Ipv4Net, Segment};
 
 impl Checker<'_> {
     pub(super) fn check_segments(&mut self, raw: &[RawSegment]) -> Vec<Segment> {
