@@ -55,7 +55,7 @@ fn main() {
 /// Overheads in milliseconds (crash, graceful stop).
 fn measure(agent: Agent, runs: usize) -> (Vec<f64>, Vec<f64>) {
     let (lab, dir) = bare_lab("bfo");
-    let observer = Observer::start(&format!("{}-haproxy2", lab.name()));
+    let observer = Observer::start(lab.netns_path("haproxy2").unwrap());
     let _h2 = Daemon::start(&lab, "haproxy2", agent, H2_CONF, &dir);
     let mut h1 = Daemon::start(&lab, "haproxy1", agent, H1_CONF, &dir);
     let settle = |lab: &lab::Lab| {

@@ -163,11 +163,12 @@ pub struct Observer {
 }
 
 impl Observer {
-    pub fn start(netns: &str) -> Observer {
+    /// Watches from inside the namespace mounted at `namespace` (`Lab::netns_path`).
+    pub fn start(namespace: &std::path::Path) -> Observer {
         let (sender, seen) = std::sync::mpsc::channel();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (ready_sender, ready) = std::sync::mpsc::channel();
-        let path = format!("/run/netns/{netns}");
+        let path = namespace.to_path_buf();
         let stopping = stop.clone();
         // A thread of its own that enters the namespace and never leaves it (sockets belong to the namespace of the
         // thread that opens them).

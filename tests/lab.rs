@@ -273,3 +273,33 @@ ready = {{ tcp = 9 }}
     );
     assert_eq!(leftovers(&name, &[]), Vec::<String>::new());
 }
+
+#[test]
+fn a_stale_runner_never_touches_a_newer_lab_of_the_same_name() {
+    let topology = Topology::parse(
+        &lab::topology::flat_topology_toml(&unique_name("stale"), 2),
+        "stale.toml",
+    )
+    .unwrap();
+    let name = topology.name.clone();
+    let stale = Lab::up(&topology).unwrap();
+    let stale_namespaces = namespace_inodes(&stale);
+    // What `lab down` does once it has given up on a runner: remove the lab from its record, runner or not.
+    let hosts: Vec<String> = topology.hosts.iter().map(|h| h.name.clone()).collect();
+    lab::teardown::remove(stale.paths(), &hosts, None).unwrap();
+    assert_eq!(leftovers(&name, &stale_namespaces), Vec::<String>::new());
+
+    let newer = Lab::up(&topology).unwrap();
+    // The stale runner goes away: its teardown finds a run directory that is not the one it created (often with
+    // the same inode number: file systems reuse them, so only the record's instance id tells).
+    drop(stale);
+    assert!(newer
+        .exec("h1", &["ping", "-c1", "-W2", "h2"])
+        .unwrap()
+        .status
+        .success());
+    assert!(newer.paths().state_file().exists());
+    let newer_namespaces = namespace_inodes(&newer);
+    newer.down().unwrap();
+    assert_eq!(leftovers(&name, &newer_namespaces), Vec::<String>::new());
+}

@@ -163,6 +163,9 @@ pub fn main() -> ExitCode {
 }
 
 fn load(file: &Path, name: Option<&str>) -> anyhow::Result<Topology> {
+    if let Some(name) = name {
+        names::check_lab(name).map_err(LabError::Name)?;
+    }
     let topology = Topology::load(file).map_err(LabError::from)?;
     Ok(match name {
         Some(name) => topology.renamed(name).map_err(LabError::from)?,
@@ -189,6 +192,9 @@ fn up(file: &Path, name: Option<&str>, json: bool, supervise: bool) -> anyhow::R
 fn up_detached(file: &Path, name: Option<&str>) -> anyhow::Result<ExitCode> {
     let topology = load(file, name)?;
     lab::check_privileges()?;
+    // Ctrl-C while waiting stops the bring-up: the supervisor gets SIGTERM, cancels and removes what it built.
+    let stop_signals: SigSet = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP].into_iter().collect();
+    stop_signals.thread_block()?;
     let mut command = std::process::Command::new(std::env::current_exe()?);
     command.args(["up", "--supervise", "--name", &topology.name]).arg(file);
     command
@@ -202,6 +208,13 @@ fn up_detached(file: &Path, name: Option<&str>) -> anyhow::Result<ExitCode> {
         });
     }
     let mut child = command.spawn()?;
+    let supervisor = nix::unistd::Pid::from_raw(child.id() as i32);
+    std::thread::spawn(move || {
+        if stop_signals.wait().is_ok() {
+            // Our own child, not reaped while this process lives: the pid is still the supervisor's.
+            let _ = nix::sys::signal::kill(supervisor, Signal::SIGTERM);
+        }
+    });
     let mut stderr = BufReader::new(child.stderr.take().expect("piped"));
     let mut report = String::new();
     let mut line = String::new();
@@ -324,7 +337,11 @@ fn lab_status(paths: &LabPaths) -> anyhow::Result<Status> {
     let mut hosts = Vec::new();
     for (host, record) in &state.hosts {
         let namespace = paths.namespace(host);
-        let links = lab::links_in(&namespace.mount).unwrap_or_default();
+        // A namespace that is no longer the lab's is not entered: its interfaces show as missing.
+        let links = state
+            .verified_namespace(paths, host)
+            .and_then(|mount| lab::links_in(&mount))
+            .unwrap_or_default();
         let interfaces = record
             .interfaces
             .iter()
@@ -472,11 +489,7 @@ fn capture(lab: &str, segment: &str, write: &Path, count: Option<u64>) -> anyhow
     lab::check_privileges()?;
     let paths = lab_paths(lab)?;
     let state = LabState::load(&paths).map_err(|e| anyhow::anyhow!("lab {lab}: {e}"))?;
-    let switch = paths.namespace(SWITCH_HOST);
-    let recorded = state.namespaces.get(SWITCH_HOST).map(|n| n.identity);
-    if recorded.is_none() || crate::net::netns::identity(&switch.mount) != recorded {
-        anyhow::bail!("{switch} is not (or no longer) the one lab {lab} created");
-    }
+    let switch = state.verified_namespace(&paths, SWITCH_HOST)?;
     let segments: std::collections::BTreeSet<&str> = state
         .hosts
         .values()
@@ -504,7 +517,7 @@ fn capture(lab: &str, segment: &str, write: &Path, count: Option<u64>) -> anyhow
     } else {
         std::fs::File::create(write).map_err(|e| anyhow::anyhow!("{}: {e}", write.display()))?
     };
-    let written = crate::observe::wire::write_pcap(&switch.mount, segment, out, count, &stop)?;
+    let written = crate::observe::wire::write_pcap(&switch, segment, out, count, &stop)?;
     if write != Path::new("-") {
         eprintln!("{written} frames written to {}", write.display());
     }
@@ -520,7 +533,7 @@ fn exec(lab: &str, host: &str, command: Vec<String>) -> anyhow::Result<ExitCode>
     } else {
         command
     };
-    let mut child = lab::host_command(&state, &paths, host)?
+    let mut child = crate::process::HostCommand::for_recorded_host(&state, &paths, host)?
         .command(&command[0])?
         .args(&command[1..])
         .spawn()

@@ -11,7 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -50,6 +50,8 @@ pub enum Action {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum Reply {
+    /// A `down` was received and is under way; `Done` follows once everything is removed.
+    Accepted,
     Done,
     Error {
         message: String,
@@ -83,7 +85,7 @@ pub enum Command {
 pub struct Responder(UnixStream);
 
 impl Responder {
-    pub fn send(self, answer: Reply) {
+    pub fn send(&self, answer: Reply) {
         let _ = reply(&self.0, &answer);
     }
 }
@@ -109,7 +111,11 @@ pub fn serve(
     });
     std::thread::spawn(move || {
         for stream in listener.incoming() {
-            let Ok(stream) = stream else { continue };
+            let Ok(stream) = stream else {
+                // Out of descriptors, most likely: give the connections being served time to end.
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            };
             if server.connections.fetch_add(1, Ordering::SeqCst) >= CONNECTIONS_MAX {
                 server.connections.fetch_sub(1, Ordering::SeqCst);
                 let _ = reply(
@@ -166,14 +172,8 @@ impl Server {
         if peer != 0 && peer != nix::unistd::geteuid().as_raw() {
             return Err(format!("uid {peer} may not control this lab"));
         }
-        stream
-            .set_read_timeout(Some(REQUEST_DEADLINE))
-            .map_err(|e| e.to_string())?;
-        let mut line = String::new();
-        BufReader::new(stream.take(REQUEST_MAX))
-            .read_line(&mut line)
-            .map_err(|e| format!("no request within {REQUEST_DEADLINE:?}: {e}"))?;
-        let request: Request = serde_json::from_str(&line).map_err(|e| format!("malformed request: {e}"))?;
+        let line = read_line_before(stream, Instant::now() + REQUEST_DEADLINE)?;
+        let request: Request = serde_json::from_slice(&line).map_err(|e| format!("malformed request: {e}"))?;
         if request.lab != self.paths.lab() || request.instance != self.instance {
             return Err(format!(
                 "this supervisor runs lab {} instance {}, not lab {} instance {}",
@@ -198,6 +198,34 @@ impl Server {
             );
         }
         Ok(())
+    }
+}
+
+/// One line (at most [`REQUEST_MAX`] bytes), read before `deadline` however slowly its bytes arrive.
+fn read_line_before(mut stream: &UnixStream, deadline: Instant) -> Result<Vec<u8>, String> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 512];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(format!("no complete request within {REQUEST_DEADLINE:?}"));
+        }
+        stream.set_read_timeout(Some(left)).map_err(|e| e.to_string())?;
+        let n = match stream.read(&mut byte) {
+            Ok(0) => return Err("the connection ended before a request".into()),
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => continue,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.to_string()),
+        };
+        line.extend_from_slice(&byte[..n]);
+        if let Some(end) = line.iter().position(|b| *b == b'\n') {
+            line.truncate(end);
+            return Ok(line);
+        }
+        if line.len() as u64 > REQUEST_MAX {
+            return Err(format!("a request is one line of at most {REQUEST_MAX} bytes"));
+        }
     }
 }
 
@@ -234,6 +262,9 @@ pub struct Client {
     lab: String,
     instance: String,
     stream: UnixStream,
+    /// One reader for the whole connection: replies may arrive together, and a reader dropped between two lines
+    /// would lose the second.
+    replies: BufReader<UnixStream>,
 }
 
 impl Client {
@@ -250,6 +281,7 @@ impl Client {
         Ok(Client {
             lab: paths.lab().to_string(),
             instance: instance.to_string(),
+            replies: BufReader::new(stream.try_clone()?),
             stream,
         })
     }
@@ -257,8 +289,7 @@ impl Client {
     /// Sends `action` and reads the first reply, waiting at most `timeout` (forever with `None`).
     pub fn request(&mut self, action: Action, timeout: Option<Duration>) -> io::Result<Reply> {
         self.send(action)?;
-        self.stream.set_read_timeout(timeout)?;
-        self.next_reply()?
+        self.next_reply(timeout)?
             .ok_or_else(|| io::Error::other("the supervisor closed the connection without an answer"))
     }
 
@@ -273,9 +304,11 @@ impl Client {
         self.stream.write_all(&line)
     }
 
-    fn next_reply(&mut self) -> io::Result<Option<Reply>> {
+    /// The next reply, waiting at most `timeout` (forever with `None`); `None` once the supervisor hung up.
+    pub fn next_reply(&mut self, timeout: Option<Duration>) -> io::Result<Option<Reply>> {
+        self.stream.set_read_timeout(timeout)?;
         let mut line = String::new();
-        if BufReader::new(&self.stream).read_line(&mut line)? == 0 {
+        if self.replies.read_line(&mut line)? == 0 {
             return Ok(None);
         }
         serde_json::from_str(&line)
@@ -288,14 +321,7 @@ impl Client {
     pub fn timeline(mut self, follow: bool, mut each: impl FnMut(Event) -> bool) -> io::Result<usize> {
         let mut missed = 0;
         self.send(Action::Timeline { follow })?;
-        let mut reader = BufReader::new(&self.stream);
-        let mut line = String::new();
-        while {
-            line.clear();
-            reader.read_line(&mut line)? > 0
-        } {
-            let reply: Reply = serde_json::from_str(&line)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("undecodable reply: {e}")))?;
+        while let Some(reply) = self.next_reply(None)? {
             match reply {
                 Reply::Event { event } => {
                     if !each(event) {
@@ -305,7 +331,7 @@ impl Client {
                 Reply::Missed { count } => missed += count,
                 Reply::Done => break,
                 Reply::Error { message } => return Err(io::Error::other(message)),
-                Reply::State { .. } => {}
+                Reply::State { .. } | Reply::Accepted => {}
             }
         }
         Ok(missed)

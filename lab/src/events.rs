@@ -309,6 +309,11 @@ impl EventLog {
         self.lock().events.iter().cloned().collect()
     }
 
+    /// The position the next event will take.
+    pub fn end(&self) -> usize {
+        self.lock().end()
+    }
+
     /// How many events were dropped from memory so far.
     pub fn dropped(&self) -> usize {
         self.lock().dropped
@@ -386,6 +391,20 @@ mod tests {
             .wait_for(Duration::from_millis(10), |e| e.kind == fault(2))
             .is_none());
         thread.join().unwrap();
+    }
+
+    #[test]
+    fn predicates_run_without_the_lock() {
+        let log = std::sync::Arc::new(EventLog::default());
+        log.push(None, fault(0));
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let reader = log.clone();
+        std::thread::spawn(move || {
+            // A predicate that uses the log itself would deadlock if it ran under the log's lock.
+            let found = reader.wait_for(Duration::from_secs(1), |_| reader.end() > 0);
+            let _ = done_tx.send(found.is_some());
+        });
+        assert_eq!(done.recv_timeout(Duration::from_secs(10)), Ok(true));
     }
 
     #[test]

@@ -281,15 +281,13 @@ impl Injection<'_> {
     }
 
     fn host_plan(&self, host: &str) -> io::Result<&HostPlan> {
-        self.plan
-            .host(host)
-            .ok_or_else(|| crate::lab::unknown_host(self.plan.lab(), host))
+        self.plan.host_or_error(host)
     }
 
     fn host(&self, host: &str) -> io::Result<&Host> {
         self.topology
             .host(host)
-            .ok_or_else(|| crate::lab::unknown_host(self.plan.lab(), host))
+            .ok_or_else(|| crate::plan::unknown_host(self.plan.lab(), host))
     }
 
     fn service_indexes(&self, host: &str, service: Option<&str>) -> io::Result<Vec<usize>> {
@@ -311,12 +309,7 @@ impl Injection<'_> {
     fn signal_services(&self, host: &str, service: Option<&str>, signal: Signal, wait: bool) -> io::Result<()> {
         for index in self.service_indexes(host, service)? {
             let running = &self.services[index];
-            if running.exit_status().is_some() {
-                continue;
-            }
-            let group = nix::unistd::Pid::from_raw(running.pid as i32);
-            nix::sys::signal::killpg(group, signal)?;
-            if wait {
+            if running.signal(signal)? && wait {
                 running.wait_exit(Duration::from_secs(10));
             }
         }
@@ -337,7 +330,7 @@ impl Injection<'_> {
                 continue;
             }
             let old = &self.services[index];
-            let identity = crate::lab::host_command(self.state, &self.plan.paths, host)?;
+            let identity = HostCommand::for_recorded_host(self.state, &self.plan.paths, host)?;
             let (spec, log) = (old.spec.clone(), old.log.clone());
             let started = RunningService::start(host, &spec, &identity, &log, self.events)?;
             let ready = started.wait_ready(&namespace, self.events, &|| false);

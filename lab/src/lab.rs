@@ -47,15 +47,27 @@ pub enum LabError {
 
 /// Stops a bring-up in progress (Ctrl-C): the build checks it between steps and while waiting for services.
 #[derive(Debug, Clone, Default)]
-pub struct Cancel(Arc<AtomicBool>);
+pub struct Cancel {
+    flag: Arc<AtomicBool>,
+    /// Set by SIGTERM/SIGINT: the runner stops on a signal, which `lab down` may then use.
+    on_signals: bool,
+}
 
 impl Cancel {
+    /// A cancel flag that the process's stop signals set (see `supervisor::StopSignals`).
+    pub fn on_signals() -> Cancel {
+        Cancel {
+            flag: Arc::default(),
+            on_signals: true,
+        }
+    }
+
     pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.flag.store(true, Ordering::SeqCst);
     }
 
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.flag.load(Ordering::SeqCst)
     }
 }
 
@@ -93,7 +105,7 @@ impl Lab {
         let plan = Plan::new(topology)?;
         let run_dir = create_run_dir(&plan.paths)?;
         let mut lab = Lab {
-            state: initial_state(topology, &plan, run_dir),
+            state: initial_state(topology, &plan, run_dir, cancel.on_signals),
             topology: topology.clone(),
             plan,
             events: Arc::new(EventLog::default()),
@@ -104,11 +116,11 @@ impl Lab {
         };
         // From here on, dropping `lab` removes whatever exists.
         lab.save_state()?;
-        lab.build(cancel).map_err(|e| match e.kind() {
-            io::ErrorKind::Interrupted => LabError::Interrupted(topology.name.clone()),
-            _ => LabError::Build {
+        lab.build(cancel).map_err(|source| match cancel.is_cancelled() {
+            true => LabError::Interrupted(topology.name.clone()),
+            false => LabError::Build {
                 lab: topology.name.clone(),
-                source: e,
+                source,
             },
         })?;
         lab.start_observers()?;
@@ -139,11 +151,13 @@ impl Lab {
         }
         let cancelled = || cancel.is_cancelled();
         let namespaces = build::build(&self.topology, &self.plan, &cancelled)?;
-        self.state.namespaces = namespaces
-            .into_iter()
-            .map(|(host, identity)| {
-                let netns = crate::names::namespace_name(self.plan.lab(), &host);
-                (host, state::NamespaceRecord { netns, identity })
+        self.state.namespaces = self
+            .plan
+            .namespaces()
+            .filter_map(|n| {
+                let identity = *namespaces.get(&n.host)?;
+                let netns = n.name.clone();
+                Some((n.host.clone(), state::NamespaceRecord { netns, identity }))
             })
             .collect();
         self.save_state()?;
@@ -218,7 +232,7 @@ impl Lab {
 
     /// How to start programs in `host`: its namespace, hostname and /etc/hosts.
     pub fn host_command(&self, host: &str) -> io::Result<HostCommand> {
-        host_command(&self.state, &self.plan.paths, host)
+        HostCommand::for_recorded_host(&self.state, &self.plan.paths, host)
     }
 
     /// A `Command` that runs `program` inside `host`.
@@ -242,7 +256,7 @@ impl Lab {
         let host = self
             .topology
             .host(host)
-            .ok_or_else(|| unknown_host(&self.topology.name, host))?;
+            .ok_or_else(|| crate::plan::unknown_host(&self.topology.name, host))?;
         Ok(host
             .interfaces
             .iter()
@@ -336,7 +350,7 @@ impl Lab {
             .map(|s| (s.host.clone(), s.spec.name.clone(), s.stop(&self.events)))
             .collect();
         let hosts: Vec<String> = self.plan.hosts.iter().map(|h| h.name.clone()).collect();
-        teardown::remove(&self.plan.paths, &hosts, Some(self.state.run_dir))?;
+        teardown::remove(&self.plan.paths, &hosts, Some(&self.state.instance))?;
         self.events.push(
             None,
             EventKind::LabDown {
@@ -347,9 +361,7 @@ impl Lab {
     }
 
     fn host_plan(&self, host: &str) -> io::Result<&crate::plan::HostPlan> {
-        self.plan
-            .host(host)
-            .ok_or_else(|| unknown_host(&self.topology.name, host))
+        self.plan.host_or_error(host)
     }
 
     /// Each host's /etc (for now its hosts file) inside the run directory, and the /etc/netns link that shows it
@@ -423,7 +435,6 @@ impl Lab {
 
     fn start_services(&mut self, cancel: &Cancel) -> Result<(), LabError> {
         let topology = self.topology.clone();
-        let run_dir = self.paths().run_dir();
         let topology_dir = topology.directory();
         for (host, host_plan) in topology.hosts.iter().zip(self.plan.hosts.clone()) {
             let identity = self.host_command(&host.name)?;
@@ -431,7 +442,7 @@ impl Lab {
                 if cancel.is_cancelled() {
                     return Err(LabError::Interrupted(topology.name.clone()));
                 }
-                let spec = &spec.with_placeholders(&topology_dir, &run_dir);
+                let spec = &spec.with_placeholders(&topology_dir, &self.plan.paths);
                 let service = RunningService::start(&host.name, spec, &identity, &service_plan.log, &self.events)?;
                 let ready = service.wait_ready(&host_plan.namespace.mount, &self.events, &|| cancel.is_cancelled());
                 self.services.push(service);
@@ -476,7 +487,7 @@ fn create_run_dir(paths: &LabPaths) -> Result<Identity, LabError> {
     Ok(Identity::of_directory(&run_dir)?)
 }
 
-fn initial_state(topology: &Topology, plan: &Plan, run_dir: Identity) -> LabState {
+fn initial_state(topology: &Topology, plan: &Plan, run_dir: Identity, stops_on_signals: bool) -> LabState {
     let hosts = topology
         .hosts
         .iter()
@@ -517,25 +528,12 @@ fn initial_state(topology: &Topology, plan: &Plan, run_dir: Identity) -> LabStat
             .unwrap_or_else(|_| topology.source.clone()),
         runner_pid: pid,
         runner_started: state::process_started(pid).unwrap_or(0),
+        stops_on_signals,
         phase: Phase::Building,
         run_dir,
         namespaces: BTreeMap::new(),
         hosts,
     }
-}
-
-/// How to enter `host` of a recorded lab: only a namespace that is still the one the lab created.
-pub fn host_command(state: &LabState, paths: &LabPaths, host: &str) -> io::Result<HostCommand> {
-    let record = state.hosts.get(host).ok_or_else(|| unknown_host(&state.name, host))?;
-    let namespace = paths.namespace(host);
-    let recorded = state.namespaces.get(host).map(|n| n.identity);
-    if recorded.is_none() || netns::identity(&namespace.mount) != recorded {
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("{namespace} is not (or no longer) the one lab {} created", state.name),
-        ));
-    }
-    Ok(HostCommand::new(&namespace.mount).with_identity(&record.hostname, &paths.etc(host).hosts_file))
 }
 
 /// The links of the namespace mounted at `namespace`, as its kernel reports them.
@@ -560,10 +558,6 @@ pub fn links_in(namespace: &Path) -> io::Result<Vec<LinkInfo>> {
             info
         })
         .collect())
-}
-
-pub(crate) fn unknown_host(lab: &str, host: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::NotFound, format!("lab {lab} has no host `{host}`"))
 }
 
 /// Building a lab takes root's namespace and network powers; say which one is missing in one sentence.

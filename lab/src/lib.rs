@@ -14,6 +14,7 @@ pub mod lab;
 pub mod names;
 pub mod net;
 pub mod observe;
+pub mod pidfd;
 pub mod plan;
 pub mod process;
 pub mod service;

@@ -125,6 +125,11 @@ impl Plan {
         self.hosts.iter().find(|h| h.name == name)
     }
 
+    /// The host, or an error that says the lab has no such host.
+    pub fn host_or_error(&self, name: &str) -> std::io::Result<&HostPlan> {
+        self.host(name).ok_or_else(|| unknown_host(self.lab(), name))
+    }
+
     /// Every namespace, the switch first.
     pub fn namespaces(&self) -> impl Iterator<Item = &NamespacePaths> {
         std::iter::once(&self.switch).chain(self.hosts.iter().map(|h| &h.namespace))
@@ -144,4 +149,8 @@ impl HostPlan {
 /// The index of a host's n-th interface inside its namespace.
 pub fn interface_index(n: usize) -> u32 {
     FIRST_INDEX + n as u32
+}
+
+pub fn unknown_host(lab: &str, host: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::NotFound, format!("lab {lab} has no host `{host}`"))
 }

@@ -19,6 +19,9 @@ use std::process::Command;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 
+use crate::names::LabPaths;
+use crate::state::LabState;
+
 /// How to enter one host; cheap to clone into several commands.
 #[derive(Debug, Clone)]
 pub struct HostCommand {
@@ -36,6 +39,14 @@ impl HostCommand {
             hostname: None,
             hosts_file: None,
         }
+    }
+
+    /// How to enter `host` of a recorded lab, with its identity: only while its namespace is still the one the lab
+    /// created.
+    pub fn for_recorded_host(state: &LabState, paths: &LabPaths, host: &str) -> io::Result<HostCommand> {
+        let namespace = state.verified_namespace(paths, host)?;
+        let hostname = &state.hosts[host].hostname;
+        Ok(HostCommand::new(&namespace).with_identity(hostname, &paths.etc(host).hosts_file))
     }
 
     /// Also the host's hostname and /etc/hosts, as every service and `lab exec` gets.
@@ -117,8 +128,17 @@ fn close_inherited_descriptors() {
     // SAFETY: close_range on a range of descriptors, with a flag; no memory is passed.
     let done = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) } == 0;
     if !done {
-        // Kernels before 5.11: the descriptors a process of this size may have.
-        for fd in 3..4096 {
+        // Kernels before 5.11: every descriptor the process may have. getrlimit is a plain system call.
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes into the struct we pass.
+        let open_max = match unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } {
+            0 => limit.rlim_cur.min(1 << 20) as i32,
+            _ => 4096,
+        };
+        for fd in 3..open_max {
             // SAFETY: fcntl on a descriptor number; an unused number just fails with EBADF.
             unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
         }

@@ -6,10 +6,11 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{killpg, Signal};
+use nix::sys::wait::{waitid, Id, WaitPidFlag};
 use nix::unistd::Pid;
 
 use crate::events::{EventKind, EventLog, ExitStatus, Stream};
@@ -23,6 +24,11 @@ pub struct RunningService {
     pub spec: Service,
     pub pid: u32,
     pub log: PathBuf,
+    /// The event log's position when the service started: its readiness line is looked for from there on.
+    output_from: usize,
+    /// Set once the service has exited. Its process is reaped only with this lock held, so a signal sent to its
+    /// process group with the lock held and no status yet reaches the service's own group: an unreaped leader
+    /// keeps its pid, and so its group id, from being given to anyone else.
     exit: Arc<(Mutex<Option<ExitStatus>>, Condvar)>,
 }
 
@@ -54,6 +60,7 @@ impl RunningService {
             )
         })?;
         let pid = child.id();
+        let output_from = events.end();
         events.push(
             Some(host),
             EventKind::ServiceStarted {
@@ -84,8 +91,13 @@ impl RunningService {
         {
             let (exit, events, host, service) = (exit.clone(), events.clone(), host.to_string(), spec.name.clone());
             std::thread::spawn(move || {
+                // Wait for the exit without reaping, then reap under the lock (see `exit`).
+                let leader = || Id::Pid(Pid::from_raw(pid as i32));
+                while waitid(leader(), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) == Err(nix::errno::Errno::EINTR) {}
+                let mut exited = exit.0.lock().unwrap_or_else(PoisonError::into_inner);
                 let status: ExitStatus = child.wait().map(Into::into).unwrap_or(ExitStatus::Code(-1));
-                *exit.0.lock().unwrap() = Some(status);
+                *exited = Some(status);
+                drop(exited);
                 exit.1.notify_all();
                 events.push(Some(&host), EventKind::ServiceExited { service, status });
             });
@@ -95,18 +107,33 @@ impl RunningService {
             spec: spec.clone(),
             pid,
             log: log.to_path_buf(),
+            output_from,
             exit,
         })
     }
 
     pub fn exit_status(&self) -> Option<ExitStatus> {
-        *self.exit.0.lock().unwrap()
+        *self.exit.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sends `signal` to the service's process group unless the service has exited; returns whether it was sent.
+    pub fn signal(&self, signal: Signal) -> io::Result<bool> {
+        let exited = self.exit.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if exited.is_some() {
+            return Ok(false);
+        }
+        killpg(Pid::from_raw(self.pid as i32), signal)?;
+        Ok(true)
     }
 
     /// Waits until the service has exited or `timeout` has passed.
     pub fn wait_exit(&self, timeout: Duration) -> Option<ExitStatus> {
-        let guard = self.exit.0.lock().unwrap();
-        let (guard, _) = self.exit.1.wait_timeout_while(guard, timeout, |s| s.is_none()).unwrap();
+        let guard = self.exit.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let (guard, _) = self
+            .exit
+            .1
+            .wait_timeout_while(guard, timeout, |s| s.is_none())
+            .unwrap_or_else(PoisonError::into_inner);
         *guard
     }
 
@@ -128,6 +155,7 @@ impl RunningService {
                 ),
             )
         };
+        let mut cursor = self.output_from;
         loop {
             if cancelled() {
                 return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"));
@@ -138,14 +166,17 @@ impl RunningService {
             let is_ready = match ready {
                 Readiness::Tcp(port) => tcp_listening(namespace, *port),
                 Readiness::File(path) => path.exists(),
-                // Waits on the event log itself: the line is seen the moment it is read.
-                Readiness::Log(text) => events
-                    .wait_for(Duration::from_millis(5), |e| {
+                // Waits on the event log itself, from where this run of the service started: the line is seen the
+                // moment it is read, and a line of an earlier run does not count.
+                Readiness::Log(text) => {
+                    let batch = events.since(cursor, Duration::from_millis(5));
+                    cursor = batch.next;
+                    batch.events.iter().any(|e| {
                         e.host.as_deref() == Some(self.host.as_str())
                             && matches!(&e.kind, EventKind::ServiceOutput { service, line, .. }
                                 if service == &self.spec.name && line.contains(text.as_str()))
                     })
-                    .is_some(),
+                }
             };
             if is_ready {
                 events.push(
@@ -173,7 +204,6 @@ impl RunningService {
         if let Some(status) = self.exit_status() {
             return status;
         }
-        let group = Pid::from_raw(self.pid as i32);
         let signal = self.spec.stop_signal;
         events.push(
             Some(&self.host),
@@ -182,11 +212,11 @@ impl RunningService {
                 signal: signal.to_string(),
             },
         );
-        let _ = killpg(group, signal);
+        let _ = self.signal(signal);
         if let Some(status) = self.wait_exit(self.spec.grace) {
             return status;
         }
-        let _ = killpg(group, Signal::SIGKILL);
+        let _ = self.signal(Signal::SIGKILL);
         self.wait_exit(Duration::from_secs(10))
             .unwrap_or(ExitStatus::Signal(Signal::SIGKILL as i32))
     }

@@ -59,6 +59,9 @@ pub struct LabState {
     /// /proc/<pid>/stat): a pid alone may have been reused.
     pub runner_pid: u32,
     pub runner_started: u64,
+    /// The runner stops (and cancels a bring-up) on SIGTERM: the `lab` command does, a program using the library
+    /// may not, and `lab down` never signals such a runner.
+    pub stops_on_signals: bool,
     pub phase: Phase,
     /// The run directory this record was written into.
     pub run_dir: Identity,
@@ -132,6 +135,10 @@ impl LabState {
                 paths.lab()
             ));
         }
+        match Identity::of_directory(&paths.run_dir()) {
+            Ok(found) if found == self.run_dir => {}
+            _ => return Err("run_dir: it was not written into this run directory".into()),
+        }
         if self.instance.is_empty() || !self.instance.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(format!("instance: `{}` is not an instance id", self.instance));
         }
@@ -164,9 +171,20 @@ impl LabState {
         Ok(())
     }
 
-    /// Atomically replaces the state file, readable by root only whatever the umask.
+    /// Atomically replaces the state file, readable by root only whatever the umask; refuses to overwrite the
+    /// record of another instance (a stale runner must not write over a newer lab of the same name).
     pub fn save(&self, paths: &LabPaths) -> io::Result<()> {
         let path = paths.state_file();
+        if let Some(other) = recorded_instance(paths).filter(|recorded| *recorded != self.instance) {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "{} now records instance {other} of lab {}, not this one",
+                    path.display(),
+                    self.name
+                ),
+            ));
+        }
         let temporary = path.with_extension("json.tmp");
         let mut file = std::fs::OpenOptions::new()
             .write(true)
@@ -178,10 +196,34 @@ impl LabState {
         std::fs::rename(&temporary, &path)
     }
 
+    /// The namespace file of `host` (or the switch), if it is still the namespace the lab created: what may be
+    /// entered.
+    pub fn verified_namespace(&self, paths: &LabPaths, host: &str) -> io::Result<PathBuf> {
+        if host != SWITCH_HOST && !self.hosts.contains_key(host) {
+            return Err(crate::plan::unknown_host(&self.name, host));
+        }
+        let namespace = paths.namespace(host);
+        let recorded = self.namespaces.get(host).map(|n| n.identity);
+        if recorded.is_none() || crate::net::netns::identity(&namespace.mount) != recorded {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{namespace} is not (or no longer) the one lab {} created", self.name),
+            ));
+        }
+        Ok(namespace.mount)
+    }
+
     /// Whether the process that recorded this state is still alive (and is that process, not a reused pid).
     pub fn runner_alive(&self) -> bool {
         self.runner_pid != std::process::id() && process_started(self.runner_pid) == Some(self.runner_started)
     }
+}
+
+/// The instance id in a lab's record, read without trusting anything else in it.
+pub fn recorded_instance(paths: &LabPaths) -> Option<String> {
+    let text = std::fs::read(paths.state_file()).ok()?;
+    let record: serde_json::Value = serde_json::from_slice(&text).ok()?;
+    Some(record.get("instance")?.as_str()?.to_string())
 }
 
 /// When a live process started (clock ticks after boot), or `None` if there is no such process or it has exited

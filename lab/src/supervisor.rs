@@ -37,7 +37,7 @@ impl StopSignals {
     pub fn block() -> io::Result<StopSignals> {
         let signals: SigSet = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP].into_iter().collect();
         signals.thread_block()?;
-        let cancel = Cancel::default();
+        let cancel = Cancel::on_signals();
         let (tx, received) = mpsc::channel();
         let flag = cancel.clone();
         std::thread::spawn(move || {
@@ -106,7 +106,10 @@ pub fn supervise(mut lab: Lab, signals: StopSignals, mut sink: EventSink) -> io:
                 };
                 reply.send(answer);
             }
-            Ok(Input::Control(Command::Down { reply })) => break Some(reply),
+            Ok(Input::Control(Command::Down { reply })) => {
+                reply.send(Reply::Accepted);
+                break Some(reply);
+            }
             Ok(Input::Signal) | Err(mpsc::RecvTimeoutError::Disconnected) => break None,
             Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
@@ -119,11 +122,22 @@ pub fn supervise(mut lab: Lab, signals: StopSignals, mut sink: EventSink) -> io:
         }
         let _ = writeln!(sink.out, "lab {name} is down");
     }
+    let outcome = match &statuses {
+        Ok(_) => Reply::Done,
+        Err(e) => Reply::Error { message: e.to_string() },
+    };
     if let Some(reply) = down_reply {
-        reply.send(match &statuses {
-            Ok(_) => Reply::Done,
-            Err(e) => Reply::Error { message: e.to_string() },
-        });
+        reply.send(outcome.clone());
+    }
+    // Requests that came in meanwhile get an answer too, not a closed connection.
+    while let Ok(late) = input.try_recv() {
+        match late {
+            Input::Control(Command::Down { reply }) => reply.send(outcome.clone()),
+            Input::Control(Command::Fault { reply, .. }) => reply.send(Reply::Error {
+                message: format!("lab {name} is down"),
+            }),
+            Input::Signal => {}
+        }
     }
     statuses
 }
@@ -141,9 +155,11 @@ fn forward<T: Send + 'static>(from: mpsc::Receiver<T>, to: mpsc::Sender<Input>, 
 /// For the detached supervisor once its lab is up: tells the waiting parent (one line on stderr), lets go of the
 /// parent's pipes, and returns the lab's events.log to write events to.
 pub fn detach(events_log: &Path) -> io::Result<Box<dyn Write + Send>> {
-    eprintln!("ready");
+    let log = CappedFile::create(events_log.to_path_buf(), EVENTS_LOG_CAP)?;
+    // A parent that is gone (Ctrl-C) cannot be told; the lab stays up, detached, as asked.
+    let _ = writeln!(io::stderr(), "ready");
     redirect_stdio_to_null()?;
-    Ok(Box::new(CappedFile::create(events_log.to_path_buf(), EVENTS_LOG_CAP)?))
+    Ok(Box::new(log))
 }
 
 fn redirect_stdio_to_null() -> io::Result<()> {

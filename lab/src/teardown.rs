@@ -1,20 +1,24 @@
 //! Removing a lab: only what it can prove it created, whoever asks (the lab's own runner, or `lab down` after
 //! the runner died).
 //!
-//! The proofs: the run directory is the lab's if it is the directory the lab created (its identity, when the
-//! caller knows it) and holds a record that names it; a namespace is the lab's if it is mounted inside that run
+//! The proofs: the run directory is the lab's if its record names the lab and, when the caller knows it, the
+//! instance that created it; a namespace is the lab's if it is mounted inside that run
 //! directory; a /run/netns or /etc/netns name is the lab's if it is a symbolic link to the lab's own file. A
 //! process is the lab's if it lives in one of those namespaces, checked again through a pidfd before it is
 //! signalled, so a reused pid is never hit.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::mount::{umount2, MntFlags};
+use nix::sys::signal::Signal;
 
 use crate::control::{Action, Client, Reply};
 use crate::names::{self, LabPaths, SWITCH_HOST};
 use crate::net::netns;
+use crate::pidfd::Pidfd;
 use crate::state::{Identity, LabState};
 
 /// How `lab down` got a lab down.
@@ -43,8 +47,11 @@ impl std::fmt::Display for DownOutcome {
     }
 }
 
-/// Takes the lab down: through its supervisor if one answers within `patience`, otherwise by killing the
-/// supervisor (so it can never act later) and removing what the lab's record and run directory prove its own.
+/// Takes the lab down: through its supervisor if it acknowledges within `patience` and finishes within `patience`
+/// more; otherwise a runner that stops on SIGTERM is sent one, and killed if it is still there after `patience`
+/// (so it can never act later), and the lab is removed from what its record and run directory prove its own. A
+/// runner that does not stop on signals (a program using the library) is left running; its own teardown later
+/// finds a run directory that is no longer its own and touches nothing.
 pub fn down(paths: &LabPaths, patience: Duration) -> io::Result<DownOutcome> {
     let state = match LabState::load(paths) {
         Ok(state) => state,
@@ -53,17 +60,20 @@ pub fn down(paths: &LabPaths, patience: Duration) -> io::Result<DownOutcome> {
     };
     let mut killed = false;
     if state.runner_alive() {
-        let answer = Client::connect(paths, &state.instance).and_then(|mut c| c.request(Action::Down, Some(patience)));
-        if let Ok(Reply::Done) = answer {
+        if ask_down(paths, &state, patience) {
             return Ok(DownOutcome::Stopped);
         }
-        if state.runner_alive() {
-            kill_runner(state.runner_pid, state.runner_started)?;
-            killed = true;
+        if state.stops_on_signals {
+            signal_runner(&state, Signal::SIGTERM)?;
+            if !runner_gone_within(&state, patience) {
+                signal_runner(&state, Signal::SIGKILL)?;
+                runner_gone_within(&state, Duration::from_secs(10));
+                killed = true;
+            }
         }
     }
     let hosts: Vec<String> = state.hosts.keys().cloned().collect();
-    remove(paths, &hosts, Some(state.run_dir))?;
+    remove(paths, &hosts, Some(&state.instance))?;
     Ok(if killed {
         DownOutcome::SupervisorKilled
     } else {
@@ -71,62 +81,107 @@ pub fn down(paths: &LabPaths, patience: Duration) -> io::Result<DownOutcome> {
     })
 }
 
-fn remove_empty_run_dir(paths: &LabPaths) -> io::Result<DownOutcome> {
-    let run_dir = paths.run_dir();
-    match std::fs::remove_dir(&run_dir) {
-        Ok(()) => Ok(DownOutcome::EmptyRunDirectory),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(io::Error::new(
-            e.kind(),
-            format!("no such lab (nothing in {})", run_dir.display()),
-        )),
-        Err(e) => Err(io::Error::new(
-            e.kind(),
-            format!(
-                "{} has no state.json and cannot be removed as an empty run directory ({e}); it was not left by a \
-                 lab's runner, so it is left alone",
-                run_dir.display()
-            ),
-        )),
-    }
+/// Whether the supervisor took the lab down when asked.
+fn ask_down(paths: &LabPaths, state: &LabState, patience: Duration) -> bool {
+    let Ok(mut client) = Client::connect(paths, &state.instance) else {
+        return false;
+    };
+    matches!(client.request(Action::Down, Some(patience)), Ok(Reply::Accepted))
+        && matches!(client.next_reply(Some(patience)), Ok(Some(Reply::Done)))
 }
 
-/// Removes everything of the lab whose paths are given: processes in its namespaces, the namespaces, their names,
-/// the run directory. With `run_dir` (the identity the lab's runner saw when it created its run directory), a run
-/// directory that is not that one (a newer lab of the same name) is left alone. Safe on a half-built lab and twice.
-pub fn remove(paths: &LabPaths, hosts: &[String], run_dir: Option<Identity>) -> io::Result<()> {
+/// Signals the recorded runner if it is still the process that started at the recorded time.
+fn signal_runner(state: &LabState, signal: Signal) -> io::Result<()> {
+    let pidfd = match Pidfd::open(state.runner_pid as i32) {
+        Ok(pidfd) => pidfd,
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if crate::state::process_started(state.runner_pid) != Some(state.runner_started) {
+        return Ok(());
+    }
+    pidfd.signal(signal)
+}
+
+fn runner_gone_within(state: &LabState, patience: Duration) -> bool {
+    let deadline = Instant::now() + patience;
+    while state.runner_alive() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    true
+}
+
+/// A run directory without a record is removed only if it holds nothing but, at most, a record that was never
+/// completed: that is all a runner killed right after creating it can have left.
+fn remove_empty_run_dir(paths: &LabPaths) -> io::Result<DownOutcome> {
+    let run_dir = paths.run_dir();
+    let entries: Vec<String> = match std::fs::read_dir(&run_dir) {
+        Ok(dir) => dir
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("no such lab (nothing in {})", run_dir.display()),
+            ))
+        }
+        Err(e) => return Err(e),
+    };
+    if entries.iter().any(|e| e != "state.json.tmp") {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{} has no state.json but holds {}; it was not left by a lab's runner, so it is left alone",
+                run_dir.display(),
+                entries.join(", ")
+            ),
+        ));
+    }
+    let _ = std::fs::remove_file(run_dir.join("state.json.tmp"));
+    std::fs::remove_dir(&run_dir)?;
+    Ok(DownOutcome::EmptyRunDirectory)
+}
+
+/// Removes everything of the lab whose paths are given: the names of its namespaces, the processes in them, the
+/// namespaces, the run directory. With `instance` (the instance id the lab's runner chose, or its record holds), a
+/// run directory whose record is not that instance's (a newer lab of the same name: inode numbers are reused, so
+/// only the record tells) is left alone. Safe on a half-built lab and twice.
+pub fn remove(paths: &LabPaths, hosts: &[String], instance: Option<&str>) -> io::Result<()> {
     match Identity::of_directory(&paths.run_dir()) {
-        Ok(found) if run_dir.is_some_and(|expected| expected != found) => return Ok(()),
         Ok(_) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => return remove_links(paths, hosts),
         Err(e) => return Err(e),
     }
+    if let Some(instance) = instance {
+        if crate::state::recorded_instance(paths).as_deref() != Some(instance) {
+            return Ok(());
+        }
+    }
     let mounted = mounted_namespaces(paths)?;
     let identities: Vec<Identity> = mounted.iter().filter_map(|(_, id)| *id).collect();
-    kill_processes_in(&identities);
     let mut first_error = None;
     let mut hosts = hosts.to_vec();
     hosts.extend(mounted.iter().map(|(host, _)| host.clone()));
+    // Names first, so nothing new enters the namespaces by name while they are emptied.
     if let Err(e) = remove_links(paths, &hosts) {
         first_error.get_or_insert(e);
     }
-    for (host, _) in &mounted {
-        if let Err(e) = netns::unmount(&paths.namespace(host).mount) {
-            first_error.get_or_insert(e);
-        }
+    kill_processes_in(&identities);
+    if let Err(e) = unmount_everything_under(&paths.run_dir()) {
+        first_error.get_or_insert(e);
     }
-    if let Err(e) = std::fs::remove_dir_all(paths.run_dir()) {
-        if e.kind() != io::ErrorKind::NotFound {
-            first_error.get_or_insert(io::Error::new(
-                e.kind(),
-                format!("cannot remove {}: {e}", paths.run_dir().display()),
-            ));
-        }
+    if let Err(e) = remove_run_dir(&paths.run_dir()) {
+        first_error.get_or_insert(e);
     }
     first_error.map_or(Ok(()), Err)
 }
 
 /// The namespace files in the run directory, by host, with the identity of what is mounted there (`None`: a file
-/// whose mount never happened or is gone).
+/// whose mount never happened or is gone). Only regular files count: a symbolic link is not the lab's namespace.
 fn mounted_namespaces(paths: &LabPaths) -> io::Result<Vec<(String, Option<Identity>)>> {
     let dir = match std::fs::read_dir(paths.namespaces_dir()) {
         Ok(dir) => dir,
@@ -142,11 +197,90 @@ fn mounted_namespaces(paths: &LabPaths) -> io::Result<Vec<(String, Option<Identi
         if host != SWITCH_HOST && names::check_host(&host).is_err() {
             continue;
         }
-        let identity = netns::identity(&entry.path());
-        found.push((host, identity));
+        if !entry.file_type()?.is_file() {
+            continue;
+        }
+        found.push((host, netns::identity(&entry.path())));
     }
     found.sort();
     Ok(found)
+}
+
+/// Detaches every mount inside `dir` (the lab's namespaces, and anything else mounted there), deepest first, so
+/// removing the directory never descends into a file system that is not the lab's.
+fn unmount_everything_under(dir: &Path) -> io::Result<()> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let mut inside: Vec<std::path::PathBuf> = mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(unescape_mount_point)
+        .filter(|point| point.starts_with(dir) && point != dir)
+        .collect();
+    inside.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    inside.dedup();
+    for point in inside {
+        match umount2(&point, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW) {
+            Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}
+            Err(e) => {
+                return Err(io::Error::new(
+                    io::Error::from(e).kind(),
+                    format!("cannot unmount {}: {e}", point.display()),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// mountinfo writes space, tab, newline and backslash in mount points as octal escapes.
+fn unescape_mount_point(field: &str) -> std::path::PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .and_then(|d| u8::from_str_radix(std::str::from_utf8(d).ok()?, 8).ok());
+        match (bytes[i], octal) {
+            (b'\\', Some(byte)) => {
+                out.push(byte);
+                i += 4;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    std::ffi::OsString::from_vec(out).into()
+}
+
+/// Removes the run directory, its record last: a removal cut short leaves a directory `lab down` still recognises.
+fn remove_run_dir(run_dir: &Path) -> io::Result<()> {
+    let entries = match std::fs::read_dir(run_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_name() == "state.json" {
+            continue;
+        }
+        let removed = if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())
+        } else {
+            std::fs::remove_file(entry.path())
+        };
+        removed.map_err(|e| io::Error::new(e.kind(), format!("cannot remove {}: {e}", entry.path().display())))?;
+    }
+    match std::fs::remove_file(run_dir.join("state.json")) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    std::fs::remove_dir(run_dir)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot remove {}: {e}", run_dir.display())))
 }
 
 /// Removes the /run/netns and /etc/netns names of `hosts` (and the switch) that point at this lab's files.
@@ -219,52 +353,10 @@ fn in_namespaces(pid: i32, namespaces: &[Identity]) -> bool {
 
 /// Sends SIGKILL to `pid` through a pidfd, after checking that the process the pidfd names lives in one of
 /// `namespaces` (the pid may have been reused since it was listed).
-pub fn kill_if_in(pid: i32, namespaces: &[Identity]) -> io::Result<()> {
-    let pidfd = pidfd_open(pid)?;
+fn kill_if_in(pid: i32, namespaces: &[Identity]) -> io::Result<()> {
+    let pidfd = Pidfd::open(pid)?;
     if !in_namespaces(pid, namespaces) {
         return Ok(());
     }
-    pidfd_kill(&pidfd)
-}
-
-/// Sends SIGKILL to the process that `pid` names if it started at `started` (clock ticks after boot, as recorded):
-/// the pid of a runner that died long ago may belong to anything now.
-pub fn kill_runner(pid: u32, started: u64) -> io::Result<()> {
-    let pidfd = pidfd_open(pid as i32)?;
-    if crate::state::process_started(pid) != Some(started) {
-        return Ok(());
-    }
-    pidfd_kill(&pidfd)?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while crate::state::process_started(pid) == Some(started) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    Ok(())
-}
-
-fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
-
-fn pidfd_kill(pidfd: &OwnedFd) -> io::Result<()> {
-    // SAFETY: pidfd_send_signal on a descriptor we own, with no siginfo.
-    let result = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            libc::SIGKILL,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
-    if result < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    pidfd.signal(Signal::SIGKILL)
 }

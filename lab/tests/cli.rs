@@ -84,7 +84,9 @@ fn down_recovers_a_lab_whose_runner_was_killed_while_building() {
     let name = unique("mid");
     let file = std::env::temp_dir().join(format!("{name}.toml"));
     std::fs::write(&file, lab::topology::flat_topology_toml(&name, 300)).unwrap();
-    for delay_ms in [5, 15, 40] {
+    let namespaces_made = |name: &str| std::fs::read_dir(format!("/run/lab/{name}/netns")).map_or(0, |d| d.count());
+    // Killed just after its run directory exists, with some namespaces made, with all of them made.
+    for wanted in [0, 1, 301] {
         let mut runner = lab_command()
             .args(["up", &file.display().to_string()])
             .stdout(Stdio::null())
@@ -92,7 +94,14 @@ fn down_recovers_a_lab_whose_runner_was_killed_while_building() {
             .process_group(0)
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(delay_ms));
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while namespaces_made(&name) < wanted && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        assert!(
+            namespaces_made(&name) >= wanted,
+            "the build never made {wanted} namespaces"
+        );
         runner.kill().unwrap();
         runner.wait().unwrap();
         let down = lab(&["down", &name]);

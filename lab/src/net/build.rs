@@ -37,7 +37,8 @@ pub fn etc_collision(link: &std::path::Path) -> io::Error {
     io::Error::new(
         io::ErrorKind::AlreadyExists,
         format!(
-            "{} already exists and was not made by this lab (`ip netns exec` reads it; another tool or another lab              whose name and host names overlap made it); it is left alone: remove it yourself or choose another lab \
+            "{} already exists and was not made by this lab (`ip netns exec` reads it; another tool or another lab \
+             whose name and host names overlap made it); it is left alone: remove it yourself or choose another lab \
              name (--name)",
             link.display()
         ),

@@ -11,19 +11,14 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nix::errno::Errno;
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::mount::{mount, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 
-use crate::names::{NamespacePaths, NETNS_DIR};
+use crate::names::NamespacePaths;
 use crate::state::Identity;
-
-/// The path iproute2 uses for a namespace name (for namespaces of other tools, and for tests).
-pub fn path(name: &str) -> PathBuf {
-    Path::new(NETNS_DIR).join(name)
-}
 
 /// Makes `dir` a shared mount (binding it onto itself first if it is not a mount point), as `ip netns add` does
 /// for /run/netns: a namespace mounted under it stays visible in mount namespaces created later (those of the
@@ -135,31 +130,33 @@ pub fn run_in<T: Send + 'static>(
     .map_err(|_| io::Error::other("thread inside the namespace panicked"))?
 }
 
-/// Unmounts a namespace file and removes it. The kernel frees the namespace once no process or socket holds it.
-pub fn unmount(file: &Path) -> io::Result<()> {
-    match umount2(file, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW) {
-        Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}
-        Err(e) => {
-            return Err(io::Error::new(
-                io::Error::from(e).kind(),
-                format!("cannot unmount {}: {e}", file.display()),
-            ))
-        }
-    }
-    match std::fs::remove_file(file) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-/// The identity of the namespace mounted at `file` (the nsfs inode), or `None` if nothing is mounted there.
+/// The identity of the namespace mounted at `file` (the nsfs inode), or `None` if `file` is not a namespace
+/// mount: a plain file (its mount never happened or is gone) or a symbolic link, which is never followed (a link in
+/// the run directory to /proc/1/ns/net must not make the machine's namespace look like the lab's).
 pub fn identity(file: &Path) -> Option<Identity> {
-    // An unmounted file is a plain file on the /run filesystem, not an nsfs inode.
-    if nix::sys::statfs::statfs(file).ok()?.filesystem_type() != nix::sys::statfs::NSFS_MAGIC {
+    use std::os::unix::fs::OpenOptionsExt;
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW)
+        .open(file)
+        .ok()?;
+    let meta = opened.metadata().ok()?;
+    if !meta.file_type().is_file() {
         return None;
     }
-    Identity::of(file).ok()
+    if nix::sys::statfs::fstatfs(&opened).ok()?.filesystem_type() != nix::sys::statfs::NSFS_MAGIC {
+        return None;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let identity = Identity {
+        dev: meta.dev(),
+        ino: meta.ino(),
+    };
+    // Whatever is mounted there, the machine's own namespace and this process's are never a lab's.
+    let foreign = ["/proc/1/ns/net", "/proc/self/ns/net"]
+        .iter()
+        .any(|own| Identity::of(Path::new(own)).is_ok_and(|own| own == identity));
+    (!foreign).then_some(identity)
 }
 
 /// Writes a sysctl of the current thread's network namespace.

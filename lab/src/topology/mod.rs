@@ -119,11 +119,11 @@ impl Service {
     /// The service with `{dir}` (the topology file's directory), `{run}` (the lab's run directory) and `{tls}`
     /// (its TLS material, `{run}/tls`) replaced in its arguments, environment and working directory, so topologies
     /// can name files next to them.
-    pub fn with_placeholders(&self, dir: &Path, run: &Path) -> Service {
+    pub fn with_placeholders(&self, dir: &Path, paths: &crate::names::LabPaths) -> Service {
         let expand = |text: &str| {
             text.replace("{dir}", &dir.display().to_string())
-                .replace("{run}", &run.display().to_string())
-                .replace("{tls}", &run.join("tls").display().to_string())
+                .replace("{run}", &paths.run_dir().display().to_string())
+                .replace("{tls}", &paths.tls_dir().display().to_string())
         };
         Service {
             argv: self.argv.iter().map(|arg| expand(arg)).collect(),
