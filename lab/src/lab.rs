@@ -143,7 +143,7 @@ impl Lab {
     /// The run directory's contents, the network, and each host's /etc.
     fn build(&mut self, cancel: &Cancel) -> io::Result<()> {
         let paths = &self.plan.paths;
-        for dir in [paths.logs_dir(), paths.namespaces_dir(), paths.hosts_dir()] {
+        for dir in [paths.logs_dir(), paths.namespaces_dir(), paths.etc_dir()] {
             std::fs::create_dir(&dir)?;
         }
         if self.topology.tls {
@@ -364,21 +364,12 @@ impl Lab {
         self.plan.host_or_error(host)
     }
 
-    /// Each host's /etc (for now its hosts file) inside the run directory, and the /etc/netns link that shows it
-    /// to `ip netns exec`. Every host sees the same /etc/hosts: it is written once and hard-linked into each host's
-    /// directory, which keeps a 1000-host lab from writing a thousand copies of a thousand lines.
+    /// The hosts' /etc (for now the hosts file every host sees) inside the run directory, and for each host the
+    /// /etc/netns link that shows it to `ip netns exec`.
     fn write_etc_files(&self) -> io::Result<()> {
+        std::fs::write(self.paths().etc_dir().join("hosts"), self.topology.etc_hosts())?;
         std::fs::create_dir_all(crate::names::ETC_NETNS_DIR)?;
-        let mut written: Option<&Path> = None;
         for host in &self.plan.hosts {
-            std::fs::create_dir_all(&host.etc.dir)?;
-            match written {
-                Some(first) => std::fs::hard_link(first, &host.etc.hosts_file)?,
-                None => {
-                    std::fs::write(&host.etc.hosts_file, self.topology.etc_hosts())?;
-                    written = Some(&host.etc.hosts_file);
-                }
-            }
             std::os::unix::fs::symlink(&host.etc.dir, &host.etc.link).map_err(|e| {
                 if e.kind() == io::ErrorKind::AlreadyExists {
                     build::etc_collision(&host.etc.link)
@@ -472,9 +463,7 @@ fn create_run_dir(paths: &LabPaths) -> Result<Identity, LabError> {
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(root)?;
     Identity::of_directory(root)?;
     std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))?;
-    // Mounts inside run directories (the namespaces) then reach the mount namespaces of the lab's processes, and
-    // so does their removal.
-    netns::share_mounts_under(root)?;
+    netns::prepare_run_root(root)?;
     let run_dir = paths.run_dir();
     if let Err(e) = std::fs::DirBuilder::new().mode(0o700).create(&run_dir) {
         return Err(if e.kind() == io::ErrorKind::AlreadyExists {

@@ -166,9 +166,9 @@ impl LabPaths {
         self.run_dir().join("netns")
     }
 
-    /// Per-host files (the /etc that `ip netns exec` and the lab's processes see).
-    pub fn hosts_dir(&self) -> PathBuf {
-        self.run_dir().join("hosts")
+    /// The /etc files every host sees (today its hosts file, the same for every host).
+    pub fn etc_dir(&self) -> PathBuf {
+        self.run_dir().join("etc")
     }
 
     /// The namespace of `host` (or of the switch, [`SWITCH_HOST`]); `host` must have passed [`check_host`] or be
@@ -187,10 +187,11 @@ impl LabPaths {
         }
     }
 
-    /// The /etc directory `ip netns exec` binds over the machine's for `host`, and the link that points iproute2 at it.
+    /// The /etc directory `ip netns exec` binds over the machine's for `host`, and the link that points iproute2 at
+    /// it. Every host shares one: one link per host is all a 1000-host lab writes outside its run directory.
     pub fn etc(&self, host: &str) -> EtcPaths {
         debug_assert!(check_host(host).is_ok(), "unchecked host name {host:?}");
-        let dir = self.hosts_dir().join(host).join("etc");
+        let dir = self.etc_dir();
         EtcPaths {
             link: Path::new(ETC_NETNS_DIR).join(namespace_name(&self.lab, host)),
             hosts_file: dir.join("hosts"),

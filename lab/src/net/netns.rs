@@ -20,33 +20,47 @@ use nix::sched::{setns, unshare, CloneFlags};
 use crate::names::NamespacePaths;
 use crate::state::Identity;
 
-/// Makes `dir` a shared mount (binding it onto itself first if it is not a mount point), as `ip netns add` does
-/// for /run/netns: a namespace mounted under it stays visible in mount namespaces created later (those of the
-/// lab's processes), and its removal propagates to them, so they do not keep a torn-down namespace alive.
-pub fn share_mounts_under(dir: &Path) -> io::Result<()> {
+/// Makes /run/lab a mount point of its own, shared, before the first lab mounts a namespace under it: shared, so
+/// mounts inside run directories (the namespaces) reach the mount namespaces of the lab's processes, and so does
+/// their removal (as `ip netns add` does for /run/netns); a tmpfs when the directory is new and not one already
+/// (/run is a tmpfs on most systems, but not on every one: on a disk, the files a lab makes and removes by the
+/// thousand cost ten times as much).
+pub fn prepare_run_root(root: &Path) -> io::Result<()> {
     let shared = || {
         mount(
             None::<&str>,
-            dir,
+            root,
             None::<&str>,
             MsFlags::MS_SHARED | MsFlags::MS_REC,
             None::<&str>,
         )
     };
     match shared() {
-        Ok(()) => Ok(()),
-        Err(Errno::EINVAL) => {
-            mount(
-                Some(dir),
-                dir,
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                None::<&str>,
-            )?;
-            shared().map_err(io::Error::from)
-        }
-        Err(e) => Err(e.into()),
+        Ok(()) => return Ok(()),
+        Err(Errno::EINVAL) => {}
+        Err(e) => return Err(e.into()),
     }
+    // Not a mount point yet.
+    let empty = std::fs::read_dir(root)?.next().is_none();
+    let on_tmpfs = nix::sys::statfs::statfs(root).is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC);
+    if empty && !on_tmpfs {
+        mount(
+            Some("tmpfs"),
+            root,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some("mode=0700"),
+        )?;
+    } else {
+        mount(
+            Some(root),
+            root,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )?;
+    }
+    shared().map_err(io::Error::from)
 }
 
 /// Creates namespaces from the thread that owns it, returning the thread to its original namespace after each one.

@@ -92,3 +92,29 @@ fn parse_net(text: &str) -> Result<(Ipv4Addr, Option<u8>), String> {
     };
     Ok((addr, prefix))
 }
+
+impl Checker<'_> {
+    /// A number of seconds in `minimum`-3600, or `default` when absent (or, reported, when out of range).
+    fn check_seconds(
+        &mut self,
+        minimum: f64,
+        value: &Option<toml::Spanned<f64>>,
+        default: f64,
+        field: &str,
+    ) -> std::time::Duration {
+        match value {
+            None => std::time::Duration::from_secs_f64(default),
+            Some(v) if v.get_ref().is_finite() && (minimum..=3600.0).contains(v.get_ref()) => {
+                std::time::Duration::from_secs_f64(*v.get_ref())
+            }
+            Some(v) => {
+                self.report(
+                    v.span(),
+                    field,
+                    format!("{} is not a number of seconds in {minimum}-3600", v.get_ref()),
+                );
+                std::time::Duration::from_secs_f64(default)
+            }
+        }
+    }
+}

@@ -3,9 +3,6 @@
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
-use std::time::Duration;
-
-use toml::Spanned;
 
 use super::naming::check_identifier;
 use crate::topology::diagnostics::Checker;
@@ -40,8 +37,8 @@ impl Checker<'_> {
             self.report(raw.name.span(), &field("name"), format!("probe name `{name}` {why}"));
         }
         let kind = self.check_probe_kind(topology, raw, field)?;
-        let interval = self.check_probe_seconds(&raw.interval, 0.1, &field("interval"));
-        let timeout = self.check_probe_seconds(&raw.timeout, 0.2, &field("timeout"));
+        let interval = self.check_seconds(0.001, &raw.interval, 0.1, &field("interval"));
+        let timeout = self.check_seconds(0.001, &raw.timeout, 0.2, &field("timeout"));
         Some(Probe {
             name,
             kind,
@@ -112,22 +109,5 @@ impl Checker<'_> {
             );
         }
         address
-    }
-
-    fn check_probe_seconds(&mut self, value: &Option<Spanned<f64>>, default: f64, field: &str) -> Duration {
-        match value {
-            None => Duration::from_secs_f64(default),
-            Some(v) if v.get_ref().is_finite() && *v.get_ref() >= 0.001 && *v.get_ref() <= 3600.0 => {
-                Duration::from_secs_f64(*v.get_ref())
-            }
-            Some(v) => {
-                self.report(
-                    v.span(),
-                    field,
-                    format!("{} is not a number of seconds in 0.001-3600", v.get_ref()),
-                );
-                Duration::from_secs_f64(default)
-            }
-        }
     }
 }

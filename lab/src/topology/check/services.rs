@@ -2,10 +2,9 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use toml::Spanned;
 
 use nix::sys::signal::Signal;
-use toml::Spanned;
 
 use super::naming::check_identifier;
 use crate::process::find_program;
@@ -39,8 +38,8 @@ impl Checker<'_> {
         }
         self.check_argv(raw, field);
         let ready = raw.ready.as_ref().and_then(|ready| self.check_readiness(ready, field));
-        let ready_timeout = self.check_service_seconds(&raw.ready_timeout, 10.0, &field("ready_timeout"));
-        let grace = self.check_service_seconds(&raw.grace, 5.0, &field("grace"));
+        let ready_timeout = self.check_seconds(0.0, &raw.ready_timeout, 10.0, &field("ready_timeout"));
+        let grace = self.check_seconds(0.0, &raw.grace, 5.0, &field("grace"));
         let stop_signal = self.check_stop_signal(raw, field);
         let events_on_stdout = self.check_events(raw, field);
         Service {
@@ -99,23 +98,6 @@ impl Checker<'_> {
         tcp.map(Readiness::Tcp)
             .or_else(|| file.clone().map(|f| Readiness::File(f.into())))
             .or_else(|| log.clone().map(Readiness::Log))
-    }
-
-    fn check_service_seconds(&mut self, value: &Option<Spanned<f64>>, default: f64, field: &str) -> Duration {
-        match value {
-            None => Duration::from_secs_f64(default),
-            Some(v) if v.get_ref().is_finite() && *v.get_ref() >= 0.0 && *v.get_ref() <= 3600.0 => {
-                Duration::from_secs_f64(*v.get_ref())
-            }
-            Some(v) => {
-                self.report(
-                    v.span(),
-                    field,
-                    format!("{} is not a number of seconds in 0-3600", v.get_ref()),
-                );
-                Duration::from_secs_f64(default)
-            }
-        }
     }
 
     fn check_stop_signal(&mut self, raw: &RawService, field: &dyn Fn(&str) -> String) -> Signal {
