@@ -286,7 +286,7 @@ fn a_stale_runner_never_touches_a_newer_lab_of_the_same_name() {
     let stale_namespaces = namespace_inodes(&stale);
     // What `lab down` does once it has given up on a runner: remove the lab from its record, runner or not.
     let hosts: Vec<String> = topology.hosts.iter().map(|h| h.name.clone()).collect();
-    lab::teardown::remove(stale.paths(), &hosts, None).unwrap();
+    lab::teardown::remove(stale.paths(), &hosts, None, stale.state().etc_hosts).unwrap();
     assert_eq!(leftovers(&name, &stale_namespaces), Vec::<String>::new());
 
     let newer = Lab::up(&topology).unwrap();

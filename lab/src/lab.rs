@@ -2,8 +2,9 @@
 
 use std::collections::BTreeMap;
 use std::io;
+use std::io::Write;
 use std::net::Ipv4Addr;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -143,7 +144,7 @@ impl Lab {
     /// The run directory's contents, the network, and each host's /etc.
     fn build(&mut self, cancel: &Cancel) -> io::Result<()> {
         let paths = &self.plan.paths;
-        for dir in [paths.logs_dir(), paths.namespaces_dir(), paths.etc_dir()] {
+        for dir in [paths.logs_dir(), paths.namespaces_dir()] {
             std::fs::create_dir(&dir)?;
         }
         if self.topology.tls {
@@ -350,7 +351,12 @@ impl Lab {
             .map(|s| (s.host.clone(), s.spec.name.clone(), s.stop(&self.events)))
             .collect();
         let hosts: Vec<String> = self.plan.hosts.iter().map(|h| h.name.clone()).collect();
-        teardown::remove(&self.plan.paths, &hosts, Some(&self.state.instance))?;
+        teardown::remove(
+            &self.plan.paths,
+            &hosts,
+            Some(&self.state.instance),
+            self.state.etc_hosts,
+        )?;
         self.events.push(
             None,
             EventKind::LabDown {
@@ -364,19 +370,27 @@ impl Lab {
         self.plan.host_or_error(host)
     }
 
-    /// The hosts' /etc (for now the hosts file every host sees) inside the run directory, and for each host the
-    /// /etc/netns link that shows it to `ip netns exec`.
-    fn write_etc_files(&self) -> io::Result<()> {
-        std::fs::write(self.paths().etc_dir().join("hosts"), self.topology.etc_hosts())?;
+    /// Each host's /etc/netns directory, which `ip netns exec` (and the lab's processes) bind over /etc, with the
+    /// /etc/hosts every host sees: written once, recorded, and hard-linked into every other host's directory, so a
+    /// 1000-host lab writes one file of a thousand lines, not a thousand.
+    fn write_etc_files(&mut self) -> io::Result<()> {
         std::fs::create_dir_all(crate::names::ETC_NETNS_DIR)?;
-        for host in &self.plan.hosts {
-            std::os::unix::fs::symlink(&host.etc.dir, &host.etc.link).map_err(|e| {
-                if e.kind() == io::ErrorKind::AlreadyExists {
-                    build::etc_collision(&host.etc.link)
-                } else {
-                    io::Error::new(e.kind(), format!("cannot create {}: {e}", host.etc.link.display()))
-                }
-            })?;
+        let hosts: Vec<crate::names::EtcPaths> = self.plan.hosts.iter().map(|h| h.etc.clone()).collect();
+        let Some((first, others)) = hosts.split_first() else {
+            return Ok(());
+        };
+        create_etc_dir(first)?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&first.hosts_file)?
+            .write_all(self.topology.etc_hosts().as_bytes())?;
+        self.state.etc_hosts = Some(Identity::of(&first.hosts_file)?);
+        self.save_state()?;
+        for etc in others {
+            create_etc_dir(etc)?;
+            std::fs::hard_link(&first.hosts_file, &etc.hosts_file)?;
         }
         Ok(())
     }
@@ -456,6 +470,17 @@ impl Drop for Lab {
     }
 }
 
+/// Creates a host's /etc/netns directory; one that exists already is not the lab's, and is left alone.
+fn create_etc_dir(etc: &crate::names::EtcPaths) -> io::Result<()> {
+    std::fs::DirBuilder::new().mode(0o755).create(&etc.dir).map_err(|e| {
+        if e.kind() == io::ErrorKind::AlreadyExists {
+            build::etc_collision(&etc.dir)
+        } else {
+            io::Error::new(e.kind(), format!("cannot create {}: {e}", etc.dir.display()))
+        }
+    })
+}
+
 /// Creates the lab's run directory, root's alone whatever the umask; it is the lab's lock (creating it fails if
 /// the lab exists). Returns its identity, which teardown checks before removing it.
 fn create_run_dir(paths: &LabPaths) -> Result<Identity, LabError> {
@@ -521,6 +546,7 @@ fn initial_state(topology: &Topology, plan: &Plan, run_dir: Identity, stops_on_s
         phase: Phase::Building,
         run_dir,
         namespaces: BTreeMap::new(),
+        etc_hosts: None,
         hosts,
     }
 }

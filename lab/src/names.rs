@@ -166,11 +166,6 @@ impl LabPaths {
         self.run_dir().join("netns")
     }
 
-    /// The /etc files every host sees (today its hosts file, the same for every host).
-    pub fn etc_dir(&self) -> PathBuf {
-        self.run_dir().join("etc")
-    }
-
     /// The namespace of `host` (or of the switch, [`SWITCH_HOST`]); `host` must have passed [`check_host`] or be
     /// the switch.
     pub fn namespace(&self, host: &str) -> NamespacePaths {
@@ -187,13 +182,11 @@ impl LabPaths {
         }
     }
 
-    /// The /etc directory `ip netns exec` binds over the machine's for `host`, and the link that points iproute2 at
-    /// it. Every host shares one: one link per host is all a 1000-host lab writes outside its run directory.
+    /// The /etc files `ip netns exec` binds over the machine's for `host` (and the lab's processes too).
     pub fn etc(&self, host: &str) -> EtcPaths {
         debug_assert!(check_host(host).is_ok(), "unchecked host name {host:?}");
-        let dir = self.etc_dir();
+        let dir = Path::new(ETC_NETNS_DIR).join(namespace_name(&self.lab, host));
         EtcPaths {
-            link: Path::new(ETC_NETNS_DIR).join(namespace_name(&self.lab, host)),
             hosts_file: dir.join("hosts"),
             dir,
         }
@@ -239,13 +232,12 @@ pub struct NamespacePaths {
     pub link: PathBuf,
 }
 
+/// /etc/netns/<lab>-<host> and the hosts file in it: a hard link of one file, the same for every host of the lab
+/// (one directory and one link per host: creating files costs ten times as much on some disks).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EtcPaths {
-    /// The host's own /etc files, inside the run directory.
     pub dir: PathBuf,
     pub hosts_file: PathBuf,
-    /// /etc/netns/<lab>-<host>, a symbolic link to `dir`.
-    pub link: PathBuf,
 }
 
 impl fmt::Display for NamespacePaths {

@@ -20,7 +20,7 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 
 use crate::names::LabPaths;
-use crate::state::LabState;
+use crate::state::{Identity, LabState};
 
 /// How to enter one host; cheap to clone into several commands.
 #[derive(Debug, Clone)]
@@ -46,7 +46,18 @@ impl HostCommand {
     pub fn for_recorded_host(state: &LabState, paths: &LabPaths, host: &str) -> io::Result<HostCommand> {
         let namespace = state.verified_namespace(paths, host)?;
         let hostname = &state.hosts[host].hostname;
-        Ok(HostCommand::new(&namespace).with_identity(hostname, &paths.etc(host).hosts_file))
+        let hosts_file = paths.etc(host).hosts_file;
+        if state.etc_hosts.is_none() || Identity::of(&hosts_file).ok() != state.etc_hosts {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "{} is not (or no longer) the one lab {} wrote",
+                    hosts_file.display(),
+                    state.name
+                ),
+            ));
+        }
+        Ok(HostCommand::new(&namespace).with_identity(hostname, &hosts_file))
     }
 
     /// Also the host's hostname and /etc/hosts, as every service and `lab exec` gets.

@@ -67,6 +67,10 @@ pub struct LabState {
     pub run_dir: Identity,
     /// Namespaces the lab has created (recorded once they exist), by host (the switch as `switch`).
     pub namespaces: BTreeMap<String, NamespaceRecord>,
+    /// The hosts file in every host's /etc/netns directory (one file, hard-linked), recorded once it exists: a
+    /// directory there is the lab's only if it holds this file and nothing else.
+    #[serde(default)]
+    pub etc_hosts: Option<Identity>,
     pub hosts: BTreeMap<String, HostRecord>,
 }
 

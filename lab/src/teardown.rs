@@ -3,11 +3,13 @@
 //!
 //! The proofs: the run directory is the lab's if its record names the lab and, when the caller knows it, the
 //! instance that created it; a namespace is the lab's if it is mounted inside that run
-//! directory; a /run/netns or /etc/netns name is the lab's if it is a symbolic link to the lab's own file. A
+//! directory; a /run/netns name is the lab's if it is a symbolic link to the lab's own file; an /etc/netns
+//! directory is the lab's if it holds the lab's recorded hosts file and nothing else. A
 //! process is the lab's if it lives in one of those namespaces, checked again through a pidfd before it is
 //! signalled, so a reused pid is never hit.
 
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -73,7 +75,7 @@ pub fn down(paths: &LabPaths, patience: Duration) -> io::Result<DownOutcome> {
         }
     }
     let hosts: Vec<String> = state.hosts.keys().cloned().collect();
-    remove(paths, &hosts, Some(&state.instance))?;
+    remove(paths, &hosts, Some(&state.instance), state.etc_hosts)?;
     Ok(if killed {
         DownOutcome::SupervisorKilled
     } else {
@@ -150,10 +152,15 @@ fn remove_empty_run_dir(paths: &LabPaths) -> io::Result<DownOutcome> {
 /// namespaces, the run directory. With `instance` (the instance id the lab's runner chose, or its record holds), a
 /// run directory whose record is not that instance's (a newer lab of the same name: inode numbers are reused, so
 /// only the record tells) is left alone. Safe on a half-built lab and twice.
-pub fn remove(paths: &LabPaths, hosts: &[String], instance: Option<&str>) -> io::Result<()> {
+pub fn remove(
+    paths: &LabPaths,
+    hosts: &[String],
+    instance: Option<&str>,
+    etc_hosts: Option<Identity>,
+) -> io::Result<()> {
     match Identity::of_directory(&paths.run_dir()) {
         Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return remove_links(paths, hosts),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return remove_names(paths, hosts, etc_hosts),
         Err(e) => return Err(e),
     }
     if let Some(instance) = instance {
@@ -167,7 +174,7 @@ pub fn remove(paths: &LabPaths, hosts: &[String], instance: Option<&str>) -> io:
     let mut hosts = hosts.to_vec();
     hosts.extend(mounted.iter().map(|(host, _)| host.clone()));
     // Names first, so nothing new enters the namespaces by name while they are emptied.
-    if let Err(e) = remove_links(paths, &hosts) {
+    if let Err(e) = remove_names(paths, &hosts, etc_hosts) {
         first_error.get_or_insert(e);
     }
     kill_processes_in(&identities);
@@ -283,24 +290,26 @@ fn remove_run_dir(run_dir: &Path) -> io::Result<()> {
         .map_err(|e| io::Error::new(e.kind(), format!("cannot remove {}: {e}", run_dir.display())))
 }
 
-/// Removes the /run/netns and /etc/netns names of `hosts` (and the switch) that point at this lab's files.
-fn remove_links(paths: &LabPaths, hosts: &[String]) -> io::Result<()> {
+/// Removes the /run/netns and /etc/netns names of `hosts` (and the switch) that are the lab's: a link to exactly
+/// the lab's namespace file; a directory holding the lab's hosts file (`etc_hosts`) and nothing else.
+fn remove_names(paths: &LabPaths, hosts: &[String], etc_hosts: Option<Identity>) -> io::Result<()> {
     let mut first_error = None;
-    let mut remove = |link: &Path, target: &Path| {
-        if let Err(e) = remove_link_to(link, target) {
+    let mut note = |result: io::Result<()>| {
+        if let Err(e) = result {
             first_error.get_or_insert(e);
         }
     };
     let switch = paths.namespace(SWITCH_HOST);
-    remove(&switch.link, &switch.mount);
+    note(remove_link_to(&switch.link, &switch.mount));
     for host in hosts {
         if names::check_host(host).is_err() {
             continue;
         }
         let namespace = paths.namespace(host);
-        remove(&namespace.link, &namespace.mount);
-        let etc = paths.etc(host);
-        remove(&etc.link, &etc.dir);
+        note(remove_link_to(&namespace.link, &namespace.mount));
+        if let Some(etc_hosts) = etc_hosts {
+            note(remove_etc_dir(&paths.etc(host), etc_hosts));
+        }
     }
     first_error.map_or(Ok(()), Err)
 }
@@ -314,6 +323,29 @@ fn remove_link_to(link: &Path, target: &Path) -> io::Result<()> {
         },
         _ => Ok(()),
     }
+}
+
+/// Removes a host's /etc/netns directory if it is the lab's: a directory (not a link) whose one entry is the lab's
+/// hosts file.
+fn remove_etc_dir(etc: &crate::names::EtcPaths, etc_hosts: Identity) -> io::Result<()> {
+    if !std::fs::symlink_metadata(&etc.dir).is_ok_and(|m| m.is_dir()) {
+        return Ok(());
+    }
+    let entries: Vec<_> = std::fs::read_dir(&etc.dir)?.collect::<Result<_, _>>()?;
+    let only_the_hosts_file = entries.len() == 1
+        && entries[0].file_name() == "hosts"
+        && std::fs::symlink_metadata(&etc.hosts_file).is_ok_and(|m| {
+            m.is_file()
+                && Identity {
+                    dev: m.dev(),
+                    ino: m.ino(),
+                } == etc_hosts
+        });
+    if !only_the_hosts_file {
+        return Ok(());
+    }
+    std::fs::remove_file(&etc.hosts_file)?;
+    std::fs::remove_dir(&etc.dir)
 }
 
 /// SIGKILLs every process whose network namespace is one of `namespaces`, and waits until they are gone, so nothing

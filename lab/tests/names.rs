@@ -40,8 +40,6 @@ fn derived(lab: &str, host: &str) -> (Vec<std::path::PathBuf>, Vec<String>) {
         namespace.mount.clone(),
         namespace.link.clone(),
         etc.dir,
-        etc.hosts_file,
-        etc.link,
         paths.service_log(host, "svc"),
     ];
     (files, vec![namespace.name, names::switch_port_name(host, 0)])

@@ -4,7 +4,7 @@
 //! down when its supervisor is frozen.
 
 mod common;
-use common::{alive, assert_gone, flat_file, lab, lab_command, seed_file, supervisor_pid, text, unique};
+use common::{alive, assert_gone, flat_file, lab, lab_command, seed_file, supervisor_pid, text, unique, DownOnDrop};
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -237,6 +237,7 @@ fn down_refuses_a_state_file_that_names_what_is_not_the_labs() {
     std::fs::write(&file, with_service).unwrap();
     let up = lab(&["up", "-d", &file.display().to_string()]);
     assert!(up.status.success(), "{}", text(&up));
+    let _guard = DownOnDrop(name.clone());
     let edits: [(&str, Edit); 4] = [
         ("a namespace of another lab", |s| {
             s["namespaces"]["h1"]["netns"] = "other-h1".into();
@@ -279,6 +280,7 @@ fn the_control_socket_is_roots_and_silent_clients_block_nobody() {
     let file = flat_file(&name, 2);
     let up = lab(&["up", "-d", &file.display().to_string()]);
     assert!(up.status.success(), "{}", text(&up));
+    let _guard = DownOnDrop(name.clone());
     let socket = format!("/run/lab/{name}/control.sock");
 
     // An unprivileged user cannot even reach the socket.
@@ -375,6 +377,7 @@ fn a_frozen_supervisor_is_killed_by_down_and_never_touches_a_new_lab() {
     let file = flat_file(&name, 2);
     let up = lab(&["up", "-d", &file.display().to_string()]);
     assert!(up.status.success(), "{}", text(&up));
+    let _guard = DownOnDrop(name.clone());
     let old = supervisor_pid(&name);
     kill(Pid::from_raw(old), Signal::SIGSTOP).unwrap();
     let down = lab(&["down", "--timeout", "1", &name]);
@@ -389,6 +392,7 @@ fn a_frozen_supervisor_is_killed_by_down_and_never_touches_a_new_lab() {
 
     let up = lab(&["up", "-d", &file.display().to_string()]);
     assert!(up.status.success(), "{}", text(&up));
+    let _guard = DownOnDrop(name.clone());
     // (A live stale runner's own teardown leaving a new lab of the same name alone: tests/lab.rs.)
     let ping = lab(&["exec", &name, "h1", "--", "ping", "-c1", "-W2", "h2"]);
     assert!(ping.status.success(), "{}", text(&ping));
@@ -410,6 +414,7 @@ fn services_inherit_only_standard_descriptors() {
     std::fs::write(&file, topology).unwrap();
     let up = lab(&["up", "-d", &file.display().to_string()]);
     assert!(up.status.success(), "{}", text(&up));
+    let _guard = DownOnDrop(name.clone());
     let log = std::fs::read_to_string(format!("/run/lab/{name}/logs/h1.fds.log")).unwrap();
     let fds: Vec<&str> = log
         .lines()
@@ -470,6 +475,7 @@ fn down_leaves_alone_what_appeared_under_the_labs_names_after_up() {
     let file = flat_file(&name, 2);
     let up = lab(&["up", "-d", &file.display().to_string()]);
     assert!(up.status.success(), "{}", text(&up));
+    let _guard = DownOnDrop(name.clone());
     // Someone replaces h1's /run/netns name with a namespace of their own, with a process in it...
     std::fs::remove_file(format!("/run/netns/{name}-h1")).unwrap();
     let foreign = ForeignNamespace::new(&format!("{name}-h1"));

@@ -26,8 +26,8 @@ pub fn check_names_free(plan: &Plan) -> io::Result<()> {
         }
     }
     for host in &plan.hosts {
-        if std::fs::symlink_metadata(&host.etc.link).is_ok() {
-            return Err(etc_collision(&host.etc.link));
+        if std::fs::symlink_metadata(&host.etc.dir).is_ok() {
+            return Err(etc_collision(&host.etc.dir));
         }
     }
     Ok(())

@@ -89,3 +89,14 @@ pub fn supervisor_pid(name: &str) -> i32 {
 pub fn alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z"))
 }
+
+/// Takes the lab down when dropped, so a failing test leaves no lab behind (the test asserts its own `down`).
+pub struct DownOnDrop(pub String);
+
+impl Drop for DownOnDrop {
+    fn drop(&mut self) {
+        if std::path::Path::new(&format!("/run/lab/{}", self.0)).exists() {
+            let _ = lab(&["down", "--timeout", "5", &self.0]);
+        }
+    }
+}
