@@ -304,13 +304,17 @@ fn the_control_socket_is_roots_and_silent_clients_block_nobody() {
     assert_eq!(mode(&socket), 0o600);
     assert_eq!(mode(&format!("/run/lab/{name}/state.json")), 0o600);
 
-    // With the file modes opened up, the server still refuses anyone but root (SO_PEERCRED).
-    let open_up = |dir: u32, sock: u32| {
-        std::fs::set_permissions("/run/lab", std::fs::Permissions::from_mode(dir)).unwrap();
-        std::fs::set_permissions(format!("/run/lab/{name}"), std::fs::Permissions::from_mode(dir)).unwrap();
-        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(sock)).unwrap();
-    };
-    open_up(0o711, 0o666);
+    // Given a way in (the socket bound, world-writable, where anyone can reach it: /run/lab itself is left
+    // alone, other tests use it), the server still refuses anyone but root (SO_PEERCRED).
+    let reachable = std::env::temp_dir().join(format!("{name}.sock"));
+    std::fs::write(&reachable, "").unwrap();
+    let bound = Command::new("mount")
+        .args(["--bind", &socket])
+        .arg(&reachable)
+        .status()
+        .unwrap();
+    assert!(bound.success());
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
     let request = format!("{{\"lab\":\"{name}\",\"instance\":\"00\",\"action\":{{\"request\":\"down\"}}}}");
     let mut nobody = Command::new("setpriv")
         .args([
@@ -322,7 +326,7 @@ fn the_control_socket_is_roots_and_silent_clients_block_nobody() {
             "5",
             "-",
         ])
-        .arg(format!("UNIX-CONNECT:{socket}"))
+        .arg(format!("UNIX-CONNECT:{}", reachable.display()))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -330,7 +334,9 @@ fn the_control_socket_is_roots_and_silent_clients_block_nobody() {
         .unwrap();
     writeln!(nobody.stdin.take().unwrap(), "{request}").unwrap();
     let answer = nobody.wait_with_output().unwrap();
-    open_up(0o700, 0o600);
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(Command::new("umount").arg(&reachable).status().unwrap().success());
+    std::fs::remove_file(&reachable).unwrap();
     assert!(
         String::from_utf8_lossy(&answer.stdout).contains("uid 65534 may not control this lab"),
         "{}",
