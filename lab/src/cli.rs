@@ -113,8 +113,8 @@ enum Verb {
 
 fn seconds(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
-        Ok(s) if s.is_finite() && (0.0..=86_400.0).contains(&s) => Ok(s),
-        _ => Err(format!("`{text}` is not a number of seconds in 0-86400")),
+        Ok(s) if s.is_finite() && (0.001..=86_400.0).contains(&s) => Ok(s),
+        _ => Err(format!("`{text}` is not a number of seconds in 0.001-86400")),
     }
 }
 
@@ -208,11 +208,11 @@ fn up_detached(file: &Path, name: Option<&str>) -> anyhow::Result<ExitCode> {
         });
     }
     let mut child = command.spawn()?;
-    let supervisor = nix::unistd::Pid::from_raw(child.id() as i32);
+    // A handle on the supervisor itself: once reaped, its pid could be anyone's.
+    let supervisor = crate::pidfd::Pidfd::open(child.id() as i32)?;
     std::thread::spawn(move || {
         if stop_signals.wait().is_ok() {
-            // Our own child, not reaped while this process lives: the pid is still the supervisor's.
-            let _ = nix::sys::signal::kill(supervisor, Signal::SIGTERM);
+            let _ = supervisor.signal(Signal::SIGTERM);
         }
     });
     let mut stderr = BufReader::new(child.stderr.take().expect("piped"));
@@ -339,8 +339,8 @@ fn lab_status(paths: &LabPaths) -> anyhow::Result<Status> {
         let namespace = paths.namespace(host);
         // A namespace that is no longer the lab's is not entered: its interfaces show as missing.
         let links = state
-            .verified_namespace(paths, host)
-            .and_then(|mount| lab::links_in(&mount))
+            .open_namespace(paths, host)
+            .and_then(lab::links_in_namespace)
             .unwrap_or_default();
         let interfaces = record
             .interfaces
@@ -489,7 +489,8 @@ fn capture(lab: &str, segment: &str, write: &Path, count: Option<u64>) -> anyhow
     lab::check_privileges()?;
     let paths = lab_paths(lab)?;
     let state = LabState::load(&paths).map_err(|e| anyhow::anyhow!("lab {lab}: {e}"))?;
-    let switch = state.verified_namespace(&paths, SWITCH_HOST)?;
+    state.open_namespace(&paths, SWITCH_HOST)?;
+    let switch = paths.namespace(SWITCH_HOST).mount;
     let segments: std::collections::BTreeSet<&str> = state
         .hosts
         .values()

@@ -458,7 +458,7 @@ impl Injection<'_> {
             .collect::<io::Result<_>>()?;
         let rules = firewall::switch_fault_rules(&self.network.blocked, &loss);
         run_tool(
-            &HostCommand::new(&self.plan.switch.mount),
+            &HostCommand::new(&self.plan.switch.mount)?,
             "nft",
             &["-f", "-"],
             Some(&rules),
@@ -466,7 +466,7 @@ impl Injection<'_> {
     }
 
     fn shape(&self, host: &str, rate: Option<&str>) -> io::Result<()> {
-        let command = HostCommand::new(&self.host_plan(host)?.namespace.mount);
+        let command = HostCommand::new(&self.host_plan(host)?.namespace.mount)?;
         for interface in &self.host(host)?.interfaces {
             let name = interface.name.as_str();
             match rate {

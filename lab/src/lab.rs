@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::io::Write;
 use std::net::Ipv4Addr;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -80,6 +80,9 @@ pub struct Lab {
     services: Vec<RunningService>,
     network_faults: NetworkFaults,
     observers: Observers,
+    /// Whether this runner has written the record: from then on, a record that is not its own means the run
+    /// directory now belongs to someone else.
+    record_written: bool,
     torn_down: bool,
 }
 
@@ -113,6 +116,7 @@ impl Lab {
             services: Vec::new(),
             network_faults: NetworkFaults::default(),
             observers: Observers::default(),
+            record_written: false,
             torn_down: false,
         };
         // From here on, dropping `lab` removes whatever exists.
@@ -233,7 +237,20 @@ impl Lab {
 
     /// How to start programs in `host`: its namespace, hostname and /etc/hosts.
     pub fn host_command(&self, host: &str) -> io::Result<HostCommand> {
+        self.ensure_current()?;
         HostCommand::for_recorded_host(&self.state, &self.plan.paths, host)
+    }
+
+    /// Fails if the lab was taken down under this runner (`lab down` gave up on it) and its name now belongs to
+    /// another instance, or to nobody: nothing may then be entered or changed through it.
+    fn ensure_current(&self) -> io::Result<()> {
+        if state::recorded_instance(&self.plan.paths).as_deref() == Some(self.state.instance.as_str()) {
+            return Ok(());
+        }
+        Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("lab {} was taken down under this runner", self.plan.lab()),
+        ))
     }
 
     /// A `Command` that runs `program` inside `host`.
@@ -267,7 +284,8 @@ impl Lab {
 
     /// The links of `host` as its kernel sees them.
     pub fn links(&self, host: &str) -> io::Result<Vec<LinkInfo>> {
-        links_in(self.netns_path(host)?)
+        self.ensure_current()?;
+        links_in_namespace(self.state.open_namespace(&self.plan.paths, host)?)
     }
 
     /// The MAC address of `interface` in `host`.
@@ -299,6 +317,7 @@ impl Lab {
 
     /// Injects `fault` into each of `hosts` (for a partition: cuts them off from the hosts the fault names).
     pub fn inject(&mut self, hosts: &[&str], fault: &Fault) -> io::Result<()> {
+        self.ensure_current()?;
         let mut injection = Injection {
             topology: &self.topology,
             plan: &self.plan,
@@ -327,7 +346,9 @@ impl Lab {
                 };
             }
         }
-        self.state.save(&self.plan.paths)
+        self.state.save(&self.plan.paths, self.record_written)?;
+        self.record_written = true;
+        Ok(())
     }
 
     /// Stops the services (last started, first stopped) and removes every trace of the lab.
@@ -371,28 +392,45 @@ impl Lab {
     }
 
     /// Each host's /etc/netns directory, which `ip netns exec` (and the lab's processes) bind over /etc, with the
-    /// /etc/hosts every host sees: written once, recorded, and hard-linked into every other host's directory, so a
-    /// 1000-host lab writes one file of a thousand lines, not a thousand.
+    /// /etc/hosts every host sees: one file, written as an anonymous file (O_TMPFILE, so a runner killed now leaves
+    /// nothing), recorded, and only then hard-linked into each host's directory. A 1000-host lab writes one file of
+    /// a thousand lines, not a thousand.
     fn write_etc_files(&mut self) -> io::Result<()> {
         std::fs::create_dir_all(crate::names::ETC_NETNS_DIR)?;
-        let hosts: Vec<crate::names::EtcPaths> = self.plan.hosts.iter().map(|h| h.etc.clone()).collect();
-        let Some((first, others)) = hosts.split_first() else {
-            return Ok(());
-        };
-        create_etc_dir(first)?;
-        std::fs::OpenOptions::new()
+        let anonymous = std::fs::OpenOptions::new()
             .write(true)
-            .create_new(true)
+            .custom_flags(libc::O_TMPFILE)
             .mode(0o644)
-            .open(&first.hosts_file)?
-            .write_all(self.topology.etc_hosts().as_bytes())?;
-        self.state.etc_hosts = Some(Identity::of(&first.hosts_file)?);
+            .open(crate::names::ETC_NETNS_DIR);
+        // A file system without anonymous files: a named one beside the directories, removed once they link it
+        // (teardown also knows it by its recorded identity).
+        let staged = self.paths().staged_etc_hosts();
+        let mut hosts_file = match anonymous {
+            Ok(file) => file,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)) => {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o644)
+                    .open(&staged)?
+            }
+            Err(e) => return Err(e),
+        };
+        hosts_file.write_all(self.topology.etc_hosts().as_bytes())?;
+        let meta = hosts_file.metadata()?;
+        self.state.etc_hosts = Some(Identity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        });
         self.save_state()?;
-        for etc in others {
-            create_etc_dir(etc)?;
-            std::fs::hard_link(&first.hosts_file, &etc.hosts_file)?;
+        for host in &self.plan.hosts {
+            create_etc_dir(&host.etc)?;
+            link_open_file(&hosts_file, &host.etc.hosts_file)?;
         }
-        Ok(())
+        match std::fs::remove_file(&staged) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// The kernel monitor of every host and a capture on every segment, started before any service so they see
@@ -468,6 +506,28 @@ impl Drop for Lab {
             eprintln!("lab {}: teardown: {e}", self.topology.name);
         }
     }
+}
+
+/// Gives the open (anonymous) file a name.
+fn link_open_file(file: &std::fs::File, to: &Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let to_c = std::ffi::CString::new(to.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a path"))?;
+    // SAFETY: linkat with a descriptor we own, an empty path (AT_EMPTY_PATH: the descriptor itself) and a C string.
+    let linked = unsafe {
+        libc::linkat(
+            file.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            to_c.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    if linked != 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(e.kind(), format!("cannot create {}: {e}", to.display())));
+    }
+    Ok(())
 }
 
 /// Creates a host's /etc/netns directory; one that exists already is not the lab's, and is left alone.
@@ -553,7 +613,12 @@ fn initial_state(topology: &Topology, plan: &Plan, run_dir: Identity, stops_on_s
 
 /// The links of the namespace mounted at `namespace`, as its kernel reports them.
 pub fn links_in(namespace: &Path) -> io::Result<Vec<LinkInfo>> {
-    let messages = netns::run_in(namespace, || Netlink::open()?.links())?;
+    links_in_namespace(netns::open_namespace(namespace)?.0)
+}
+
+/// The links of an open namespace, as its kernel reports them.
+pub fn links_in_namespace(namespace: std::fs::File) -> io::Result<Vec<LinkInfo>> {
+    let messages = netns::run_in_file(namespace, || Netlink::open()?.links())?;
     Ok(messages
         .into_iter()
         .map(|m| {

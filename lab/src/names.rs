@@ -192,6 +192,12 @@ impl LabPaths {
         }
     }
 
+    /// Where the hosts file every host's /etc/netns directory links is written first, on file systems that cannot
+    /// make anonymous files; it is removed once linked.
+    pub fn staged_etc_hosts(&self) -> PathBuf {
+        Path::new(ETC_NETNS_DIR).join(format!(".{}.hosts", self.lab))
+    }
+
     pub fn service_log(&self, host: &str, service: &str) -> PathBuf {
         self.logs_dir().join(format!("{host}.{service}.log"))
     }

@@ -15,6 +15,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
@@ -25,26 +26,31 @@ use crate::state::{Identity, LabState};
 /// How to enter one host; cheap to clone into several commands.
 #[derive(Debug, Clone)]
 pub struct HostCommand {
-    /// The namespace file (the lab's mount of it, inside its run directory).
-    namespace: PathBuf,
+    /// The host's network namespace, open: it was checked when opened, and it is what every command enters.
+    namespace: Arc<File>,
     hostname: Option<String>,
     hosts_file: Option<PathBuf>,
 }
 
 impl HostCommand {
-    /// Network namespace only (enough for tools such as `nft`).
-    pub fn new(namespace: &Path) -> HostCommand {
+    /// Network namespace only (enough for tools such as `nft`), from the lab's own mount of it.
+    pub fn new(namespace: &Path) -> io::Result<HostCommand> {
+        let (file, _) = crate::net::netns::open_namespace(namespace)?;
+        Ok(HostCommand::entering(file))
+    }
+
+    fn entering(namespace: File) -> HostCommand {
         HostCommand {
-            namespace: namespace.to_path_buf(),
+            namespace: Arc::new(namespace),
             hostname: None,
             hosts_file: None,
         }
     }
 
-    /// How to enter `host` of a recorded lab, with its identity: only while its namespace is still the one the lab
-    /// created.
+    /// How to enter `host` of a recorded lab, with its identity: only while its namespace and /etc/netns hosts file
+    /// are still the ones the lab created.
     pub fn for_recorded_host(state: &LabState, paths: &LabPaths, host: &str) -> io::Result<HostCommand> {
-        let namespace = state.verified_namespace(paths, host)?;
+        let namespace = state.open_namespace(paths, host)?;
         let hostname = &state.hosts[host].hostname;
         let hosts_file = paths.etc(host).hosts_file;
         if state.etc_hosts.is_none() || Identity::of(&hosts_file).ok() != state.etc_hosts {
@@ -57,7 +63,7 @@ impl HostCommand {
                 ),
             ));
         }
-        Ok(HostCommand::new(&namespace).with_identity(hostname, &hosts_file))
+        Ok(HostCommand::entering(namespace).with_identity(hostname, &hosts_file))
     }
 
     /// Also the host's hostname and /etc/hosts, as every service and `lab exec` gets.
@@ -70,9 +76,7 @@ impl HostCommand {
     /// A `Command` for `program` that starts inside the host, with no descriptor of this process but its standard
     /// input, output and error.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> io::Result<Command> {
-        let netns_fd: OwnedFd = File::open(&self.namespace)
-            .map_err(|e| io::Error::new(e.kind(), format!("namespace {}: {e}", self.namespace.display())))?
-            .into();
+        let netns_fd: OwnedFd = self.namespace.try_clone()?.into();
         let hostname = self.hostname.as_deref().map(cstring).transpose()?;
         let hosts_file = self
             .hosts_file

@@ -53,6 +53,7 @@ impl RunningService {
         if let Some(cwd) = &spec.cwd {
             command.current_dir(cwd);
         }
+        let file = Arc::new(Mutex::new(OpenOptions::new().create(true).append(true).open(log)?));
         let mut child: Child = command.spawn().map_err(|e| {
             io::Error::new(
                 e.kind(),
@@ -69,7 +70,6 @@ impl RunningService {
             },
         );
 
-        let file = Arc::new(Mutex::new(OpenOptions::new().create(true).append(true).open(log)?));
         let pipes = [
             (
                 child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
@@ -122,7 +122,11 @@ impl RunningService {
         if exited.is_some() {
             return Ok(false);
         }
-        killpg(Pid::from_raw(self.pid as i32), signal)?;
+        match killpg(Pid::from_raw(self.pid as i32), signal) {
+            // A service that made itself a group (or session) of its own still has its pid, unreaped.
+            Err(nix::errno::Errno::ESRCH) => nix::sys::signal::kill(Pid::from_raw(self.pid as i32), signal)?,
+            other => other?,
+        }
         Ok(true)
     }
 
@@ -213,6 +217,8 @@ impl RunningService {
             },
         );
         let _ = self.signal(signal);
+        // A frozen service handles its stop signal only once it runs again.
+        let _ = self.signal(Signal::SIGCONT);
         if let Some(status) = self.wait_exit(self.spec.grace) {
             return status;
         }

@@ -175,21 +175,25 @@ impl LabState {
         Ok(())
     }
 
-    /// Atomically replaces the state file, readable by root only whatever the umask; refuses to overwrite the
-    /// record of another instance (a stale runner must not write over a newer lab of the same name).
-    pub fn save(&self, paths: &LabPaths) -> io::Result<()> {
+    /// Atomically replaces the state file, readable by root only whatever the umask. The first save (`replacing`
+    /// false) finds no record; every later one finds this instance's: a stale runner never writes over a newer lab
+    /// of the same name, nor into its run directory before that lab's first record.
+    pub fn save(&self, paths: &LabPaths, replacing: bool) -> io::Result<()> {
         let path = paths.state_file();
-        if let Some(other) = recorded_instance(paths).filter(|recorded| *recorded != self.instance) {
+        let recorded = recorded_instance(paths);
+        let expected = replacing.then_some(self.instance.as_str());
+        if recorded.as_deref() != expected || (!replacing && path.exists()) {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
                 format!(
-                    "{} now records instance {other} of lab {}, not this one",
+                    "{} records {} of lab {}, not this instance: the run directory is no longer this runner's",
                     path.display(),
+                    recorded.map_or("nothing".to_string(), |other| format!("instance {other}")),
                     self.name
                 ),
             ));
         }
-        let temporary = path.with_extension("json.tmp");
+        let temporary = paths.run_dir().join(format!("state.json.{}.tmp", self.instance));
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
@@ -200,21 +204,21 @@ impl LabState {
         std::fs::rename(&temporary, &path)
     }
 
-    /// The namespace file of `host` (or the switch), if it is still the namespace the lab created: what may be
-    /// entered.
-    pub fn verified_namespace(&self, paths: &LabPaths, host: &str) -> io::Result<PathBuf> {
+    /// The namespace of `host` (or the switch), opened, if it is still the namespace the lab created: what may be
+    /// entered (the descriptor, not the path, so what was checked is what is entered).
+    pub fn open_namespace(&self, paths: &LabPaths, host: &str) -> io::Result<std::fs::File> {
         if host != SWITCH_HOST && !self.hosts.contains_key(host) {
             return Err(crate::plan::unknown_host(&self.name, host));
         }
         let namespace = paths.namespace(host);
         let recorded = self.namespaces.get(host).map(|n| n.identity);
-        if recorded.is_none() || crate::net::netns::identity(&namespace.mount) != recorded {
-            return Err(io::Error::new(
+        match crate::net::netns::open_namespace(&namespace.mount) {
+            Ok((file, identity)) if Some(identity) == recorded => Ok(file),
+            _ => Err(io::Error::new(
                 io::ErrorKind::NotFound,
                 format!("{namespace} is not (or no longer) the one lab {} created", self.name),
-            ));
+            )),
         }
-        Ok(namespace.mount)
     }
 
     /// Whether the process that recorded this state is still alive (and is that process, not a reused pid).

@@ -32,6 +32,8 @@ pub enum DownOutcome {
     SupervisorKilled,
     /// Its runner was gone: the lab was removed from its record.
     Recovered,
+    /// Its runner, a program using the library, is still running: the lab was removed under it (it finds it gone).
+    RemovedUnderRunner,
     /// A runner killed right after creating the run directory had created nothing else.
     EmptyRunDirectory,
 }
@@ -42,6 +44,9 @@ impl std::fmt::Display for DownOutcome {
             DownOutcome::Stopped => "stopped by its supervisor",
             DownOutcome::SupervisorKilled => "its supervisor did not answer in time and was killed",
             DownOutcome::Recovered => "recovered: its runner was gone",
+            DownOutcome::RemovedUnderRunner => {
+                "removed under its runner, a program using the library, which is still running"
+            }
             DownOutcome::EmptyRunDirectory => {
                 "removed an empty run directory: its runner died before building anything"
             }
@@ -61,6 +66,7 @@ pub fn down(paths: &LabPaths, patience: Duration) -> io::Result<DownOutcome> {
         Err(e) => return Err(e),
     };
     let mut killed = false;
+    let mut runner_left = false;
     if state.runner_alive() {
         if ask_down(paths, &state, patience) {
             return Ok(DownOutcome::Stopped);
@@ -72,12 +78,16 @@ pub fn down(paths: &LabPaths, patience: Duration) -> io::Result<DownOutcome> {
                 runner_gone_within(&state, Duration::from_secs(10));
                 killed = true;
             }
+        } else {
+            runner_left = true;
         }
     }
     let hosts: Vec<String> = state.hosts.keys().cloned().collect();
     remove(paths, &hosts, Some(&state.instance), state.etc_hosts)?;
     Ok(if killed {
         DownOutcome::SupervisorKilled
+    } else if runner_left {
+        DownOutcome::RemovedUnderRunner
     } else {
         DownOutcome::Recovered
     })
@@ -133,7 +143,8 @@ fn remove_empty_run_dir(paths: &LabPaths) -> io::Result<DownOutcome> {
         }
         Err(e) => return Err(e),
     };
-    if entries.iter().any(|e| e != "state.json.tmp") {
+    let unfinished_record = |e: &String| e.starts_with("state.json.") && e.ends_with(".tmp");
+    if !entries.iter().all(unfinished_record) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!(
@@ -143,7 +154,9 @@ fn remove_empty_run_dir(paths: &LabPaths) -> io::Result<DownOutcome> {
             ),
         ));
     }
-    let _ = std::fs::remove_file(run_dir.join("state.json.tmp"));
+    for entry in &entries {
+        let _ = std::fs::remove_file(run_dir.join(entry));
+    }
     std::fs::remove_dir(&run_dir)?;
     Ok(DownOutcome::EmptyRunDirectory)
 }
@@ -160,7 +173,9 @@ pub fn remove(
 ) -> io::Result<()> {
     match Identity::of_directory(&paths.run_dir()) {
         Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return remove_names(paths, hosts, etc_hosts),
+        // Names are removed before the run directory: without it, there is nothing left of this lab, and a name
+        // may already be a newer lab's.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     }
     if let Some(instance) = instance {
@@ -178,11 +193,16 @@ pub fn remove(
         first_error.get_or_insert(e);
     }
     kill_processes_in(&identities);
-    if let Err(e) = unmount_everything_under(&paths.run_dir()) {
-        first_error.get_or_insert(e);
-    }
-    if let Err(e) = remove_run_dir(&paths.run_dir()) {
-        first_error.get_or_insert(e);
+    // A file system still mounted inside is never descended into: the run directory then stays, and says why.
+    match unmount_everything_under(&paths.run_dir()) {
+        Ok(()) => {
+            if let Err(e) = remove_run_dir(&paths.run_dir()) {
+                first_error.get_or_insert(e);
+            }
+        }
+        Err(e) => {
+            first_error.get_or_insert(e);
+        }
     }
     first_error.map_or(Ok(()), Err)
 }
@@ -216,17 +236,11 @@ fn mounted_namespaces(paths: &LabPaths) -> io::Result<Vec<(String, Option<Identi
 /// Detaches every mount inside `dir` (the lab's namespaces, and anything else mounted there), deepest first, so
 /// removing the directory never descends into a file system that is not the lab's.
 fn unmount_everything_under(dir: &Path) -> io::Result<()> {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
-    let mut inside: Vec<std::path::PathBuf> = mountinfo
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .map(unescape_mount_point)
-        .filter(|point| point.starts_with(dir) && point != dir)
-        .collect();
+    let mut inside: Vec<std::path::PathBuf> = mount_points_under(dir)?.collect();
     inside.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     inside.dedup();
-    for point in inside {
-        match umount2(&point, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW) {
+    for point in &inside {
+        match umount2(point.as_path(), MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW) {
             Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}
             Err(e) => {
                 return Err(io::Error::new(
@@ -236,7 +250,24 @@ fn unmount_everything_under(dir: &Path) -> io::Result<()> {
             }
         }
     }
+    if mount_points_under(dir)?.next().is_some() {
+        return Err(io::Error::other(format!(
+            "something is still mounted inside {} (a locked mount?); it is left in place",
+            dir.display()
+        )));
+    }
     Ok(())
+}
+
+fn mount_points_under(dir: &Path) -> io::Result<impl Iterator<Item = std::path::PathBuf> + '_> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let points: Vec<std::path::PathBuf> = mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(unescape_mount_point)
+        .filter(|point| point.starts_with(dir) && point != dir)
+        .collect();
+    Ok(points.into_iter())
 }
 
 /// mountinfo writes space, tab, newline and backslash in mount points as octal escapes.
@@ -301,6 +332,17 @@ fn remove_names(paths: &LabPaths, hosts: &[String], etc_hosts: Option<Identity>)
     };
     let switch = paths.namespace(SWITCH_HOST);
     note(remove_link_to(&switch.link, &switch.mount));
+    let staged = paths.staged_etc_hosts();
+    if etc_hosts.is_some()
+        && std::fs::symlink_metadata(&staged).is_ok_and(|m| {
+            Some(Identity {
+                dev: m.dev(),
+                ino: m.ino(),
+            }) == etc_hosts
+        })
+    {
+        note(std::fs::remove_file(&staged));
+    }
     for host in hosts {
         if names::check_host(host).is_err() {
             continue;
@@ -326,12 +368,19 @@ fn remove_link_to(link: &Path, target: &Path) -> io::Result<()> {
 }
 
 /// Removes a host's /etc/netns directory if it is the lab's: a directory (not a link) whose one entry is the lab's
-/// hosts file.
+/// hosts file, or that is empty (a runner killed between creating it and linking the file; `rmdir` of an empty
+/// directory loses nothing).
 fn remove_etc_dir(etc: &crate::names::EtcPaths, etc_hosts: Identity) -> io::Result<()> {
     if !std::fs::symlink_metadata(&etc.dir).is_ok_and(|m| m.is_dir()) {
         return Ok(());
     }
     let entries: Vec<_> = std::fs::read_dir(&etc.dir)?.collect::<Result<_, _>>()?;
+    if entries.is_empty() {
+        return match std::fs::remove_dir(&etc.dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        };
+    }
     let only_the_hosts_file = entries.len() == 1
         && entries[0].file_name() == "hosts"
         && std::fs::symlink_metadata(&etc.hosts_file).is_ok_and(|m| {

@@ -91,7 +91,7 @@ pub fn start(topology: &Topology, plan: &Plan) -> io::Result<Loading> {
                 format!("host {} has a firewall, but {why}", host.name),
             )
         })?;
-        let mut command = HostCommand::new(&host_plan.namespace.mount).command(&nft)?;
+        let mut command = HostCommand::new(&host_plan.namespace.mount)?.command(&nft)?;
         command
             .args(["-f", "-"])
             .stdin(Stdio::piped())

@@ -26,6 +26,9 @@ use crate::state::Identity;
 /// (/run is a tmpfs on most systems, but not on every one: on a disk, the files a lab makes and removes by the
 /// thousand cost ten times as much).
 pub fn prepare_run_root(root: &Path) -> io::Result<()> {
+    // Two first labs at once must not both mount: the second would hide the first one's run directory.
+    let _lock = nix::fcntl::Flock::lock(File::open(root)?, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| io::Error::from(e))?;
     let shared = || {
         mount(
             None::<&str>,
@@ -136,6 +139,11 @@ pub fn run_in<T: Send + 'static>(
 ) -> io::Result<T> {
     let ns = File::open(namespace)
         .map_err(|e| io::Error::new(e.kind(), format!("namespace {}: {e}", namespace.display())))?;
+    run_in_file(ns, f)
+}
+
+/// [`run_in`] for a namespace already open (and checked, see [`open_namespace`]).
+pub fn run_in_file<T: Send + 'static>(ns: File, f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
     std::thread::spawn(move || {
         setns(ns.as_fd(), CloneFlags::CLONE_NEWNET)?;
         f()
@@ -144,24 +152,24 @@ pub fn run_in<T: Send + 'static>(
     .map_err(|_| io::Error::other("thread inside the namespace panicked"))?
 }
 
-/// The identity of the namespace mounted at `file` (the nsfs inode), or `None` if `file` is not a namespace
-/// mount: a plain file (its mount never happened or is gone) or a symbolic link, which is never followed (a link in
-/// the run directory to /proc/1/ns/net must not make the machine's namespace look like the lab's).
-pub fn identity(file: &Path) -> Option<Identity> {
-    use std::os::unix::fs::OpenOptionsExt;
+/// Opens the namespace mounted at `file` and returns it with its identity (the nsfs inode), or an error if `file`
+/// is not a namespace mount: a plain file (its mount never happened or is gone) or a symbolic link, which is never
+/// followed (a link in the run directory to /proc/1/ns/net must not make the machine's namespace look like the
+/// lab's). The descriptor is what gets entered, so what was checked is what is used.
+pub fn open_namespace(file: &Path) -> io::Result<(File, Identity)> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let not_one = |why: &str| io::Error::new(io::ErrorKind::NotFound, format!("{} {why}", file.display()));
     let opened = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(file)
-        .ok()?;
-    let meta = opened.metadata().ok()?;
-    if !meta.file_type().is_file() {
-        return None;
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", file.display())))?;
+    let meta = opened.metadata()?;
+    if !meta.file_type().is_file()
+        || nix::sys::statfs::fstatfs(&opened)?.filesystem_type() != nix::sys::statfs::NSFS_MAGIC
+    {
+        return Err(not_one("is not a network namespace"));
     }
-    if nix::sys::statfs::fstatfs(&opened).ok()?.filesystem_type() != nix::sys::statfs::NSFS_MAGIC {
-        return None;
-    }
-    use std::os::unix::fs::MetadataExt;
     let identity = Identity {
         dev: meta.dev(),
         ino: meta.ino(),
@@ -170,7 +178,16 @@ pub fn identity(file: &Path) -> Option<Identity> {
     let foreign = ["/proc/1/ns/net", "/proc/self/ns/net"]
         .iter()
         .any(|own| Identity::of(Path::new(own)).is_ok_and(|own| own == identity));
-    (!foreign).then_some(identity)
+    if foreign {
+        return Err(not_one("is the machine's own network namespace"));
+    }
+    Ok((opened, identity))
+}
+
+/// The identity of the namespace mounted at `file`, or `None` if it is not a namespace mount (see
+/// [`open_namespace`]).
+pub fn identity(file: &Path) -> Option<Identity> {
+    open_namespace(file).ok().map(|(_, identity)| identity)
 }
 
 /// Writes a sysctl of the current thread's network namespace.
