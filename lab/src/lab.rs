@@ -480,7 +480,11 @@ impl Lab {
         let topology = self.topology.clone();
         let topology_dir = topology.directory();
         for (host, host_plan) in topology.hosts.iter().zip(self.plan.hosts.clone()) {
-            let identity = self.host_command(&host.name)?;
+            if host.services.is_empty() {
+                continue;
+            }
+            // The lab was just built by this runner: no need to ask whether it is still its own.
+            let identity = HostCommand::for_recorded_host(&self.state, &self.plan.paths, &host.name)?;
             for (spec, service_plan) in host.services.iter().zip(&host_plan.services) {
                 if cancel.is_cancelled() {
                     return Err(LabError::Interrupted(topology.name.clone()));
