@@ -615,11 +615,6 @@ fn initial_state(topology: &Topology, plan: &Plan, run_dir: Identity, stops_on_s
     }
 }
 
-/// The links of the namespace mounted at `namespace`, as its kernel reports them.
-pub fn links_in(namespace: &Path) -> io::Result<Vec<LinkInfo>> {
-    links_in_namespace(netns::open_namespace(namespace)?.0)
-}
-
 /// The links of an open namespace, as its kernel reports them.
 pub fn links_in_namespace(namespace: std::fs::File) -> io::Result<Vec<LinkInfo>> {
     let messages = netns::run_in_file(namespace, || Netlink::open()?.links())?;

@@ -136,16 +136,6 @@ impl Plan {
     }
 }
 
-impl HostPlan {
-    pub fn interface(&self, name: &str) -> Option<&InterfacePlan> {
-        self.interfaces.iter().find(|i| i.name == name)
-    }
-
-    pub fn service(&self, name: &str) -> Option<&ServicePlan> {
-        self.services.iter().find(|s| s.name == name)
-    }
-}
-
 /// The index of a host's n-th interface inside its namespace.
 pub fn interface_index(n: usize) -> u32 {
     FIRST_INDEX + n as u32
