@@ -9,7 +9,8 @@
 //! servers = ["10.0.0.11:6379", "10.0.0.12:6379", "10.0.0.13:6379"]
 //! sentinels = ["10.0.0.11:26379", "10.0.0.12:26379", "10.0.0.13:26379"]   # none: role checks only
 //! master_name = "mymaster"
-//! quorum = 2
+//! quorum = 2                  # default: a majority of the Sentinels
+//! allow_minority_quorum = false  # a quorum below a majority is refused unless this says true
 //! check_interval = 0.5        # seconds
 //! connect_timeout = 1.0       # seconds
 //! max_connections = 10000
@@ -110,6 +111,8 @@ struct RawBackend {
     sentinels: Vec<Spanned<String>>,
     master_name: Option<Spanned<String>>,
     quorum: Option<Spanned<i64>>,
+    #[serde(default)]
+    allow_minority_quorum: bool,
     check_interval: Option<Spanned<f64>>,
     connect_timeout: Option<Spanned<f64>>,
     max_connections: Option<Spanned<i64>>,
@@ -268,6 +271,25 @@ fn check(checker: &mut Checker, raw: RawConfig) -> Config {
     let majority = backend.sentinels.len() / 2 + 1;
     let quorum = match &backend.quorum {
         None => majority,
+        Some(q)
+            if *q.get_ref() >= 1
+                && (*q.get_ref() as usize) < majority
+                && (*q.get_ref() as usize) <= backend.sentinels.len()
+                && !backend.allow_minority_quorum =>
+        {
+            checker.report(
+                q.span(),
+                "backend.quorum",
+                format!(
+                    "quorum {} is below a majority of the {} Sentinels given ({majority}): that many Sentinels \
+                     could name a master the others do not, and two such groups could disagree; set \
+                     `allow_minority_quorum = true` to accept it",
+                    q.get_ref(),
+                    backend.sentinels.len()
+                ),
+            );
+            majority
+        }
         Some(q) if *q.get_ref() >= 1 && (*q.get_ref() as usize) <= backend.sentinels.len() => *q.get_ref() as usize,
         Some(q) => {
             checker.report(
@@ -367,6 +389,20 @@ quorum = 2
         assert_eq!((config.quorum, config.max_connections), (2, 10_000));
         assert_eq!(config.check_interval, Duration::from_millis(500));
         assert_eq!(config.tls, None);
+    }
+
+    #[test]
+    fn a_quorum_below_a_majority_is_refused_unless_allowed() {
+        let minority = SEED.replace("quorum = 2", "quorum = 1");
+        let error = Config::parse(&minority, "proxy.toml").unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "proxy.toml:9:10: backend.quorum: quorum 1 is below a majority of the 3 Sentinels given (2): that many \
+             Sentinels could name a master the others do not, and two such groups could disagree; set \
+             `allow_minority_quorum = true` to accept it"
+        );
+        let allowed = minority.replace("quorum = 1", "quorum = 1\nallow_minority_quorum = true");
+        assert_eq!(Config::parse(&allowed, "proxy.toml").unwrap().quorum, 1);
     }
 
     #[test]

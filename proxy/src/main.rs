@@ -48,8 +48,12 @@ struct Flags {
     sentinel: Vec<String>,
     #[arg(long)]
     master_name: Option<String>,
+    /// Sentinels that must name the same master (default: a majority of those given).
     #[arg(long)]
     quorum: Option<i64>,
+    /// Accept a quorum below a majority of the Sentinels given (a minority can then name the master).
+    #[arg(long)]
+    allow_minority_quorum: bool,
     /// Seconds between checks.
     #[arg(long)]
     check_interval: Option<f64>,
@@ -97,6 +101,9 @@ impl Flags {
         }
         if let Some(quorum) = self.quorum {
             text += &format!("quorum = {quorum}\n");
+        }
+        if self.allow_minority_quorum {
+            text += "allow_minority_quorum = true\n";
         }
         if let Some(seconds) = self.check_interval {
             text += &format!("check_interval = {seconds:?}\n");

@@ -29,6 +29,10 @@ fn describe(route: &Route) -> serde_json::Value {
         Route::Refuse(refusal) => {
             let reason = match refusal {
                 Refusal::NoQuorum => "no quorum of Sentinels names a master".to_string(),
+                Refusal::Tie(nodes) => {
+                    let nodes: Vec<String> = nodes.iter().map(ToString::to_string).collect();
+                    format!("the Sentinels are split: {} are named equally often", nodes.join(", "))
+                }
                 Refusal::Unconfirmed(node) => format!("{node} named by the Sentinels has not said ROLE master"),
                 Refusal::FailoverUnderway(node) => {
                     format!("failover under way: {node} was promoted, the Sentinels do not name it yet")

@@ -140,20 +140,47 @@ pub fn failover_progress(push: &Value) -> Option<Progress> {
     })
 }
 
-/// The address at least `quorum` Sentinels name, if any. Sentinels that did not answer, or answered nothing,
-/// count against it: silence is not agreement.
-pub fn agreed_master(answers: &[Option<SocketAddrV4>], quorum: usize) -> Option<SocketAddrV4> {
+/// What the Sentinels' answers add up to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Vote {
+    /// The one address with the most votes, and at least `quorum` of them.
+    Agreed(SocketAddrV4),
+    /// No address reaches the quorum.
+    NoQuorum,
+    /// Several addresses share the most votes, at or above the quorum: a split, never settled by a guess.
+    Tie(Vec<SocketAddrV4>),
+}
+
+/// Counts the Sentinels' answers. The winner has strictly more votes than any other address and at least
+/// `quorum` (at least 1); Sentinels that did not answer, or answered nothing, count against it: silence is not
+/// agreement. With a quorum below a majority two addresses can both reach it: the larger count wins, a tie is
+/// refused.
+pub fn count_votes(answers: &[Option<SocketAddrV4>], quorum: usize) -> Vote {
     let mut votes: HashMap<SocketAddrV4, usize> = HashMap::new();
     for address in answers.iter().flatten() {
         *votes.entry(*address).or_default() += 1;
     }
-    // Two addresses cannot both reach a quorum that is a majority; with a smaller quorum the lower address wins,
-    // so the decision does not depend on the order of the answers.
-    votes
+    let Some(most) = votes.values().copied().max().filter(|most| *most >= quorum.max(1)) else {
+        return Vote::NoQuorum;
+    };
+    let mut leaders: Vec<SocketAddrV4> = votes
         .into_iter()
-        .filter(|(_, count)| *count >= quorum.max(1))
+        .filter(|(_, count)| *count == most)
         .map(|(address, _)| address)
-        .min()
+        .collect();
+    leaders.sort();
+    match leaders.as_slice() {
+        [winner] => Vote::Agreed(*winner),
+        _ => Vote::Tie(leaders),
+    }
+}
+
+/// The agreed address, if any (see [`count_votes`]).
+pub fn agreed_master(answers: &[Option<SocketAddrV4>], quorum: usize) -> Option<SocketAddrV4> {
+    match count_votes(answers, quorum) {
+        Vote::Agreed(address) => Some(address),
+        Vote::NoQuorum | Vote::Tie(_) => None,
+    }
 }
 
 #[cfg(test)]
@@ -258,8 +285,51 @@ mod tests {
         assert_eq!(agreed_master(&[a, a, b], 2), a);
         assert_eq!(agreed_master(&[a, b, None], 2), None, "no two agree");
         assert_eq!(agreed_master(&[a, None, None], 2), None, "silence is not agreement");
-        assert_eq!(agreed_master(&[b, a], 1), a, "the same answer whatever the order");
-        assert_eq!(agreed_master(&[a, b], 1), a);
         assert_eq!(agreed_master(&[], 2), None);
+        // Quorum 1 of 3: one Sentinel naming a lower address does not outvote two naming the master.
+        let low = Some(at("10.0.0.2:6379"));
+        assert_eq!(agreed_master(&[low, a, a], 1), a);
+        assert_eq!(
+            count_votes(&[b, a], 1),
+            Vote::Tie(vec![a.unwrap(), b.unwrap()]),
+            "a tie is refused, whatever the order"
+        );
+        assert_eq!(count_votes(&[a, b, None], 2), Vote::NoQuorum);
+    }
+
+    proptest::proptest! {
+        /// Never an address with fewer votes than another, never one below the quorum, never a tie.
+        #[test]
+        fn the_agreed_master_has_the_most_votes_alone(
+            answers in proptest::collection::vec(proptest::option::of(0u8..4), 0..9),
+            quorum in 1usize..6,
+        ) {
+            let answers: Vec<Option<SocketAddrV4>> = answers
+                .into_iter()
+                .map(|node| node.map(|n| SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, n), 6379)))
+                .collect();
+            let count = |address: SocketAddrV4| answers.iter().filter(|a| **a == Some(address)).count();
+            let shuffled: Vec<Option<SocketAddrV4>> = answers.iter().rev().copied().collect();
+            let vote = count_votes(&answers, quorum);
+            proptest::prop_assert_eq!(&vote, &count_votes(&shuffled, quorum), "order matters");
+            match vote {
+                Vote::Agreed(winner) => {
+                    proptest::prop_assert!(count(winner) >= quorum);
+                    for other in answers.iter().flatten().filter(|a| **a != winner) {
+                        proptest::prop_assert!(count(*other) < count(winner));
+                    }
+                }
+                Vote::Tie(leaders) => {
+                    proptest::prop_assert!(leaders.len() >= 2);
+                    let votes = count(leaders[0]);
+                    proptest::prop_assert!(votes >= quorum);
+                    proptest::prop_assert!(leaders.iter().all(|l| count(*l) == votes));
+                    proptest::prop_assert!(answers.iter().flatten().all(|a| count(*a) <= votes));
+                }
+                Vote::NoQuorum => {
+                    proptest::prop_assert!(answers.iter().flatten().all(|a| count(*a) < quorum));
+                }
+            }
+        }
     }
 }

@@ -15,7 +15,7 @@ use std::net::SocketAddrV4;
 
 use std::time::Duration;
 
-use crate::sentinel::{agreed_master, Progress, Role, Switch};
+use crate::sentinel::{agreed_master, count_votes, Progress, Role, Switch, Vote};
 
 /// How long an announced failover holds routing back when nothing else ends it: Sentinel's own default
 /// failover-timeout is 180 s, but a failover that produced nothing in a minute has failed.
@@ -31,6 +31,8 @@ pub enum Route {
 pub enum Refusal {
     /// No address is named by a quorum of Sentinels.
     NoQuorum,
+    /// Several addresses are named by the same number of Sentinels, at or above the quorum.
+    Tie(Vec<SocketAddrV4>),
     /// The Sentinels agree on this node, but it has not said it is master since.
     Unconfirmed(SocketAddrV4),
     /// A replica was promoted while the Sentinels still name another node.
@@ -187,7 +189,10 @@ impl Tracker {
             return Route::Refuse(Refusal::FailoverStarted(index));
         }
         match (self.candidate, self.confirmed) {
-            (None, _) => Route::Refuse(Refusal::NoQuorum),
+            (None, _) => match count_votes(&self.named, self.quorum) {
+                Vote::Tie(leaders) => Route::Refuse(Refusal::Tie(leaders)),
+                Vote::NoQuorum | Vote::Agreed(_) => Route::Refuse(Refusal::NoQuorum),
+            },
             (Some(node), true) => Route::Master(node),
             (Some(node), false) => Route::Refuse(Refusal::Unconfirmed(node)),
         }

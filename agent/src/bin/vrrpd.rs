@@ -1,10 +1,12 @@
-//! vrrpd: a VRRP daemon that reads keepalived.conf. Options follow keepalived's where they mean the same thing.
+//! vrrpd: a VRRP daemon that reads keepalived.conf. keepalived's options mean here what they mean in keepalived;
+//! those vrrpd does not carry out are accepted with a warning where ignoring them is safe, refused otherwise.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use agent::config::{self, Options};
-use agent::daemon::{Daemon, Exit, Extras, Output};
+use agent::daemon::{Daemon, Destinations, Exit, Extras, LogTo, Output, PidFile};
 use clap::Parser;
 
 #[derive(Parser)]
@@ -17,30 +19,117 @@ struct Cli {
     /// Configuration file.
     #[arg(short = 'f', long = "use-file", default_value = "/etc/keepalived/keepalived.conf")]
     file: PathBuf,
-    /// Stay in the foreground (always the case; accepted for keepalived compatibility).
-    #[arg(short = 'n', long = "dont-fork")]
-    dont_fork: bool,
+    /// Check the configuration and exit: 0 if it can be used. keepalived's optional log file is not supported.
+    #[arg(short = 't', long = "config-test", value_name = "LOG_FILE", num_args = 0..=1, require_equals = true)]
+    config_test: Option<Option<PathBuf>>,
+    /// Unknown keywords and unsupported features in the configuration are errors.
+    #[arg(long)]
+    strict: bool,
+
     /// Log to the console (stderr) with keepalived's date prefix instead of syslog.
     #[arg(short = 'l', long = "log-console")]
     log_console: bool,
     /// Also log the lines keepalived prints only with -D.
     #[arg(short = 'D', long = "log-detail")]
     log_detail: bool,
-    /// Accepted for keepalived compatibility (VRRP is all this daemon does).
-    #[arg(short = 'P', long = "vrrp")]
-    vrrp: bool,
-    /// Accepted for keepalived compatibility.
+    /// Syslog facility LOG_LOCAL0..7 instead of LOG_DAEMON.
+    #[arg(short = 'S', long = "log-facility", value_name = "0-7", value_parser = clap::value_parser!(u8).range(0..=7))]
+    log_facility: Option<u8>,
+    /// Log to the console rather than syslog.
     #[arg(short = 'G', long = "no-syslog")]
     no_syslog: bool,
-    /// Write the process id here.
-    #[arg(short = 'p', long = "pid")]
+    /// Write the process id here; a second vrrpd given the same file refuses to start.
+    #[arg(short = 'p', long = "pid", value_name = "FILE")]
     pid_file: Option<PathBuf>,
-    /// Unknown keywords and unsupported features in the configuration are errors.
-    #[arg(long)]
-    strict: bool,
-    /// Check the configuration and exit: 0 if it can be used (like keepalived -t).
-    #[arg(short = 't', long = "config-test", visible_alias = "check")]
+    /// keepalived's VRRP child pid file: vrrpd is one process, so the same id goes here too.
+    #[arg(short = 'r', long = "vrrp_pid", value_name = "FILE")]
+    vrrp_pid_file: Option<PathBuf>,
+    /// File mode creation mask, as an octal number.
+    #[arg(short = 'u', long = "umask", value_name = "MASK", value_parser = octal)]
+    umask: Option<u32>,
+    /// Print the number of the signal that asks for STOP, RELOAD, DATA or STATS, and exit.
+    #[arg(long = "signum", value_name = "SIGFUNC")]
+    signum: Option<String>,
+
+    /// Stay in the foreground (vrrpd always does).
+    #[arg(short = 'n', long = "dont-fork")]
+    dont_fork: bool,
+    /// Run only VRRP (all vrrpd does).
+    #[arg(short = 'P', long = "vrrp")]
+    vrrp: bool,
+    /// Do not run BFD (vrrpd has none).
+    #[arg(short = 'B', long = "no_bfd")]
+    no_bfd: bool,
+    /// Do not respawn children (vrrpd has none).
+    #[arg(short = 'R', long = "dont-respawn")]
+    dont_respawn: bool,
+    /// Write every log line at once (vrrpd always does).
+    #[arg(long = "flush-log-file")]
+    flush_log_file: bool,
+
+    /// keepalived: run only the health checkers. Refused: vrrpd has no checkers.
+    #[arg(short = 'C', long = "check")]
     check: bool,
+    /// keepalived: keep the VIPs when the daemon stops. Refused: vrrpd always releases them.
+    #[arg(short = 'V', long = "dont-release-vrrp")]
+    dont_release_vrrp: bool,
+    /// keepalived: release the VIPs on a reload's transition. Refused.
+    #[arg(short = 'X', long = "release-vips")]
+    release_vips: bool,
+    /// keepalived: run in this network namespace. Refused: start vrrpd inside it (`ip netns exec`).
+    #[arg(short = 's', long = "namespace", value_name = "NAME")]
+    namespace: Option<String>,
+    /// keepalived: the configuration id that `@id` lines select. Refused: vrrpd does not read `@id` lines.
+    #[arg(short = 'i', long = "config-id", value_name = "ID")]
+    config_id: Option<String>,
+    /// keepalived: write a log file. Refused: use -l and redirect stderr.
+    #[arg(short = 'g', long = "log-file", value_name = "FILE")]
+    log_file: Option<PathBuf>,
+
+    /// keepalived: keep IPVS rules at exit. Ignored with a warning (vrrpd has no IPVS).
+    #[arg(short = 'I', long = "dont-release-ipvs")]
+    dont_release_ipvs: bool,
+    /// keepalived: run every subsystem. Ignored with a warning (vrrpd has only VRRP).
+    #[arg(long = "all")]
+    all: bool,
+    /// keepalived: dump the configuration. Ignored with a warning.
+    #[arg(short = 'd', long = "dump-conf")]
+    dump_conf: bool,
+    /// keepalived: log address changes. Ignored with a warning.
+    #[arg(short = 'a', long = "address-monitoring")]
+    address_monitoring: bool,
+    /// keepalived: the checkers' pid file. Ignored with a warning (no checker process).
+    #[arg(short = 'c', long = "checkers_pid", value_name = "FILE")]
+    checkers_pid: Option<PathBuf>,
+    /// keepalived: the BFD pid file. Ignored with a warning (no BFD process).
+    #[arg(short = 'b', long = "bfd_pid", value_name = "FILE")]
+    bfd_pid: Option<PathBuf>,
+    /// keepalived: refuse to start when a configuration file is missing. Ignored with a warning: a missing
+    /// file is always an error for vrrpd.
+    #[arg(short = 'e', long = "all-config")]
+    all_config: bool,
+    /// keepalived: SNMP. Ignored with a warning (use --metrics).
+    #[arg(short = 'x', long = "snmp")]
+    snmp: bool,
+    /// keepalived: the SNMP agent socket. Ignored with a warning.
+    #[arg(short = 'A', long = "snmp-agent-socket", value_name = "FILE")]
+    snmp_agent_socket: Option<String>,
+    /// keepalived: core dumps. Ignored with a warning.
+    #[arg(short = 'm', long = "core-dump")]
+    core_dump: bool,
+    /// keepalived: the core dump pattern. Ignored with a warning.
+    #[arg(short = 'M', long = "core-dump-pattern", value_name = "PATTERN", num_args = 0..=1, require_equals = true)]
+    core_dump_pattern: Option<Option<String>>,
+    /// keepalived's debugging aids. Ignored with a warning.
+    #[arg(long = "debug", value_name = "WHAT", num_args = 0..=1, require_equals = true)]
+    debug: Option<Option<String>>,
+    /// keepalived: perf profiling. Ignored with a warning.
+    #[arg(long = "perf", value_name = "WHAT", num_args = 0..=1, require_equals = true)]
+    perf: Option<Option<String>>,
+    /// keepalived: memory checks. Ignored with a warning.
+    #[arg(long = "no-mem-check")]
+    no_mem_check: bool,
+
     /// Write one JSON object per line for every state change, advert, discard, address and GARP ("-": stdout).
     #[arg(long)]
     events: Option<String>,
@@ -55,11 +144,118 @@ struct Cli {
     version: bool,
 }
 
+fn octal(text: &str) -> Result<u32, String> {
+    u32::from_str_radix(text.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|mask| *mask <= 0o777)
+        .ok_or_else(|| format!("{text:?} is not an octal mask (000-777)"))
+}
+
+impl Cli {
+    /// keepalived options vrrpd cannot honour: those that change what the daemon would do are refused.
+    fn refused(&self) -> Option<&'static str> {
+        [
+            (self.check, "-C/--check runs only keepalived's health checkers (virtual_server); vrrpd has none"),
+            (
+                self.dont_release_vrrp,
+                "-V/--dont-release-vrrp would keep the VIPs after exit; vrrpd always releases them",
+            ),
+            (self.release_vips, "-X/--release-vips is not supported"),
+            (
+                self.namespace.is_some(),
+                "-s/--namespace is not supported: start vrrpd inside the namespace (ip netns exec NAME vrrpd ...)",
+            ),
+            (
+                self.config_id.is_some(),
+                "-i/--config-id is not supported: vrrpd does not read keepalived's @id lines",
+            ),
+            (
+                self.log_file.is_some(),
+                "-g/--log-file is not supported: use -l and redirect stderr",
+            ),
+            (
+                self.config_test.as_ref().is_some_and(Option::is_some),
+                "-t=LOG_FILE is not supported: use -t and redirect stderr",
+            ),
+        ]
+        .into_iter()
+        .find_map(|(given, why)| given.then_some(why))
+    }
+
+    /// keepalived options whose absence of effect in vrrpd changes nothing VRRP does.
+    fn ignored(&self) -> Vec<&'static str> {
+        [
+            (self.dont_release_ipvs, "-I/--dont-release-ipvs"),
+            (self.all, "--all"),
+            (self.dump_conf, "-d/--dump-conf"),
+            (self.address_monitoring, "-a/--address-monitoring"),
+            (self.checkers_pid.is_some(), "-c/--checkers_pid"),
+            (self.bfd_pid.is_some(), "-b/--bfd_pid"),
+            (self.all_config, "-e/--all-config"),
+            (self.snmp, "-x/--snmp"),
+            (self.snmp_agent_socket.is_some(), "-A/--snmp-agent-socket"),
+            (self.core_dump, "-m/--core-dump"),
+            (self.core_dump_pattern.is_some(), "-M/--core-dump-pattern"),
+            (self.debug.is_some(), "--debug"),
+            (self.perf.is_some(), "--perf"),
+            (self.no_mem_check, "--no-mem-check"),
+        ]
+        .into_iter()
+        .filter_map(|(given, flag)| given.then_some(flag))
+        .collect()
+    }
+
+    fn log_to(&self) -> LogTo {
+        if self.log_console || self.no_syslog {
+            return LogTo::Console;
+        }
+        let facility = match self.log_facility {
+            Some(local) => (16 + libc::c_int::from(local)) << 3,
+            None => libc::LOG_DAEMON,
+        };
+        LogTo::Syslog { facility }
+    }
+}
+
+/// keepalived's `--signum` names.
+fn signal_number(function: &str) -> Option<i32> {
+    match function {
+        "STOP" => Some(libc::SIGTERM),
+        "RELOAD" => Some(libc::SIGHUP),
+        "DATA" => Some(libc::SIGUSR1),
+        "STATS" => Some(libc::SIGUSR2),
+        _ => None,
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.version {
         println!("vrrpd {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
+    }
+    if let Some(function) = &cli.signum {
+        return match signal_number(function) {
+            Some(number) => {
+                println!("{number}");
+                ExitCode::SUCCESS
+            }
+            None => {
+                eprintln!("vrrpd: --signum {function}: vrrpd answers STOP, RELOAD, DATA and STATS");
+                ExitCode::from(1)
+            }
+        };
+    }
+    if let Some(why) = cli.refused() {
+        eprintln!("vrrpd: {why}");
+        return ExitCode::from(1);
+    }
+    for flag in cli.ignored() {
+        eprintln!("vrrpd: warning: {flag} has no effect in vrrpd; ignored");
+    }
+    if let Some(mask) = cli.umask {
+        // SAFETY: umask only sets the process's mask.
+        unsafe { libc::umask(mask as libc::mode_t) };
     }
     let loaded = match config::load(&cli.file, Options { strict: cli.strict }) {
         Ok(loaded) => loaded,
@@ -73,36 +269,49 @@ fn main() -> ExitCode {
     for warning in &loaded.warnings {
         eprintln!("{warning}");
     }
-    if cli.check {
+    if cli.config_test.is_some() {
         return ExitCode::SUCCESS;
     }
-    let output = match Output::new(cli.log_detail, cli.log_console || cli.no_syslog, cli.events.as_deref()) {
+    let mut pid_files = Vec::new();
+    for path in [&cli.pid_file, &cli.vrrp_pid_file].into_iter().flatten() {
+        match PidFile::claim(path) {
+            Ok(pid_file) => pid_files.push(pid_file),
+            Err(error) => {
+                eprintln!("vrrpd: {error}");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    let destinations = Destinations {
+        events: cli.events.as_deref(),
+        notify_fifos: loaded.config.global.notify_fifos.iter().map(|fifo| fifo.path.as_path()).collect(),
+    };
+    let output = match Output::new(cli.log_detail, cli.log_to(), destinations) {
         Ok(output) => output,
         Err(error) => {
-            eprintln!("vrrpd: cannot open the events file: {error}");
+            eprintln!("vrrpd: {error}");
             return ExitCode::from(1);
         }
     };
-    if let Some(path) = &cli.pid_file {
-        if let Err(error) = std::fs::write(path, format!("{}\n", std::process::id())) {
-            eprintln!("vrrpd: cannot write {}: {error}", path.display());
-            return ExitCode::from(1);
-        }
-    }
     let extras = Extras {
         metrics: cli.metrics.clone(),
         dump_file: cli.dump_file.clone(),
         reload_from: Some((cli.file.clone(), Options { strict: cli.strict })),
     };
-    let result = Daemon::new(&loaded.config, output, extras).and_then(|mut daemon| daemon.run());
-    if let Some(path) = &cli.pid_file {
-        let _ = std::fs::remove_file(path);
-    }
-    match result {
-        Ok(Exit::Terminated) => ExitCode::SUCCESS,
+    let mut daemon = match Daemon::new(&loaded.config, output, extras) {
+        Ok(daemon) => daemon,
         Err(error) => {
             eprintln!("vrrpd: {error:#}");
-            ExitCode::from(1)
+            return ExitCode::from(1);
         }
+    };
+    // From here on, every line goes through the daemon's output queues: a stalled reader must not keep a daemon
+    // that has released its addresses from exiting.
+    let result = daemon.run();
+    daemon.finish(Duration::from_secs(1));
+    drop(pid_files);
+    match result {
+        Ok(Exit::Terminated) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::from(1),
     }
 }

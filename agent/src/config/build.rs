@@ -254,7 +254,15 @@ impl Builder {
                 }
                 "script_user" => global.script_user = self.user(statement, &statement.args),
                 "enable_script_security" => global.enable_script_security = self.flag(statement),
-                "vrrp_notify_fifo" => global.notify_fifo = self.one(statement).map(|word| word.text.clone()),
+                "notify_fifo" | "vrrp_notify_fifo" => {
+                    if let Some(word) = self.one(statement) {
+                        global.notify_fifos.push(super::NotifyFifo {
+                            path: word.text.clone().into(),
+                            script: None,
+                            at: word.at.clone(),
+                        });
+                    }
+                }
                 "net_namespace" | "vrrp_mcast_group6" | "vrrp_garp_interval" | "vrrp_gna_interval" => {
                     self.unsupported(statement)
                 }
@@ -465,11 +473,7 @@ impl Builder {
                     group.track_scripts = self.tracks(item);
                 }
                 "smtp_alert" | "global_tracking" | "sync_group_tracking_weight" => {}
-                keyword if keyword.starts_with("notify") => {
-                    // Parsed, but vrrpd does not run a group's own scripts yet: say so rather than stay silent.
-                    self.unsupported(item);
-                    self.notify(item, &mut group.notify);
-                }
+                keyword if keyword.starts_with("notify") => self.notify(item, &mut group.notify),
                 _ => self.unknown(item),
             }
         }

@@ -125,6 +125,7 @@ impl Builder {
             unicast_src_ip: None,
             unicast_peers: Vec::new(),
             mcast_src_ip: None,
+            multicast_group: global.mcast_group4,
             virtual_addresses: Vec::new(),
             virtual_addresses_excluded: Vec::new(),
             nopreempt: false,
@@ -139,6 +140,7 @@ impl Builder {
             track_interfaces: Vec::new(),
             track_scripts: Vec::new(),
             notify: Notifies::default(),
+            startup_delay: global.startup_delay,
             checksum_form: if global.v3_checksum_as_v2 {
                 ChecksumForm::VrrpOnly
             } else {

@@ -149,7 +149,16 @@ pub struct Global {
     pub startup_delay: Duration,
     pub script_user: Option<User>,
     pub enable_script_security: bool,
-    pub notify_fifo: Option<String>,
+    /// `notify_fifo` and `vrrp_notify_fifo`: both get every VRRP state line.
+    pub notify_fifos: Vec<NotifyFifo>,
+}
+
+/// A FIFO that receives keepalived's state lines (`INSTANCE "VI_1" MASTER 100`), and the script that reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyFifo {
+    pub path: std::path::PathBuf,
+    pub script: Option<Command>,
+    pub at: Location,
 }
 
 impl Default for Global {
@@ -174,7 +183,7 @@ impl Default for Global {
             startup_delay: Duration::ZERO,
             script_user: None,
             enable_script_security: false,
-            notify_fifo: None,
+            notify_fifos: Vec::new(),
         }
     }
 }
@@ -265,7 +274,10 @@ pub struct Instance {
     pub unicast_src_ip: Option<Ipv4Addr>,
     pub unicast_peers: Vec<Peer>,
     pub mcast_src_ip: Option<Ipv4Addr>,
+    /// global_defs' `vrrp_mcast_group4`.
+    pub multicast_group: Ipv4Addr,
     pub virtual_addresses: Vec<VirtualAddress>,
+    /// Installed and released with the others, never announced in adverts.
     pub virtual_addresses_excluded: Vec<VirtualAddress>,
     pub nopreempt: bool,
     pub preempt_delay: Duration,
@@ -281,6 +293,8 @@ pub struct Instance {
     pub track_scripts: Vec<Track>,
     pub notify: Notifies,
     pub checksum_form: ChecksumForm,
+    /// global_defs' `vrrp_startup_delay`.
+    pub startup_delay: Duration,
 }
 
 impl Instance {
@@ -297,6 +311,8 @@ impl Instance {
         };
         let mut copy = self.clone();
         copy.at = nowhere.clone();
+        // It only matters at the daemon's first start.
+        copy.startup_delay = Duration::ZERO;
         for track in copy.track_scripts.iter_mut().chain(copy.track_interfaces.iter_mut()) {
             track.at = nowhere.clone();
         }
@@ -342,6 +358,7 @@ impl Instance {
             authentication: self.authentication.clone(),
             source,
             peers: self.unicast_peers.iter().map(|peer| peer.address).collect(),
+            multicast_group: self.multicast_group,
             peer_ttl_limits: self
                 .unicast_peers
                 .iter()
@@ -356,6 +373,7 @@ impl Instance {
             checksum_form: self.checksum_form,
             check_unicast_src: self.check_unicast_src,
             skip_check_adv_addr: self.skip_check_adv_addr,
+            startup_delay: self.startup_delay,
         })
     }
 }

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::machine::State;
 
@@ -26,7 +27,8 @@ pub struct Snapshot<'a> {
     pub counters: &'a Counters,
 }
 
-pub fn render(instances: &[Snapshot<'_>]) -> String {
+/// `dropped`: lines each output lost because its reader did not keep up.
+pub fn render(instances: &[Snapshot<'_>], dropped: &[(&str, u64)]) -> String {
     let mut text = String::new();
     let mut family = |name: &str, kind: &str, help: &str, lines: &mut dyn FnMut(&mut String)| {
         let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -117,29 +119,59 @@ pub fn render(instances: &[Snapshot<'_>]) -> String {
             }
         }
     });
+    family(
+        "vrrp_output_lines_dropped_total",
+        "counter",
+        "log, event and notify FIFO lines lost because the reader did not keep up",
+        &mut |out| {
+            for (output, count) in dropped {
+                let _ = writeln!(out, "vrrp_output_lines_dropped_total{{output=\"{output}\"}} {count}");
+            }
+        },
+    );
     text
 }
 
-/// Serves the latest rendering from a thread of its own, so a slow client never holds up the protocol loop (the
-/// daemon never changes namespace, so a plain thread is safe here).
+/// Serves the latest rendering, each scrape from a thread of its own, so neither a slow client nor a silent one
+/// holds up the protocol loop or another scrape (the daemon never changes namespace, so plain threads are safe).
 pub struct MetricsServer {
     body: Arc<Mutex<String>>,
 }
+
+/// Scrapes answered at once; a connection beyond them is closed at once.
+const MAX_SCRAPES: usize = 16;
+
+/// How long one scrape may take, from accept to the last byte of the answer.
+const SCRAPE_DEADLINE: Duration = Duration::from_secs(2);
 
 impl MetricsServer {
     pub fn start(address: &str) -> io::Result<MetricsServer> {
         let listener = TcpListener::bind(address)?;
         let body = Arc::new(Mutex::new(String::new()));
         let shared = body.clone();
+        let active = Arc::new(AtomicUsize::new(0));
         std::thread::Builder::new().name("metrics".into()).spawn(move || {
             for stream in listener.incoming() {
-                match stream {
-                    Ok(stream) => {
-                        let text = shared.lock().map(|body| body.clone()).unwrap_or_default();
-                        let _ = answer(stream, &text);
-                    }
+                let stream = match stream {
+                    Ok(stream) => stream,
                     // Out of descriptors and the like: wait rather than spin.
-                    Err(_) => std::thread::sleep(Duration::from_millis(100)),
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(100));
+                        continue;
+                    }
+                };
+                if active.fetch_add(1, Ordering::SeqCst) >= MAX_SCRAPES {
+                    active.fetch_sub(1, Ordering::SeqCst);
+                    continue;
+                }
+                let (body, scraping) = (shared.clone(), active.clone());
+                let spawned = std::thread::Builder::new().name("scrape".into()).spawn(move || {
+                    let text = body.lock().map(|body| body.clone()).unwrap_or_default();
+                    let _ = answer(stream, &text, Instant::now() + SCRAPE_DEADLINE);
+                    scraping.fetch_sub(1, Ordering::SeqCst);
+                });
+                if spawned.is_err() {
+                    active.fetch_sub(1, Ordering::SeqCst);
                 }
             }
         })?;
@@ -154,13 +186,20 @@ impl MetricsServer {
 }
 
 /// Reads the request head (up to 8 KiB, until the blank line), answers GET /metrics (or /) with `body`, anything
-/// else with 404, and says so in the status line.
-fn answer(mut stream: TcpStream, body: &str) -> io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(2)))?;
+/// else with 404, and says so in the status line; gives up at `deadline` however the client trickles.
+fn answer(mut stream: TcpStream, body: &str, deadline: Instant) -> io::Result<()> {
+    let remaining = || {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            Err(io::Error::from(io::ErrorKind::TimedOut))
+        } else {
+            Ok(left)
+        }
+    };
     let mut head = Vec::new();
     let mut chunk = [0u8; 1024];
     while !head.windows(4).any(|window| window == b"\r\n\r\n") && head.len() < 8192 {
+        stream.set_read_timeout(Some(remaining()?))?;
         match stream.read(&mut chunk)? {
             0 => break,
             read => head.extend_from_slice(&chunk[..read]),
@@ -179,6 +218,7 @@ fn answer(mut stream: TcpStream, body: &str) -> io::Result<()> {
         "HTTP/1.0 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
+    stream.set_write_timeout(Some(remaining()?))?;
     stream.write_all(header.as_bytes())?;
     if method != "HEAD" {
         stream.write_all(body.as_bytes())?;
@@ -204,7 +244,8 @@ mod tests {
             priority: 100,
             counters: &counters,
         };
-        let text = render(&[snapshot]);
+        let text = render(&[snapshot], &[("events", 3)]);
+        assert!(text.contains(r#"vrrp_output_lines_dropped_total{output="events"} 3"#), "{text}");
         assert!(text.contains(r#"vrrp_priority{instance="a\"b\\c"} 100"#), "{text}");
     }
 }

@@ -4,6 +4,8 @@
 mod metrics;
 mod notify;
 mod output;
+mod pidfile;
+mod queue;
 mod track;
 
 use std::io;
@@ -19,14 +21,15 @@ use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 use serde_json::json;
 
-pub use output::Output;
+pub use output::{open_for_writing, Destinations, LogTo, Output};
+pub use pidfile::PidFile;
 
 use crate::config::{Config, Instance, SyncGroup, VirtualAddress};
 use crate::io::arp::GarpSender;
 use crate::io::monotonic_now;
 use crate::io::netlink::{Interface, LinkMonitor, Netlink};
 use crate::io::raw::VrrpSocket;
-use crate::machine::{Action, Machine, Reason, Received, State};
+use crate::machine::{Action, Machine, Notify, Reason, Received, State};
 use crate::wire::ipv4;
 
 /// One configured instance and the kernel objects it drives.
@@ -68,6 +71,8 @@ pub struct Daemon {
     dump_file: Option<std::path::PathBuf>,
     reload_from: Option<(std::path::PathBuf, crate::config::Options)>,
     groups: Vec<SyncGroup>,
+    /// Each group's state as its scripts were last told (None: not told yet, or its members disagree).
+    group_states: Vec<Option<State>>,
     /// Members that changed state on their own since the groups were last synced.
     sync_pending: Vec<(String, State)>,
 }
@@ -135,6 +140,7 @@ impl Daemon {
             dump_file: extras.dump_file,
             reload_from: extras.reload_from,
             groups: config.sync_groups.clone(),
+            group_states: vec![None; config.sync_groups.len()],
             sync_pending: Vec::new(),
         })
     }
@@ -143,13 +149,25 @@ impl Daemon {
     /// released before the error is returned.
     pub fn run(&mut self) -> anyhow::Result<Exit> {
         let result = self.run_loop();
-        if result.is_err() {
+        if let Err(error) = &result {
+            self.output.text(&format!("{error:#}"));
             self.shutdown();
         }
         result
     }
 
+    /// Before exit: lets the outputs drain for at most `patience` (a reader that never comes back is left behind).
+    pub fn finish(&mut self, patience: Duration) {
+        self.output.finish(patience);
+    }
+
     fn run_loop(&mut self) -> anyhow::Result<Exit> {
+        if let Some(delay) = self.instances.first().map(|running| running.config.startup_delay) {
+            if !delay.is_zero() {
+                self.output
+                    .text(&format!("Delaying startup for {} seconds", delay.as_secs_f64()));
+            }
+        }
         let now = monotonic_now();
         for index in 0..self.instances.len() {
             self.start_instance(index, now);
@@ -230,7 +248,48 @@ impl Daemon {
                 self.output.text(&line);
             }
             self.apply_tracking(now);
+            self.notify_groups();
             self.publish_metrics();
+        }
+    }
+
+    /// A sync group's own scripts and FIFO line run when all its members have reached a state together (any
+    /// member's fault is the group's).
+    fn notify_groups(&mut self) {
+        for index in 0..self.groups.len() {
+            let group = &self.groups[index];
+            let states: Vec<State> = self
+                .instances
+                .iter()
+                .filter(|running| group.members.contains(&running.config.name))
+                .map(|running| running.machine.state())
+                .collect();
+            let state = if states.contains(&State::Fault) {
+                State::Fault
+            } else if let Some(first) = states.first().filter(|first| states.iter().all(|s| s == *first)) {
+                *first
+            } else {
+                continue;
+            };
+            let kind = match state {
+                State::Master => Notify::Master,
+                State::Backup => Notify::Backup,
+                State::Fault => Notify::Fault,
+                State::Initialize => continue,
+            };
+            if self.group_states[index] != Some(state) {
+                self.group_states[index] = Some(state);
+                self.notify_group(index, kind);
+            }
+        }
+    }
+
+    fn notify_group(&mut self, index: usize, kind: Notify) {
+        let group = &self.groups[index];
+        let who = notify::Who::Group(&group.name);
+        self.output.notify_fifo(&notify::fifo_line(who, kind, 0));
+        for error in self.scripts.notify(&group.notify, who, kind, 0) {
+            self.output.text(&format!("VRRP_Group({}) {error}", group.name));
         }
     }
 
@@ -324,7 +383,13 @@ impl Daemon {
                 counters: &running.counters,
             })
             .collect();
-        server.update(metrics::render(&snapshots));
+        let dropped: Vec<(&str, u64)> = self
+            .output
+            .dropped()
+            .into_iter()
+            .map(|(output, dropped)| (output, dropped.total()))
+            .collect();
+        server.update(metrics::render(&snapshots, &dropped));
     }
 
     fn handle_signals(&mut self) -> anyhow::Result<Option<Exit>> {
@@ -377,6 +442,11 @@ impl Daemon {
             if current.is_some_and(|running| instance.same_as(&running.config)) {
                 continue;
             }
+            // keepalived delays only the first start.
+            let instance = &Instance {
+                startup_delay: Duration::ZERO,
+                ..instance.clone()
+            };
             match open_instance(instance, &mut self.netlink) {
                 Ok(running) => opened.push(running),
                 Err(error) => self
@@ -404,6 +474,7 @@ impl Daemon {
         self.tracker = track::Tracker::new(&loaded.config, now);
         self.tracker.carry_over(previous);
         self.groups = loaded.config.sync_groups.clone();
+        self.group_states = vec![None; self.groups.len()];
         self.scripts.default_user = loaded.config.global.script_user.clone();
         for running in opened {
             self.instances.push(running);
@@ -419,6 +490,11 @@ impl Daemon {
         for index in 0..self.instances.len() {
             self.instances[index].machine.shutdown(now);
             self.carry_out(index, now);
+        }
+        for index in 0..self.groups.len() {
+            if self.group_states[index].is_some() {
+                self.notify_group(index, Notify::Stop);
+            }
         }
         self.tracker.kill_all();
         self.scripts.finish(Duration::from_secs(1));
@@ -452,8 +528,8 @@ impl Daemon {
         }
         match &self.dump_file {
             Some(path) => {
-                if let Err(error) = std::fs::write(path, &text) {
-                    self.output.text(&format!("cannot write {}: {error}", path.display()));
+                if let Err(error) = write_dump(path, &text) {
+                    self.output.text(&format!("cannot write the state dump: {error}"));
                 }
             }
             None => text.lines().for_each(|line| self.output.text(line)),
@@ -542,7 +618,9 @@ impl Daemon {
                     }
                 }
                 Action::Notify { kind, priority } => {
-                    for error in self.scripts.notify(&running.config, kind, priority) {
+                    let who = notify::Who::Instance(&name);
+                    self.output.notify_fifo(&notify::fifo_line(who, kind, priority));
+                    for error in self.scripts.notify(&running.config.notify, who, kind, priority) {
                         self.output.text(&format!("({name}) {error}"));
                     }
                 }
@@ -589,6 +667,16 @@ fn report(output: &mut Output, now: Duration, name: &str, kind: &str, address: I
     }
 }
 
+/// The dump goes to a regular file only: the loop writes it itself, and a FIFO or a device could block it.
+fn write_dump(path: &std::path::Path, text: &str) -> io::Result<()> {
+    use std::io::Write;
+    let mut file = open_for_writing(path, true)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::other(format!("{}: not a regular file", path.display())));
+    }
+    file.write_all(text.as_bytes())
+}
+
 /// Names the capability an EPERM is about.
 pub fn explain(error: &io::Error, capability: &str) -> String {
     if error.raw_os_error() == Some(libc::EPERM) {
@@ -606,15 +694,20 @@ fn open_instance(instance: &Instance, netlink: &mut Netlink) -> anyhow::Result<R
     let interface = netlink
         .interface(interface_name)
         .with_context(|| format!("({name}) interface {interface_name}"))?;
-    let vips: Vec<Ipv4Addr> = instance.virtual_addresses.iter().map(|vip| vip.address).collect();
+    let vips: Vec<Ipv4Addr> = instance
+        .virtual_addresses
+        .iter()
+        .chain(&instance.virtual_addresses_excluded)
+        .map(|vip| vip.address)
+        .collect();
     let primary = netlink.primary_address(interface.index, &vips)?;
     let settings = instance.settings(primary).map_err(anyhow::Error::msg)?;
-    let multicast = instance.unicast_peers.is_empty();
-    let socket = VrrpSocket::open(interface_name, interface.index, multicast)
+    let group = Some(instance.multicast_group).filter(|_| instance.unicast_peers.is_empty());
+    let socket = VrrpSocket::open(interface_name, interface.index, group)
         .map_err(|error| anyhow::anyhow!("({name}) opening the VRRP socket: {}", explain(&error, "CAP_NET_RAW")))?;
     let mut garps: Vec<(String, GarpSender)> = Vec::new();
     let mut addresses = Vec::new();
-    for vip in &instance.virtual_addresses {
+    for vip in instance.virtual_addresses.iter().chain(&instance.virtual_addresses_excluded) {
         let dev = vip.dev.as_deref().unwrap_or(interface_name);
         let index = if dev == interface_name {
             interface.index

@@ -7,8 +7,46 @@ use std::time::{Duration, Instant};
 
 use std::os::unix::process::CommandExt;
 
-use crate::config::{Command, Instance, User};
+use crate::config::{Command, Notifies, User};
 use crate::machine::Notify;
+
+/// Whose state changed.
+#[derive(Debug, Clone, Copy)]
+pub enum Who<'a> {
+    Instance(&'a str),
+    Group(&'a str),
+}
+
+impl Who<'_> {
+    fn scope(&self) -> &'static str {
+        match self {
+            Who::Instance(_) => "INSTANCE",
+            Who::Group(_) => "GROUP",
+        }
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            Who::Instance(name) | Who::Group(name) => name,
+        }
+    }
+}
+
+/// The state as keepalived names it to scripts and FIFO readers.
+fn state_word(kind: Notify) -> &'static str {
+    match kind {
+        Notify::Master => "MASTER",
+        Notify::Backup => "BACKUP",
+        Notify::Fault => "FAULT",
+        Notify::Stop => "STOP",
+        Notify::MasterRxLowerPriority => "MASTER_RX_LOWER_PRI",
+    }
+}
+
+/// One line of keepalived's notify FIFO: `INSTANCE "VI_1" MASTER 100`, `GROUP "G1" BACKUP 0`.
+pub fn fifo_line(who: Who<'_>, kind: Notify, priority: u8) -> String {
+    format!("{} \"{}\" {} {priority}", who.scope(), who.name(), state_word(kind))
+}
 
 /// Children still running, reaped as they exit.
 #[derive(Default)]
@@ -26,14 +64,15 @@ impl Scripts {
         }
     }
 
-    pub fn notify(&mut self, instance: &Instance, kind: Notify, priority: u8) -> Vec<io::Error> {
-        let notify = &instance.notify;
-        let (specific, state) = match kind {
-            Notify::Master => (&notify.master, "MASTER"),
-            Notify::Backup => (&notify.backup, "BACKUP"),
-            Notify::Fault => (&notify.fault, "FAULT"),
-            Notify::Stop => (&notify.stop, "STOP"),
-            Notify::MasterRxLowerPriority => (&notify.master_rx_lower_pri, "MASTER_RX_LOWER_PRI"),
+    /// Runs an instance's or a sync group's scripts for a state change. `priority` is the instance's effective
+    /// priority; keepalived gives groups 0.
+    pub fn notify(&mut self, notify: &Notifies, who: Who<'_>, kind: Notify, priority: u8) -> Vec<io::Error> {
+        let specific = match kind {
+            Notify::Master => &notify.master,
+            Notify::Backup => &notify.backup,
+            Notify::Fault => &notify.fault,
+            Notify::Stop => &notify.stop,
+            Notify::MasterRxLowerPriority => &notify.master_rx_lower_pri,
         };
         let mut errors = Vec::new();
         if let Some(command) = specific {
@@ -43,9 +82,9 @@ impl Scripts {
         }
         if let (Some(command), false) = (&notify.any, kind == Notify::MasterRxLowerPriority) {
             let args = [
-                "INSTANCE".to_string(),
-                instance.name.clone(),
-                state.to_string(),
+                who.scope().to_string(),
+                who.name().to_string(),
+                state_word(kind).to_string(),
                 priority.to_string(),
             ];
             if let Err(error) = self.spawn(command, &args) {
@@ -53,6 +92,11 @@ impl Scripts {
             }
         }
         errors
+    }
+
+    /// A long-running reader of a notify FIFO (`notify_fifo_script`), given the FIFO's path.
+    pub fn start_fifo_reader(&mut self, command: &Command, fifo: &std::path::Path) -> io::Result<()> {
+        self.spawn(command, &[fifo.display().to_string()])
     }
 
     fn spawn(&mut self, command: &Command, args: &[String]) -> io::Result<()> {

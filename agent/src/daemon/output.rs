@@ -3,39 +3,87 @@
 
 use std::ffi::CString;
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::net::Ipv4Addr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use super::queue::{Descriptor, Destination, Dropped, LineQueue};
 use crate::log::LogLine;
 use crate::machine::{Discard, Reason, State};
+
+/// How the daemon's log lines leave it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogTo {
+    /// `-l`: stderr, each line behind keepalived's date prefix.
+    Console,
+    /// syslog, as `Keepalived_vrrp`, in this facility (`-S 0..7`: LOG_LOCAL0..7; default LOG_DAEMON).
+    Syslog { facility: libc::c_int },
+}
+
+/// Where each output goes; `None` for what is not wanted.
+#[derive(Debug, Clone, Default)]
+pub struct Destinations<'a> {
+    /// `--events`: a path, or `-` for stdout.
+    pub events: Option<&'a str>,
+    /// `notify_fifo` / `vrrp_notify_fifo`: keepalived's state lines.
+    pub notify_fifos: Vec<&'a Path>,
+}
 
 pub struct Output {
     /// Print the lines keepalived prints only with `-D`.
     pub detail: bool,
-    /// Console (`-l`) rather than syslog.
-    pub console: bool,
-    events: Option<Box<dyn Write>>,
+    console: bool,
+    log: LineQueue,
+    events: Option<LineQueue>,
+    notify_fifos: Vec<LineQueue>,
+}
+
+/// Stays in its queue's thread: syslog(3) blocks when the log socket's reader (journald, rsyslog) stalls.
+struct Syslog;
+
+impl Destination for Syslog {
+    fn write_line(&mut self, line: &str) -> io::Result<()> {
+        let message = CString::new(line).map_err(io::Error::other)?;
+        // SAFETY: both strings are NUL-terminated and the format has one %s.
+        unsafe { libc::syslog(libc::LOG_INFO, c"%s".as_ptr(), message.as_ptr()) };
+        Ok(())
+    }
 }
 
 impl Output {
-    pub fn new(detail: bool, console: bool, events: Option<&str>) -> io::Result<Output> {
-        let events: Option<Box<dyn Write>> = match events {
-            None => None,
-            Some("-") => Some(Box::new(io::stdout())),
-            Some(path) => Some(Box::new(File::create(path)?)),
+    pub fn new(detail: bool, log_to: LogTo, to: Destinations<'_>) -> io::Result<Output> {
+        let log = match log_to {
+            LogTo::Console => LineQueue::start("log", Descriptor::duplicate(io::stderr())?, Some(lost_log_lines))?,
+            LogTo::Syslog { facility } => {
+                let ident = CString::new("Keepalived_vrrp").expect("no NUL");
+                // SAFETY: openlog keeps the pointer; leaking the CString keeps it valid for the process's lifetime.
+                unsafe { libc::openlog(ident.into_raw(), libc::LOG_PID, facility) };
+                LineQueue::start("syslog", Syslog, Some(lost_log_lines))?
+            }
         };
-        if !console {
-            let ident = CString::new("Keepalived_vrrp").expect("no NUL");
-            // SAFETY: openlog keeps the pointer; leaking the CString keeps it valid for the process's lifetime.
-            unsafe { libc::openlog(ident.into_raw(), libc::LOG_PID, libc::LOG_DAEMON) };
-        }
+        let events = match to.events {
+            None => None,
+            Some("-") => Some(Descriptor::duplicate(io::stdout())?),
+            Some(path) => Some(Descriptor(open_for_writing(Path::new(path), true)?)),
+        };
+        let events = events
+            .map(|destination| LineQueue::start("events", destination, Some(lost_events)))
+            .transpose()?;
+        let notify_fifos = to
+            .notify_fifos
+            .into_iter()
+            .map(|path| LineQueue::start("notify_fifo", Descriptor(open_fifo(path)?), None))
+            .collect::<io::Result<Vec<LineQueue>>>()?;
         Ok(Output {
             detail,
-            console,
+            console: log_to == LogTo::Console,
+            log,
             events,
+            notify_fifos,
         })
     }
 
@@ -49,24 +97,108 @@ impl Output {
     /// A line without an instance (startup, shutdown, errors).
     pub fn text(&mut self, text: &str) {
         if self.console {
-            let now = console_time();
-            let mut stderr = io::stderr().lock();
-            let _ = writeln!(stderr, "{now}: {text}");
-        } else if let Ok(message) = CString::new(text) {
-            // SAFETY: both strings are NUL-terminated and the format has one %s.
-            unsafe { libc::syslog(libc::LOG_INFO, c"%s".as_ptr(), message.as_ptr()) };
+            self.log.push(format!("{}: {text}", console_time()));
+        } else {
+            self.log.push(text.to_string());
         }
     }
 
     pub fn event(&mut self, at: Duration, instance: &str, kind: &str, fields: Value) {
-        let Some(events) = &mut self.events else { return };
+        let Some(events) = &self.events else { return };
         let mut object = json!({ "at_ns": at.as_nanos() as u64, "instance": instance, "event": kind });
         if let (Some(object), Value::Object(fields)) = (object.as_object_mut(), fields) {
             object.extend(fields);
         }
-        let _ = writeln!(events, "{object}");
-        let _ = events.flush();
+        events.push(object.to_string());
     }
+
+    /// One line of keepalived's notify FIFO format (see `notify::fifo_line`).
+    pub fn notify_fifo(&mut self, line: &str) {
+        for fifo in &self.notify_fifos {
+            fifo.push(line.to_string());
+        }
+    }
+
+    /// Lines lost so far per output, for the metrics.
+    pub fn dropped(&self) -> Vec<(&'static str, Dropped)> {
+        let mut dropped = vec![("log", self.log.dropped())];
+        dropped.extend(self.events.as_ref().map(|queue| ("events", queue.dropped())));
+        dropped.extend(self.notify_fifos.iter().map(|queue| ("notify_fifo", queue.dropped())));
+        dropped
+    }
+
+    /// At exit: lets every output drain for at most `patience` in all.
+    pub fn finish(&mut self, patience: Duration) {
+        let deadline = std::time::Instant::now() + patience;
+        let queues = [Some(&mut self.log), self.events.as_mut()];
+        for queue in queues.into_iter().flatten().chain(&mut self.notify_fifos) {
+            queue.finish(deadline.saturating_duration_since(std::time::Instant::now()));
+        }
+    }
+}
+
+/// In the log's own words, once it gets through again.
+fn lost_log_lines(count: u64) -> String {
+    format!("{count} log lines were dropped: the log's reader was not keeping up")
+}
+
+/// A JSON event like the others, so that readers of the stream see the gap.
+fn lost_events(count: u64) -> String {
+    let now = crate::io::monotonic_now();
+    json!({ "at_ns": now.as_nanos() as u64, "event": "events_dropped", "count": count }).to_string()
+}
+
+/// Opens a file the daemon writes (events, dump) without following a symlink at its last component, created
+/// 0644 when missing, truncated when `truncate`. A FIFO without a reader is an error, not a wait.
+pub fn open_for_writing(path: &Path, truncate: bool) -> io::Result<File> {
+    let file = File::options()
+        .write(true)
+        .create(true)
+        .truncate(truncate)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|error| named(path, error))?;
+    blocking(&file)?;
+    Ok(file)
+}
+
+/// keepalived's notify FIFO: created when missing; opened read-write, so that opening never waits for a reader
+/// and a reader that comes and goes does not break the daemon's end.
+fn open_fifo(path: &Path) -> io::Result<File> {
+    match nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)) {
+        Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+        Err(error) => return Err(named(path, error.into())),
+    }
+    let file = File::options()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|error| named(path, error))?;
+    let metadata = file.metadata()?;
+    if !std::os::unix::fs::FileTypeExt::is_fifo(&metadata.file_type()) {
+        return Err(named(path, io::Error::other("not a FIFO")));
+    }
+    blocking(&file)?;
+    Ok(file)
+}
+
+/// The queue's thread may block on it; the protocol loop never writes to it.
+fn blocking(file: &File) -> io::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let flags = OFlag::from_bits_truncate(fcntl(file, FcntlArg::F_GETFL)?);
+    fcntl(file, FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK))?;
+    Ok(())
+}
+
+fn named(path: &Path, error: io::Error) -> io::Error {
+    let hint = match error.raw_os_error() {
+        Some(libc::ELOOP) => " (a symlink: vrrpd does not follow one here)",
+        Some(libc::ENXIO) => " (a FIFO nobody reads)",
+        _ => "",
+    };
+    io::Error::new(error.kind(), format!("{}: {error}{hint}", path.display()))
 }
 
 /// Local time as keepalived's console prefix writes it (`Wed Nov 25 10:38:06 2026`). glibc's localtime_r reads the

@@ -2,14 +2,14 @@
 //! identification that counts up, as keepalived sends), and come in with theirs.
 
 use std::io;
-use std::net::SocketAddrV4;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsFd, BorrowedFd};
 
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, SockAddr, Socket, Type};
 
 use crate::machine::Outgoing;
 use crate::wire::ipv4;
-use crate::wire::vrrp::{MULTICAST_GROUP, PROTOCOL, TTL};
+use crate::wire::vrrp::{PROTOCOL, TTL};
 
 pub struct VrrpSocket {
     socket: Socket,
@@ -17,14 +17,15 @@ pub struct VrrpSocket {
 }
 
 impl VrrpSocket {
-    /// A socket bound to `interface`, joined to 224.0.0.18 there when `multicast`.
-    pub fn open(interface: &str, index: u32, multicast: bool) -> io::Result<VrrpSocket> {
+    /// A socket bound to `interface`, joined to `group` there (224.0.0.18 unless configured otherwise) for
+    /// multicast instances.
+    pub fn open(interface: &str, index: u32, group: Option<Ipv4Addr>) -> io::Result<VrrpSocket> {
         let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(i32::from(PROTOCOL))))?;
         socket.set_header_included_v4(true)?;
         socket.bind_device(Some(interface.as_bytes()))?;
         socket.set_nonblocking(true)?;
-        if multicast {
-            socket.join_multicast_v4_n(&MULTICAST_GROUP, &InterfaceIndexOrAddress::Index(index))?;
+        if let Some(group) = group {
+            socket.join_multicast_v4_n(&group, &InterfaceIndexOrAddress::Index(index))?;
             socket.set_multicast_loop_v4(false)?;
         }
         Ok(VrrpSocket { socket, ident: 0 })

@@ -57,6 +57,8 @@ pub struct Machine {
     garp_refresh: Option<Time>,
     /// When a pending preempt delay ends (keepalived's `preempt_time`).
     preempt_until: Option<Time>,
+    /// When the startup delay ends, while it runs.
+    startup_until: Option<Time>,
     faulty: bool,
     actions: VecDeque<Action>,
 }
@@ -78,6 +80,7 @@ impl Machine {
             second_garp: None,
             garp_refresh: None,
             preempt_until: None,
+            startup_until: None,
             faulty: false,
             actions: VecDeque::new(),
         }
@@ -147,13 +150,22 @@ impl Machine {
             return;
         }
         self.master_adver_interval = self.settings.advert_interval;
+        self.startup_until = Some(now + self.settings.startup_delay).filter(|_| !self.settings.startup_delay.is_zero());
+        match self.startup_until {
+            // An owner waits out the delay before it takes over (in INIT: it has no master to listen for).
+            Some(until) if self.is_owner_starting_as_master() && !self.faulty => self.protocol_timer = Some(until),
+            _ => self.leave_initialize(now),
+        }
+    }
+
+    fn leave_initialize(&mut self, now: Time) {
         if self.faulty {
             self.set_state(State::Fault, Reason::Startup);
             self.log(Message::EnteringFaultStateInit);
             self.notify(Notify::Fault);
             return;
         }
-        if self.effective_priority == OWNER_PRIORITY && self.settings.initial_state == InitialState::Master {
+        if self.is_owner_starting_as_master() {
             // keepalived arms a 1 µs down timer, so the owner logs the timeout like any backup taking over.
             self.log(Message::ReceiveAdvertisementTimeout);
             self.become_master(now, Reason::Owner);
@@ -164,7 +176,7 @@ impl Machine {
         self.set_state(State::Backup, Reason::Startup);
         self.log(Message::EnteringBackupStateInit);
         self.notify(Notify::Backup);
-        self.protocol_timer = Some(now + self.master_down_interval());
+        self.protocol_timer = Some(self.down_timer(now));
     }
 
     /// RFC 3768 §6.4.2/§6.4.3 Shutdown event: a master sends priority 0 so a backup takes over after Skew_Time,
@@ -209,8 +221,24 @@ impl Machine {
                 self.send_advert(self.effective_priority);
                 self.protocol_timer = Some(now + self.settings.advert_interval);
             }
-            State::Initialize | State::Fault => self.protocol_timer = None,
+            // Only an owner waiting out the startup delay has a timer in INIT.
+            State::Initialize => {
+                self.protocol_timer = None;
+                self.leave_initialize(now);
+            }
+            State::Fault => self.protocol_timer = None,
         }
+    }
+
+    fn is_owner_starting_as_master(&self) -> bool {
+        self.effective_priority == OWNER_PRIORITY && self.settings.initial_state == InitialState::Master
+    }
+
+    /// When Master_Down_Timer set now expires: one Master_Down_Interval from now, or from the end of the
+    /// startup delay while it runs.
+    fn down_timer(&self, now: Time) -> Time {
+        let from = self.startup_until.filter(|until| *until > now).unwrap_or(now);
+        from + self.master_down_interval()
     }
 
     /// A tracked interface or script with no weight went down (`true`) or came back (`false`).
@@ -246,7 +274,7 @@ impl Machine {
                 self.set_state(State::Backup, Reason::FaultCleared);
                 self.log(Message::EnteringBackupState);
                 self.notify(Notify::Backup);
-                self.protocol_timer = Some(now + self.master_down_interval());
+                self.protocol_timer = Some(self.down_timer(now));
             }
             _ => {}
         }
@@ -457,7 +485,7 @@ impl Machine {
                 }
             }
             self.learn_master(from);
-            self.protocol_timer = Some(now + self.master_down_interval());
+            self.protocol_timer = Some(self.down_timer(now));
         } else {
             // RFC 3768 §6.4.2: discard. Master_Down_Timer keeps running, so we take over when it expires.
             self.log(Message::BackupDiscardingLowerPriority {
@@ -562,7 +590,7 @@ impl Machine {
         self.notify(Notify::Backup);
         self.second_garp = None;
         self.garp_refresh = None;
-        self.protocol_timer = Some(now + self.master_down_interval());
+        self.protocol_timer = Some(self.down_timer(now));
     }
 
     fn release_addresses(&mut self) {

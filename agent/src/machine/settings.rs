@@ -70,8 +70,10 @@ pub struct Settings {
     pub authentication: Authentication,
     /// Our primary address: the source of our adverts and the tie-break on equal priority.
     pub source: Ipv4Addr,
-    /// Unicast peers; empty means multicast to 224.0.0.18.
+    /// Unicast peers; empty means multicast to `multicast_group`.
     pub peers: Vec<Ipv4Addr>,
+    /// Where multicast adverts go: 224.0.0.18 unless `vrrp_mcast_group4` says otherwise.
+    pub multicast_group: Ipv4Addr,
     /// keepalived's per-peer `min_ttl` / `max_ttl`: unicast adverts from that peer outside the range are dropped.
     pub peer_ttl_limits: Vec<(Ipv4Addr, u8, u8)>,
     /// The virtual addresses announced in adverts.
@@ -90,6 +92,9 @@ pub struct Settings {
     pub check_unicast_src: bool,
     /// keepalived's `skip_check_adv_addr`: the address list of adverts from the known master is not checked.
     pub skip_check_adv_addr: bool,
+    /// keepalived's `vrrp_startup_delay`: after startup, Master_Down_Timer counts from the end of this delay
+    /// (adverts heard meanwhile are processed as usual), and an owner waits for it before taking over.
+    pub startup_delay: Duration,
 }
 
 impl Settings {
@@ -108,6 +113,7 @@ impl Settings {
             authentication: Authentication::None,
             source,
             peers: Vec::new(),
+            multicast_group: MULTICAST_GROUP,
             peer_ttl_limits: Vec::new(),
             addresses: Vec::new(),
             garp: GarpSettings::default(),
@@ -117,6 +123,7 @@ impl Settings {
             checksum_form: ChecksumForm::PseudoHeader,
             check_unicast_src: false,
             skip_check_adv_addr: false,
+            startup_delay: Duration::ZERO,
         }
     }
 
@@ -128,7 +135,7 @@ impl Settings {
         if self.is_unicast() {
             self.peers.clone()
         } else {
-            vec![MULTICAST_GROUP]
+            vec![self.multicast_group]
         }
     }
 }
