@@ -284,7 +284,7 @@ fn main() -> ExitCode {
     }
     let destinations = Destinations {
         events: cli.events.as_deref(),
-        notify_fifos: loaded.config.global.notify_fifos.iter().map(|fifo| fifo.path.as_path()).collect(),
+        notify_fifos: &loaded.config.global.notify_fifos,
     };
     let output = match Output::new(cli.log_detail, cli.log_to(), destinations) {
         Ok(output) => output,

@@ -3,76 +3,14 @@
 
 use std::time::Duration;
 
+use super::gaps;
 use super::syntax::{Location, Statement, Word};
 use super::values::whole_seconds;
 use super::{
-    Command, Config, ConfigError, Diagnostic, Global, Loaded, Notifies, Options, Script, Severity, SyncGroup, Track,
-    User,
+    Command, Config, ConfigError, Diagnostic, Global, Loaded, Notifies, NotifyFifo, Options, Script, Severity, SyncGroup,
+    Track, User,
 };
 use crate::wire::Version;
-
-/// keepalived keywords outside VRRP (the LVS checker, BFD, static addresses...): accepted and left alone.
-const OTHER_DAEMONS_BLOCKS: &[&str] = &[
-    "virtual_server",
-    "virtual_server_group",
-    "static_ipaddress",
-    "static_routes",
-    "static_rules",
-    "linkbeat_interfaces",
-    "bfd_instance",
-    "track_file",
-    "vrrp_track_file",
-    "track_process",
-    "track_bfd",
-    "garp_group",
-];
-
-/// `global_defs` keywords that do not concern this agent (mail alerts, LVS, SNMP, D-Bus...).
-const IGNORED_GLOBALS: &[&str] = &[
-    "notification_email",
-    "notification_email_from",
-    "smtp_server",
-    "smtp_connect_timeout",
-    "smtp_helo_name",
-    "smtp_alert",
-    "smtp_alert_vrrp",
-    "smtp_alert_checker",
-    "lvs_id",
-    "lvs_sync_daemon",
-    "lvs_flush",
-    "lvs_timeouts",
-    "enable_snmp_vrrp",
-    "enable_snmp_keepalived",
-    "enable_snmp_rfcv2",
-    "enable_snmp_rfcv3",
-    "enable_snmp_checker",
-    "enable_traps",
-    "enable_dbus",
-    "dynamic_interfaces",
-    "max_auto_priority",
-    "vrrp_priority",
-    "checker_priority",
-    "bfd_priority",
-    "vrrp_no_swap",
-    "checker_no_swap",
-    "vrrp_rt_priority",
-    "checker_rt_priority",
-    "vrrp_cpu_affinity",
-    "vrrp_garp_interval",
-    "vrrp_gna_interval",
-    "vrrp_iptables",
-    "vrrp_ipsets",
-    "nftables",
-    "vrrp_notify_priority_changes",
-    "script_security",
-    "process_names",
-    "vrrp_process_name",
-    "vrrp_rx_bufs_policy",
-    "vrrp_rx_bufs_multiplier",
-    "umask",
-    "instance",
-    "child_wait_time",
-];
 
 pub(super) fn finish(
     statements: Vec<Statement>,
@@ -80,8 +18,9 @@ pub(super) fn finish(
     options: Options,
 ) -> Result<Loaded, ConfigError> {
     let mut builder = Builder { diagnostics, options };
-    let config = builder.config(&statements);
+    let mut config = builder.config(&statements);
     let Builder { mut diagnostics, .. } = builder;
+    super::security::apply(&mut config, &mut diagnostics);
     // In file order, whichever pass found them.
     diagnostics.sort_by(|a, b| {
         let key = |d: &Diagnostic| d.at.as_ref().map(|at| (at.file.clone(), at.line, at.column));
@@ -132,9 +71,14 @@ impl Builder {
         );
     }
 
-    pub(super) fn unsupported(&mut self, statement: &Statement) {
-        let message = format!("'{}' is not supported by this agent - ignoring", statement.keyword.text);
-        self.strict_warn(&statement.keyword.at, message);
+    /// A keyword from one of the `gaps` tables, if it is one: a warning saying what is lost (an error with
+    /// `strict`). Returns whether it was.
+    pub(super) fn gap(&mut self, statement: &Statement, table: &'static [gaps::Gap]) -> bool {
+        let Some(gap) = gaps::find(table, &statement.keyword.text) else {
+            return false;
+        };
+        self.strict_warn(&statement.keyword.at, gap.message());
+        true
     }
 }
 
@@ -165,7 +109,7 @@ impl Builder {
                         config.sync_groups.push(group);
                     }
                 }
-                keyword if OTHER_DAEMONS_BLOCKS.contains(&keyword) => {}
+                _ if self.gap(statement, gaps::TOP_LEVEL) => {}
                 _ => self.unknown(statement),
             }
         }
@@ -243,7 +187,6 @@ impl Builder {
                         global.mcast_group4 = self.address(keyword, word).unwrap_or(global.mcast_group4);
                     }
                 }
-                "vrrp_strict" => global.strict = self.flag(statement),
                 "vrrp_check_unicast_src" => global.check_unicast_src = self.flag(statement),
                 "vrrp_skip_check_adv_addr" => global.skip_check_adv_addr = self.flag(statement),
                 "v3_checksum_as_v2" => global.v3_checksum_as_v2 = self.flag(statement),
@@ -252,24 +195,60 @@ impl Builder {
                 "vrrp_startup_delay" => {
                     global.startup_delay = self.seconds(statement, 0.0, 3600.0).unwrap_or(global.startup_delay)
                 }
+                "vrrp_down_timer_adverts" => {
+                    global.down_timer_adverts = self.one_number(statement, 1, 100).unwrap_or(global.down_timer_adverts)
+                }
+                // vrrpd always reads a new configuration completely before a reload, and keeps running on errors.
+                "reload_check_config" => {}
                 "script_user" => global.script_user = self.user(statement, &statement.args),
                 "enable_script_security" => global.enable_script_security = self.flag(statement),
-                "notify_fifo" | "vrrp_notify_fifo" => {
-                    if let Some(word) = self.one(statement) {
-                        global.notify_fifos.push(super::NotifyFifo {
-                            path: word.text.clone().into(),
-                            script: None,
-                            at: word.at.clone(),
-                        });
+                "notify_fifo" | "vrrp_notify_fifo" => self.notify_fifo(statement, global),
+                "notify_fifo_script" | "vrrp_notify_fifo_script" => {
+                    let fifo = keyword.trim_end_matches("_script");
+                    let command = self.command(statement);
+                    match global.notify_fifos.iter_mut().find(|given| given.keyword == fifo) {
+                        Some(given) => given.script = command,
+                        None => self.error(&statement.keyword.at, format!("{keyword} without {fifo} before it")),
                     }
                 }
-                "net_namespace" | "vrrp_mcast_group6" | "vrrp_garp_interval" | "vrrp_gna_interval" => {
-                    self.unsupported(statement)
+                "vrrp_strict" => {
+                    global.strict = self.flag(statement);
+                    if global.strict {
+                        let message = "'vrrp_strict' is carried out except for no_accept: vrrpd installs no firewall \
+                                       rule, so the VIPs accept traffic in every state";
+                        self.strict_warn(&statement.keyword.at, message);
+                    }
                 }
-                keyword if IGNORED_GLOBALS.contains(&keyword) => {}
+                _ if self.gap(statement, gaps::GLOBAL) => {}
                 _ => self.unknown(statement),
             }
         }
+    }
+
+    /// `notify_fifo PATH [USER [GROUP]]`: the owner is given to a FIFO vrrpd creates.
+    fn notify_fifo(&mut self, statement: &Statement, global: &mut Global) {
+        let Some((path, owner)) = statement.args.split_first() else {
+            self.error(&statement.keyword.at, format!("{}: missing FIFO path", statement.keyword.text));
+            return;
+        };
+        let owner = if owner.is_empty() {
+            None
+        } else {
+            self.user(statement, owner)
+        };
+        let keyword = if statement.keyword.text == "notify_fifo" {
+            "notify_fifo"
+        } else {
+            "vrrp_notify_fifo"
+        };
+        global.notify_fifos.retain(|given| given.keyword != keyword);
+        global.notify_fifos.push(NotifyFifo {
+            keyword,
+            path: path.text.clone().into(),
+            owner,
+            script: None,
+            at: path.at.clone(),
+        });
     }
 
     pub(super) fn user(&mut self, statement: &Statement, words: &[Word]) -> Option<User> {
@@ -464,15 +443,14 @@ impl Builder {
                         }
                     }
                 }
-                "track_interface" => {
-                    self.unsupported(item);
-                    group.track_interfaces = self.tracks(item);
+                "track_interface" | "track_script" => {
+                    // Read for their errors, then reported as not carried out.
+                    let _ = self.tracks(item);
+                    self.gap(item, gaps::SYNC_GROUP);
                 }
-                "track_script" => {
-                    self.unsupported(item);
-                    group.track_scripts = self.tracks(item);
-                }
-                "smtp_alert" | "global_tracking" | "sync_group_tracking_weight" => {}
+                // vrrpd applies members' tracking weights as configured, which is what these ask for.
+                "global_tracking" | "sync_group_tracking_weight" => {}
+                _ if self.gap(item, gaps::SYNC_GROUP) => {}
                 keyword if keyword.starts_with("notify") => self.notify(item, &mut group.notify),
                 _ => self.unknown(item),
             }

@@ -4,38 +4,13 @@
 use std::time::Duration;
 
 use super::build::Builder;
+use super::gaps;
 use super::syntax::{Location, Statement, Word};
 use super::values::whole_seconds;
 use super::{Config, Instance, Notifies, Peer, VirtualAddress};
 use crate::machine::{Authentication, GarpSettings, InitialState, OWNER_PRIORITY};
 use crate::wire::vrrp::password_bytes;
 use crate::wire::{ChecksumForm, Version};
-
-/// Instance keywords that change nothing this agent does.
-const IGNORED_IN_INSTANCE: &[&str] = &[
-    "smtp_alert",
-    "debug",
-    "dont_track_primary",
-    "kernel_rx_buf_size",
-    "unicast_ttl",
-];
-
-/// Instance keywords keepalived honours and this agent cannot (yet): a warning, an error with `strict`.
-const UNSUPPORTED_IN_INSTANCE: &[&str] = &[
-    "use_vmac",
-    "vmac_xmit_base",
-    "native_ipv6",
-    "virtual_routes",
-    "virtual_rules",
-    "track_file",
-    "track_process",
-    "track_bfd",
-    "mcast_dst_ip",
-    "unicast_fault_no_peer",
-    "track_src_ip",
-    "old_unicast_checksum",
-    "strict_mode",
-];
 
 impl Builder {
     /// One `virtual_ipaddress` line.
@@ -133,7 +108,7 @@ impl Builder {
             garp: GarpSettings::default(),
             lower_prio_no_advert: global.lower_prio_no_advert,
             higher_prio_send_advert: global.higher_prio_send_advert,
-            down_timer_adverts: 3,
+            down_timer_adverts: global.down_timer_adverts,
             accept: !global.strict,
             check_unicast_src: global.check_unicast_src,
             skip_check_adv_addr: global.skip_check_adv_addr,
@@ -262,16 +237,22 @@ impl Builder {
                 "garp_lower_prio_repeat" => garp_lower_prio_repeat = self.one_number(item, 0, 1000),
                 "lower_prio_no_advert" => instance.lower_prio_no_advert = self.flag(item),
                 "higher_prio_send_advert" => instance.higher_prio_send_advert = self.flag(item),
-                "down_timer_adverts" => instance.down_timer_adverts = self.one_number(item, 1, 100).unwrap_or(3),
+                "down_timer_adverts" => {
+                    instance.down_timer_adverts = self.one_number(item, 1, 100).unwrap_or(global.down_timer_adverts)
+                }
                 "accept" => instance.accept = true,
                 "no_accept" => instance.accept = false,
                 "check_unicast_src" => instance.check_unicast_src = true,
                 "skip_check_adv_addr" => instance.skip_check_adv_addr = self.flag(item),
                 "track_interface" => instance.track_interfaces = self.tracks(item),
                 "track_script" => instance.track_scripts = self.tracks(item),
+                "mcast_dst_ip" => {
+                    if let Some(word) = self.one(item) {
+                        instance.multicast_group = self.address(keyword, word).unwrap_or(instance.multicast_group);
+                    }
+                }
+                _ if self.gap(item, gaps::INSTANCE) => {}
                 keyword if keyword.starts_with("notify") => self.notify(item, &mut instance.notify),
-                keyword if IGNORED_IN_INSTANCE.contains(&keyword) => {}
-                keyword if UNSUPPORTED_IN_INSTANCE.contains(&keyword) => self.unsupported(item),
                 _ => self.unknown(item),
             }
         }

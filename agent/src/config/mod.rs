@@ -4,6 +4,8 @@
 //! word for word.
 
 mod build;
+mod gaps;
+mod security;
 mod instance;
 pub mod syntax;
 mod values;
@@ -147,6 +149,8 @@ pub struct Global {
     pub lower_prio_no_advert: bool,
     pub higher_prio_send_advert: bool,
     pub startup_delay: Duration,
+    /// `vrrp_down_timer_adverts`: the instances' default.
+    pub down_timer_adverts: u32,
     pub script_user: Option<User>,
     pub enable_script_security: bool,
     /// `notify_fifo` and `vrrp_notify_fifo`: both get every VRRP state line.
@@ -156,7 +160,11 @@ pub struct Global {
 /// A FIFO that receives keepalived's state lines (`INSTANCE "VI_1" MASTER 100`), and the script that reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotifyFifo {
+    /// `notify_fifo` or `vrrp_notify_fifo` (vrrpd writes the same VRRP lines to both).
+    pub keyword: &'static str,
     pub path: std::path::PathBuf,
+    /// Who owns the FIFO when vrrpd creates it.
+    pub owner: Option<User>,
     pub script: Option<Command>,
     pub at: Location,
 }
@@ -181,6 +189,7 @@ impl Default for Global {
             lower_prio_no_advert: false,
             higher_prio_send_advert: false,
             startup_delay: Duration::ZERO,
+            down_timer_adverts: 3,
             script_user: None,
             enable_script_security: false,
             notify_fifos: Vec::new(),
@@ -192,6 +201,26 @@ impl Default for Global {
 pub struct User {
     pub user: String,
     pub group: Option<String>,
+}
+
+impl User {
+    /// The user's id and the group's (the user's own group when none is given), from the machine's user database.
+    pub fn ids(&self) -> std::io::Result<(nix::unistd::Uid, nix::unistd::Gid)> {
+        use std::io;
+        let found = nix::unistd::User::from_name(&self.user)
+            .map_err(io::Error::from)?
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no user named {}", self.user)))?;
+        let gid = match &self.group {
+            Some(group) => {
+                nix::unistd::Group::from_name(group)
+                    .map_err(io::Error::from)?
+                    .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no group named {group}")))?
+                    .gid
+            }
+            None => found.gid,
+        };
+        Ok((found.uid, gid))
+    }
 }
 
 /// A command line keepalived runs (`notify_*`, `script`), optionally as another user.

@@ -127,11 +127,19 @@ impl Daemon {
             }
             None => None,
         };
+        let mut scripts = notify::Scripts::new(config.global.script_user.clone());
+        for fifo in &config.global.notify_fifos {
+            if let Some(command) = &fifo.script {
+                scripts
+                    .start_fifo_reader(command, &fifo.path)
+                    .with_context(|| format!("{}_script", fifo.keyword))?;
+            }
+        }
         Ok(Daemon {
             instances,
             netlink,
             output,
-            scripts: notify::Scripts::new(config.global.script_user.clone()),
+            scripts,
             signals,
             timer,
             tracker,
@@ -159,6 +167,7 @@ impl Daemon {
     /// Before exit: lets the outputs drain for at most `patience` (a reader that never comes back is left behind).
     pub fn finish(&mut self, patience: Duration) {
         self.output.finish(patience);
+        self.scripts.stop_readers(patience);
     }
 
     fn run_loop(&mut self) -> anyhow::Result<Exit> {

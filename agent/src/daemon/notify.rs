@@ -54,6 +54,8 @@ pub struct Scripts {
     running: Vec<(String, Child)>,
     /// `script_user` from global_defs: who runs a command that names no user of its own.
     pub default_user: Option<User>,
+    /// `notify_fifo_script`s: they read their FIFO for the daemon's whole life.
+    readers: Vec<Child>,
 }
 
 impl Scripts {
@@ -61,6 +63,7 @@ impl Scripts {
         Scripts {
             running: Vec::new(),
             default_user,
+            readers: Vec::new(),
         }
     }
 
@@ -94,12 +97,42 @@ impl Scripts {
         errors
     }
 
-    /// A long-running reader of a notify FIFO (`notify_fifo_script`), given the FIFO's path.
+    /// A long-running reader of a notify FIFO (`notify_fifo_script`), given the FIFO's path as its last argument.
     pub fn start_fifo_reader(&mut self, command: &Command, fifo: &std::path::Path) -> io::Result<()> {
-        self.spawn(command, &[fifo.display().to_string()])
+        let reader = self.start(command, &[fifo.display().to_string()])?;
+        self.readers.push(reader);
+        Ok(())
+    }
+
+    /// At exit, once the last lines are in the FIFO: SIGTERM to the readers, as keepalived does, then SIGKILL to
+    /// those still there after `patience`.
+    pub fn stop_readers(&mut self, patience: Duration) {
+        for reader in &self.readers {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(reader.id() as i32), nix::sys::signal::SIGTERM);
+        }
+        let deadline = Instant::now() + patience;
+        while Instant::now() < deadline {
+            self.readers
+                .retain_mut(|reader| !matches!(reader.try_wait(), Ok(Some(_)) | Err(_)));
+            if self.readers.is_empty() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for reader in &mut self.readers {
+            let _ = reader.kill();
+            let _ = reader.wait();
+        }
+        self.readers.clear();
     }
 
     fn spawn(&mut self, command: &Command, args: &[String]) -> io::Result<()> {
+        let child = self.start(command, args)?;
+        self.running.push((command.line.clone(), child));
+        Ok(())
+    }
+
+    fn start(&self, command: &Command, args: &[String]) -> io::Result<Child> {
         // The command line is split by the shell, as users quote it in keepalived.conf; extra arguments follow it.
         let mut process = Process::new("/bin/sh");
         process
@@ -109,11 +142,9 @@ impl Scripts {
             .args(args)
             .stdin(Stdio::null());
         as_user(&mut process, command.user.as_ref().or(self.default_user.as_ref()))?;
-        let child = process
+        process
             .spawn()
-            .map_err(|error| io::Error::new(error.kind(), format!("cannot run {:?}: {error}", command.line)))?;
-        self.running.push((command.line.clone(), child));
-        Ok(())
+            .map_err(|error| io::Error::new(error.kind(), format!("cannot run {:?}: {error}", command.line)))
     }
 
     /// Collects children that have exited.
@@ -142,21 +173,9 @@ impl Scripts {
 /// child only makes the three system calls, which are safe between fork and exec.
 pub fn as_user(process: &mut Process, user: Option<&User>) -> io::Result<()> {
     let Some(user) = user else { return Ok(()) };
-    let found = nix::unistd::User::from_name(&user.user)
-        .map_err(io::Error::from)?
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no user named {}", user.user)))?;
-    let gid = match &user.group {
-        Some(group) => {
-            nix::unistd::Group::from_name(group)
-                .map_err(io::Error::from)?
-                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no group named {group}")))?
-                .gid
-        }
-        None => found.gid,
-    };
+    let (uid, gid) = user.ids()?;
     let name = std::ffi::CString::new(user.user.clone()).map_err(io::Error::other)?;
     let groups = nix::unistd::getgrouplist(&name, gid).map_err(io::Error::from)?;
-    let uid = found.uid;
     // SAFETY: setgroups, setgid and setuid are async-signal-safe system calls; nothing is allocated.
     unsafe {
         process.pre_exec(move || {

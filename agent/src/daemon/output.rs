@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::queue::{Descriptor, Destination, Dropped, LineQueue};
+use crate::config::NotifyFifo;
 use crate::log::LogLine;
 use crate::machine::{Discard, Reason, State};
 
@@ -30,7 +31,7 @@ pub struct Destinations<'a> {
     /// `--events`: a path, or `-` for stdout.
     pub events: Option<&'a str>,
     /// `notify_fifo` / `vrrp_notify_fifo`: keepalived's state lines.
-    pub notify_fifos: Vec<&'a Path>,
+    pub notify_fifos: &'a [NotifyFifo],
 }
 
 pub struct Output {
@@ -40,6 +41,8 @@ pub struct Output {
     log: LineQueue,
     events: Option<LineQueue>,
     notify_fifos: Vec<LineQueue>,
+    /// FIFOs this daemon made, removed at exit (keepalived leaves alone the ones it found).
+    made: Vec<(std::path::PathBuf, File)>,
 }
 
 /// Stays in its queue's thread: syslog(3) blocks when the log socket's reader (journald, rsyslog) stalls.
@@ -73,17 +76,22 @@ impl Output {
         let events = events
             .map(|destination| LineQueue::start("events", destination, Some(lost_events)))
             .transpose()?;
-        let notify_fifos = to
-            .notify_fifos
-            .into_iter()
-            .map(|path| LineQueue::start("notify_fifo", Descriptor(open_fifo(path)?), None))
-            .collect::<io::Result<Vec<LineQueue>>>()?;
+        let mut notify_fifos = Vec::new();
+        let mut made = Vec::new();
+        for fifo in to.notify_fifos {
+            let (file, created) = open_fifo(fifo)?;
+            if created {
+                made.push((fifo.path.clone(), file.try_clone()?));
+            }
+            notify_fifos.push(LineQueue::start("notify_fifo", Descriptor(file), None)?);
+        }
         Ok(Output {
             detail,
             console: log_to == LogTo::Console,
             log,
             events,
             notify_fifos,
+            made,
         })
     }
 
@@ -134,6 +142,11 @@ impl Output {
         for queue in queues.into_iter().flatten().chain(&mut self.notify_fifos) {
             queue.finish(deadline.saturating_duration_since(std::time::Instant::now()));
         }
+        for (path, file) in self.made.drain(..) {
+            if same_file(&file, &path) {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
     }
 }
 
@@ -163,13 +176,15 @@ pub fn open_for_writing(path: &Path, truncate: bool) -> io::Result<File> {
     Ok(file)
 }
 
-/// keepalived's notify FIFO: created when missing; opened read-write, so that opening never waits for a reader
-/// and a reader that comes and goes does not break the daemon's end.
-fn open_fifo(path: &Path) -> io::Result<File> {
-    match nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)) {
-        Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+/// keepalived's notify FIFO: created when missing (and given to its owner); opened read-write, so that opening never
+/// waits for a reader and a reader that comes and goes does not break the daemon's end. Says whether it was made.
+fn open_fifo(fifo: &NotifyFifo) -> io::Result<(File, bool)> {
+    let path = &fifo.path;
+    let created = match nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)) {
+        Ok(()) => true,
+        Err(nix::errno::Errno::EEXIST) => false,
         Err(error) => return Err(named(path, error.into())),
-    }
+    };
     let file = File::options()
         .read(true)
         .write(true)
@@ -180,8 +195,20 @@ fn open_fifo(path: &Path) -> io::Result<File> {
     if !std::os::unix::fs::FileTypeExt::is_fifo(&metadata.file_type()) {
         return Err(named(path, io::Error::other("not a FIFO")));
     }
+    if let (true, Some(owner)) = (created, &fifo.owner) {
+        let (uid, gid) = owner.ids()?;
+        nix::unistd::fchown(&file, Some(uid), Some(gid)).map_err(|error| named(path, error.into()))?;
+    }
     blocking(&file)?;
-    Ok(file)
+    Ok((file, created))
+}
+
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::symlink_metadata(path)) {
+        (Ok(ours), Ok(named)) => ours.dev() == named.dev() && ours.ino() == named.ino(),
+        _ => false,
+    }
 }
 
 /// The queue's thread may block on it; the protocol loop never writes to it.
