@@ -69,6 +69,47 @@ impl Daemon {
         Daemon { child, log }
     }
 
+    /// Ours, with stdout and stderr going where the test says (a pipe nobody reads, say) instead of the log.
+    pub fn start_ours_with_output(
+        lab: &Lab,
+        host: &str,
+        config: &str,
+        extra: &[&str],
+        stdout: Stdio,
+        stderr: Stdio,
+    ) -> Daemon {
+        let config = workspace_file(config).display().to_string();
+        let child = lab
+            .command(host, "vrrpd")
+            .unwrap()
+            .args(["-f", &config])
+            .args(extra)
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        Daemon {
+            child,
+            log: PathBuf::from("/dev/null"),
+        }
+    }
+
+    /// Waits at most `limit` for the daemon to exit; its status, or `None` if it is still running.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Sends `signal` to this daemon only (pkill would reach every test's daemons: lab hosts share the PID space).
     pub fn signal(&self, signal: nix::sys::signal::Signal) {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal).unwrap();
@@ -134,6 +175,60 @@ pub fn bare_lab(prefix: &str) -> (Lab, PathBuf) {
     let dir = std::env::temp_dir().join(format!("interop-{}", lab.name()));
     std::fs::create_dir_all(&dir).unwrap();
     (lab, dir)
+}
+
+/// One VRRP advert as it arrived in a host: its IP source and destination and the addresses it announces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireAdvert {
+    pub from: std::net::Ipv4Addr,
+    pub to: std::net::Ipv4Addr,
+    pub priority: u8,
+    pub addresses: Vec<std::net::Ipv4Addr>,
+}
+
+/// Every advert that reaches `host`'s eth0 for `duration`, with `group` joined there so that multicast adverts to
+/// any group arrive whatever daemon runs in the host.
+pub fn capture_adverts(lab: &Lab, host: &str, group: std::net::Ipv4Addr, duration: Duration) -> Vec<WireAdvert> {
+    let path = lab.netns_path(host).unwrap().to_path_buf();
+    // A thread of its own enters the namespace (sockets belong to the namespace of the thread that opens them).
+    std::thread::spawn(move || {
+        let namespace = File::open(&path).unwrap();
+        nix::sched::setns(namespace, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let socket = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::RAW,
+            Some(socket2::Protocol::from(112)),
+        )
+        .unwrap();
+        let index = nix::net::if_::if_nametoindex("eth0").unwrap();
+        socket
+            .join_multicast_v4_n(&group, &socket2::InterfaceIndexOrAddress::Index(index))
+            .unwrap();
+        socket.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        let deadline = Instant::now() + duration;
+        let mut adverts = Vec::new();
+        let mut buffer = vec![0u8; 65536];
+        while Instant::now() < deadline {
+            let Ok(length) = std::io::Read::read(&mut &socket, &mut buffer) else {
+                continue;
+            };
+            let Ok(ip) = agent::wire::ipv4::Packet::new_checked(&buffer[..length]) else {
+                continue;
+            };
+            let Ok(vrrp) = agent::wire::vrrp::Packet::new_checked(ip.payload()) else {
+                continue;
+            };
+            adverts.push(WireAdvert {
+                from: ip.src(),
+                to: ip.dst(),
+                priority: vrrp.priority(),
+                addresses: vrrp.addresses().collect(),
+            });
+        }
+        adverts
+    })
+    .join()
+    .unwrap()
 }
 
 /// What a host saw, stamped with CLOCK_MONOTONIC when it was read.

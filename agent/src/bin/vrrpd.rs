@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use agent::config::{self, Options};
-use agent::daemon::{Daemon, Destinations, Exit, Extras, LogTo, Output, PidFile};
+use agent::daemon::{block_signals, Daemon, Destinations, Exit, Extras, LogTo, Output, PidFile};
 use clap::Parser;
 
 #[derive(Parser)]
@@ -286,6 +286,10 @@ fn main() -> ExitCode {
         events: cli.events.as_deref(),
         notify_fifos: &loaded.config.global.notify_fifos,
     };
+    if let Err(error) = block_signals() {
+        eprintln!("vrrpd: blocking signals: {error}");
+        return ExitCode::from(1);
+    }
     let output = match Output::new(cli.log_detail, cli.log_to(), destinations) {
         Ok(output) => output,
         Err(error) => {

@@ -24,7 +24,6 @@ const TRACK_WITH_SCRIPT: &str = "a vrrp_script that tests it, in track_script";
 const NOTIFY_FOR_MAIL: &str = "a notify script, or a notify_fifo reader, that sends the mail";
 const SERVICE_MANAGER: &str = "set it in the service manager (systemd: Nice=, CPUSchedulingPolicy=, CPUAffinity=)";
 const METRICS: &str = "vrrpd --metrics (Prometheus) and --events";
-const NO_VMAC: &str = "adverts and gratuitous ARPs use the interface's own MAC";
 
 /// Top-level blocks and keywords.
 pub(super) const TOP_LEVEL: &[Gap] = &[
@@ -49,6 +48,11 @@ pub(super) const TOP_LEVEL: &[Gap] = &[
     gap("instance", "does not name its files after an instance", Some("give -p and --dump-file")),
     gap("use_pid_dir", "does not put pid files under /run/keepalived", Some("give -p")),
     gap("child_wait_time", "has no child processes", None),
+    gap("includer", "does not read this form of include: the files are left out", Some("include")),
+    gap("includem", "does not read this form of include: the files are left out", Some("include")),
+    gap("includew", "does not read this form of include: the files are left out", Some("include")),
+    gap("includeb", "does not read this form of include: the files are left out", Some("include")),
+    gap("includea", "does not read this form of include: the files are left out", Some("include")),
 ];
 
 /// `global_defs` keywords.
@@ -151,7 +155,11 @@ pub(super) const GLOBAL: &[Gap] = &[
     gap("reload_time_file", "schedules no reloads", Some("send SIGHUP, from a timer if need be")),
     gap("reload_repeat", "schedules no reloads", Some("send SIGHUP, from a timer if need be")),
     gap("reload_file", "writes no reload marker file", None),
-    gap("include_check", "always treats a failing include as an error", None),
+    gap(
+        "include_check",
+        "warns about an include that matches nothing and refuses one it cannot read, whatever this says",
+        None,
+    ),
     gap("config_save_dir", "saves no configuration copies", None),
     gap("tmp_config_directory", "keeps no merged configuration copy", None),
     gap("data_use_instance", "does not name its files after an instance", Some("--dump-file")),
@@ -159,10 +167,10 @@ pub(super) const GLOBAL: &[Gap] = &[
 
 /// `vrrp_instance` keywords.
 pub(super) const INSTANCE: &[Gap] = &[
-    gap("use_vmac", "creates no VMAC interface", Some(NO_VMAC)),
-    gap("use_vmac_addr", "creates no VMAC interfaces", Some(NO_VMAC)),
-    gap("vmac_xmit_base", "creates no VMAC interface", Some(NO_VMAC)),
-    gap("use_ipvlan", "creates no ipvlan interface", Some(NO_VMAC)),
+    gap("use_vmac", "creates no VMAC interface: adverts and gratuitous ARPs use the interface's own MAC", None),
+    gap("use_vmac_addr", "creates no VMAC interfaces: adverts and gratuitous ARPs use the interface's own MAC", None),
+    gap("vmac_xmit_base", "creates no VMAC interface: adverts and gratuitous ARPs use the interface's own MAC", None),
+    gap("use_ipvlan", "creates no ipvlan interface: adverts and gratuitous ARPs use the interface's own MAC", None),
     gap("vrf", "does not bind to a VRF", None),
     gap("native_ipv6", "has no IPv6 VRRP", None),
     gap("dont_track_primary", "still puts the instance in FAULT when its own interface goes down", None),

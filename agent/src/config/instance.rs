@@ -241,7 +241,6 @@ impl Builder {
                     instance.down_timer_adverts = self.one_number(item, 1, 100).unwrap_or(global.down_timer_adverts)
                 }
                 "accept" => instance.accept = true,
-                "no_accept" => instance.accept = false,
                 "check_unicast_src" => instance.check_unicast_src = true,
                 "skip_check_adv_addr" => instance.skip_check_adv_addr = self.flag(item),
                 "track_interface" => instance.track_interfaces = self.tracks(item),

@@ -96,6 +96,21 @@ pub struct Loaded {
     pub warnings: Vec<Diagnostic>,
 }
 
+/// Every keepalived keyword vrrpd reads but does not carry out, by where it is written (`top level`,
+/// `global_defs`, `vrrp_instance`, `vrrp_sync_group`): each one warns, or is an error with `strict`.
+pub fn not_carried_out() -> Vec<(&'static str, &'static str)> {
+    let sections = [
+        ("top level", gaps::TOP_LEVEL),
+        ("global_defs", gaps::GLOBAL),
+        ("vrrp_instance", gaps::INSTANCE),
+        ("vrrp_sync_group", gaps::SYNC_GROUP),
+    ];
+    sections
+        .into_iter()
+        .flat_map(|(section, table)| table.iter().map(move |gap| (section, gap.keyword)))
+        .collect()
+}
+
 /// Reads a configuration file and everything it includes.
 pub fn load(path: &Path, options: Options) -> Result<Loaded, ConfigError> {
     let mut diagnostics = Vec::new();

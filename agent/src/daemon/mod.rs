@@ -77,6 +77,25 @@ pub struct Daemon {
     sync_pending: Vec<(String, State)>,
 }
 
+/// Blocks the signals the loop reads from its signalfd, and returns them. Call it before any thread starts (the
+/// outputs' writers, the metrics server): threads inherit the mask, and a thread that left SIGTERM unblocked would
+/// take it and die with the process, addresses still in place.
+pub fn block_signals() -> nix::Result<SigSet> {
+    let mut mask = SigSet::empty();
+    for signal in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGUSR1,
+        Signal::SIGCHLD,
+        Signal::SIGUSR2,
+    ] {
+        mask.add(signal);
+    }
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)?;
+    Ok(mask)
+}
+
 /// Where the instances' sockets start in the poll set (after the signalfd, the timerfd and the link monitor).
 const FIRST_SOCKET: usize = 3;
 
@@ -91,18 +110,7 @@ pub enum Exit {
 impl Daemon {
     /// Opens every instance's sockets. Signals are blocked here and read from a signalfd in the loop.
     pub fn new(config: &Config, output: Output, extras: Extras) -> anyhow::Result<Daemon> {
-        let mut mask = SigSet::empty();
-        for signal in [
-            Signal::SIGTERM,
-            Signal::SIGINT,
-            Signal::SIGHUP,
-            Signal::SIGUSR1,
-            Signal::SIGCHLD,
-            Signal::SIGUSR2,
-        ] {
-            mask.add(signal);
-        }
-        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None).context("blocking signals")?;
+        let mask = block_signals().context("blocking signals")?;
         let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
         let mut netlink = Netlink::open().context("opening a netlink socket")?;
         let mut instances = Vec::new();
@@ -257,7 +265,6 @@ impl Daemon {
                 self.output.text(&line);
             }
             self.apply_tracking(now);
-            self.notify_groups();
             self.publish_metrics();
         }
     }
@@ -581,6 +588,7 @@ impl Daemon {
 
     /// Carries out every pending action of one instance, in order.
     fn carry_out(&mut self, index: usize, now: Duration) {
+        let mut state_changed = false;
         while let Some(action) = self.instances[index].machine.poll_action() {
             let running = &mut self.instances[index];
             let name = running.config.name.clone();
@@ -634,6 +642,7 @@ impl Daemon {
                     }
                 }
                 Action::StateChanged { from, to, reason } => {
+                    state_changed = true;
                     *running
                         .counters
                         .transitions
@@ -662,6 +671,9 @@ impl Daemon {
                 }
                 Action::Log(line) => self.output.line(&line),
             }
+        }
+        if state_changed {
+            self.notify_groups();
         }
     }
 }
