@@ -46,7 +46,13 @@ enum Stalled {
 /// for 30 s with the backup never taking it, and SIGTERM still releases it at once.
 fn a_stalled_reader_never_stalls_the_master(stalled: Stalled, prefix: &str) {
     let (lab, dir) = bare_lab(prefix);
-    let _h2 = Daemon::start(&lab, "haproxy2", Agent::Ours, "topologies/keepalived-haproxy2.conf", &dir);
+    let _h2 = Daemon::start(
+        &lab,
+        "haproxy2",
+        Agent::Ours,
+        "topologies/keepalived-haproxy2.conf",
+        &dir,
+    );
     let (unread, pipe) = stalled_pipe();
     let log = File::create(dir.join("haproxy1.log")).unwrap();
     let (extra, stdout, stderr): (&[&str], Stdio, Stdio) = match stalled {
@@ -75,7 +81,10 @@ fn a_stalled_reader_never_stalls_the_master(stalled: Stalled, prefix: &str) {
     // Nobody read a byte: the pipe is as full as it was.
     let mut queued: libc::c_int = 0;
     // SAFETY: FIONREAD writes one int.
-    assert_eq!(unsafe { libc::ioctl(unread.as_raw_fd(), libc::FIONREAD, &mut queued) }, 0);
+    assert_eq!(
+        unsafe { libc::ioctl(unread.as_raw_fd(), libc::FIONREAD, &mut queued) },
+        0
+    );
     assert_eq!(queued, 4096);
 
     h1.signal(nix::sys::signal::Signal::SIGTERM);
@@ -133,8 +142,20 @@ fn holds(lab: &Lab, host: &str, address: &str) -> bool {
 #[test]
 fn excluded_addresses_the_multicast_group_and_the_notify_fifo() {
     let (lab, dir) = bare_lab("vmcg");
-    let _h2 = Daemon::start(&lab, "haproxy2", Agent::Ours, &multicast_config(&dir, "haproxy2", 99), &dir);
-    let h1 = Daemon::start(&lab, "haproxy1", Agent::Ours, &multicast_config(&dir, "haproxy1", 100), &dir);
+    let _h2 = Daemon::start(
+        &lab,
+        "haproxy2",
+        Agent::Ours,
+        &multicast_config(&dir, "haproxy2", 99),
+        &dir,
+    );
+    let h1 = Daemon::start(
+        &lab,
+        "haproxy1",
+        Agent::Ours,
+        &multicast_config(&dir, "haproxy1", 100),
+        &dir,
+    );
     wait_vip(&lab, "haproxy1", MDI_MASTER + MARGIN);
     // The excluded address goes on with the VIP, and nowhere else.
     assert!(holds(&lab, "haproxy1", "10.0.0.32"), "{}", h1.log());
@@ -148,9 +169,15 @@ fn excluded_addresses_the_multicast_group_and_the_notify_fifo() {
     assert!(from_master.len() >= 2, "{adverts:?}");
     for advert in from_master {
         assert_eq!(advert.to, group, "{advert:?}");
-        assert_eq!(advert.addresses, vec!["10.0.0.31".parse::<std::net::Ipv4Addr>().unwrap()]);
+        assert_eq!(
+            advert.addresses,
+            vec!["10.0.0.31".parse::<std::net::Ipv4Addr>().unwrap()]
+        );
     }
-    assert!(dir.join("haproxy1.group-master").exists(), "the group's notify_master did not run");
+    assert!(
+        dir.join("haproxy1.group-master").exists(),
+        "the group's notify_master did not run"
+    );
 
     // The FIFO holds keepalived's lines, in order; the daemon opened it itself, so nothing was lost waiting.
     let fifo = dir.join("haproxy1.fifo");
@@ -169,7 +196,10 @@ fn excluded_addresses_the_multicast_group_and_the_notify_fifo() {
          GROUP \"G\" MASTER 0\nINSTANCE \"Instance1\" STOP 100\nGROUP \"G\" STOP 0\n"
     );
     assert!(!fifo.exists(), "the FIFO vrrpd made is still there");
-    assert!(!holds(&lab, "haproxy1", "10.0.0.32"), "the excluded address outlived the daemon");
+    assert!(
+        !holds(&lab, "haproxy1", "10.0.0.32"),
+        "the excluded address outlived the daemon"
+    );
     lab.down().unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }

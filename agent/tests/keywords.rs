@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use agent::config::{self, Diagnostic, Options, Severity};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config/keywords").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/config/keywords")
+        .join(name)
 }
 
 /// The diagnostics with file names relative to the fixtures, one per line.
@@ -51,7 +53,12 @@ fn everything_else_warns_at_its_line_and_strict_refuses_it() {
             .iter()
             .filter(|d| d.severity == Severity::Error)
             .collect();
-        assert_eq!(errors.len(), loaded.warnings.len(), "{name}: {}", render(&refused.diagnostics));
+        assert_eq!(
+            errors.len(),
+            loaded.warnings.len(),
+            "{name}: {}",
+            render(&refused.diagnostics)
+        );
     }
 }
 

@@ -155,7 +155,10 @@ impl Cli {
     /// keepalived options vrrpd cannot honour: those that change what the daemon would do are refused.
     fn refused(&self) -> Option<&'static str> {
         [
-            (self.check, "-C/--check runs only keepalived's health checkers (virtual_server); vrrpd has none"),
+            (
+                self.check,
+                "-C/--check runs only keepalived's health checkers (virtual_server); vrrpd has none",
+            ),
             (
                 self.dont_release_vrrp,
                 "-V/--dont-release-vrrp would keep the VIPs after exit; vrrpd always releases them",

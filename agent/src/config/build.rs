@@ -7,8 +7,8 @@ use super::gaps;
 use super::syntax::{Location, Statement, Word};
 use super::values::whole_seconds;
 use super::{
-    Command, Config, ConfigError, Diagnostic, Global, Loaded, Notifies, NotifyFifo, Options, Script, Severity, SyncGroup,
-    Track, User,
+    Command, Config, ConfigError, Diagnostic, Global, Loaded, Notifies, NotifyFifo, Options, Script, Severity,
+    SyncGroup, Track, User,
 };
 use crate::wire::Version;
 
@@ -228,7 +228,10 @@ impl Builder {
     /// `notify_fifo PATH [USER [GROUP]]`: the owner is given to a FIFO vrrpd creates.
     fn notify_fifo(&mut self, statement: &Statement, global: &mut Global) {
         let Some((path, owner)) = statement.args.split_first() else {
-            self.error(&statement.keyword.at, format!("{}: missing FIFO path", statement.keyword.text));
+            self.error(
+                &statement.keyword.at,
+                format!("{}: missing FIFO path", statement.keyword.text),
+            );
             return;
         };
         let owner = if owner.is_empty() {

@@ -5,8 +5,8 @@
 
 mod build;
 mod gaps;
-mod security;
 mod instance;
+mod security;
 pub mod syntax;
 mod values;
 

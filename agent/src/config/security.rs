@@ -13,7 +13,12 @@ use super::{Command, Config, Diagnostic, Severity, User};
 const DEFAULT_SCRIPT_USER: &str = "keepalived_script";
 
 pub(super) fn apply(config: &mut Config, diagnostics: &mut Vec<Diagnostic>) {
-    if config.global.script_user.is_none() && nix::unistd::User::from_name(DEFAULT_SCRIPT_USER).ok().flatten().is_some() {
+    if config.global.script_user.is_none()
+        && nix::unistd::User::from_name(DEFAULT_SCRIPT_USER)
+            .ok()
+            .flatten()
+            .is_some()
+    {
         config.global.script_user = Some(User {
             user: DEFAULT_SCRIPT_USER.to_string(),
             group: None,
@@ -39,7 +44,9 @@ pub(super) fn apply(config: &mut Config, diagnostics: &mut Vec<Diagnostic>) {
             let disabled = disabled_scripts.contains(&track.name);
             if disabled {
                 let message = format!("Disabling track script {} due to insecure", track.name);
-                checker.diagnostics.push(Diagnostic::new(track.at.clone(), Severity::Warning, message));
+                checker
+                    .diagnostics
+                    .push(Diagnostic::new(track.at.clone(), Severity::Warning, message));
             }
             !disabled
         });
@@ -69,7 +76,9 @@ pub(super) fn apply(config: &mut Config, diagnostics: &mut Vec<Diagnostic>) {
         if checker.insecure > 0 {
             message.push_str(". There are insecure scripts");
         }
-        checker.diagnostics.push(Diagnostic::without_location(Severity::Warning, message));
+        checker
+            .diagnostics
+            .push(Diagnostic::without_location(Severity::Warning, message));
     }
 }
 

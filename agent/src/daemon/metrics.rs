@@ -136,6 +136,7 @@ pub fn render(instances: &[Snapshot<'_>], dropped: &[(&str, u64)]) -> String {
 /// holds up the protocol loop or another scrape (the daemon never changes namespace, so plain threads are safe).
 pub struct MetricsServer {
     body: Arc<Mutex<String>>,
+    pub address: std::net::SocketAddr,
 }
 
 /// Scrapes answered at once; a connection beyond them is closed at once.
@@ -147,6 +148,7 @@ const SCRAPE_DEADLINE: Duration = Duration::from_secs(2);
 impl MetricsServer {
     pub fn start(address: &str) -> io::Result<MetricsServer> {
         let listener = TcpListener::bind(address)?;
+        let bound = listener.local_addr()?;
         let body = Arc::new(Mutex::new(String::new()));
         let shared = body.clone();
         let active = Arc::new(AtomicUsize::new(0));
@@ -175,7 +177,7 @@ impl MetricsServer {
                 }
             }
         })?;
-        Ok(MetricsServer { body })
+        Ok(MetricsServer { body, address: bound })
     }
 
     pub fn update(&self, text: String) {
@@ -236,6 +238,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn silent_clients_do_not_hold_up_a_scrape() {
+        let server = MetricsServer::start("127.0.0.1:0").unwrap();
+        server.update("vrrp_priority{instance=\"a\"} 100\n".to_string());
+        // Connected, and never a byte: each holds a scrape thread until the deadline.
+        let silent: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(server.address).unwrap()).collect();
+        let start = Instant::now();
+        let mut scrape = TcpStream::connect(server.address).unwrap();
+        scrape.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        scrape.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.0 200 OK"), "{answer}");
+        assert!(answer.ends_with("vrrp_priority{instance=\"a\"} 100\n"), "{answer}");
+        assert!(start.elapsed() < SCRAPE_DEADLINE / 2, "{:?}", start.elapsed());
+        drop(silent);
+    }
+
+    #[test]
     fn label_values_are_escaped() {
         let counters = Counters::default();
         let snapshot = Snapshot {
@@ -245,7 +264,10 @@ mod tests {
             counters: &counters,
         };
         let text = render(&[snapshot], &[("events", 3)]);
-        assert!(text.contains(r#"vrrp_output_lines_dropped_total{output="events"} 3"#), "{text}");
+        assert!(
+            text.contains(r#"vrrp_output_lines_dropped_total{output="events"} 3"#),
+            "{text}"
+        );
         assert!(text.contains(r#"vrrp_priority{instance="a\"b\\c"} 100"#), "{text}");
     }
 }

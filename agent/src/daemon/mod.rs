@@ -135,6 +135,10 @@ impl Daemon {
             }
             None => None,
         };
+        let mut output = output;
+        if let Some(server) = &metrics {
+            output.text(&format!("Serving metrics on http://{}/metrics", server.address));
+        }
         let mut scripts = notify::Scripts::new(config.global.script_user.clone());
         for fifo in &config.global.notify_fifos {
             if let Some(command) = &fifo.script {
@@ -728,7 +732,11 @@ fn open_instance(instance: &Instance, netlink: &mut Netlink) -> anyhow::Result<R
         .map_err(|error| anyhow::anyhow!("({name}) opening the VRRP socket: {}", explain(&error, "CAP_NET_RAW")))?;
     let mut garps: Vec<(String, GarpSender)> = Vec::new();
     let mut addresses = Vec::new();
-    for vip in instance.virtual_addresses.iter().chain(&instance.virtual_addresses_excluded) {
+    for vip in instance
+        .virtual_addresses
+        .iter()
+        .chain(&instance.virtual_addresses_excluded)
+    {
         let dev = vip.dev.as_deref().unwrap_or(interface_name);
         let index = if dev == interface_name {
             interface.index

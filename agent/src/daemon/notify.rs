@@ -108,7 +108,10 @@ impl Scripts {
     /// those still there after `patience`.
     pub fn stop_readers(&mut self, patience: Duration) {
         for reader in &self.readers {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(reader.id() as i32), nix::sys::signal::SIGTERM);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(reader.id() as i32),
+                nix::sys::signal::SIGTERM,
+            );
         }
         let deadline = Instant::now() + patience;
         while Instant::now() < deadline {

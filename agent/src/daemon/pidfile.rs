@@ -58,3 +58,34 @@ impl Drop for PidFile {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_claim_is_refused_and_a_symlink_is_never_followed() {
+        let dir = std::env::temp_dir().join(format!("pidfile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("vrrpd.pid");
+        let first = PidFile::claim(&path).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!("{}\n", std::process::id())
+        );
+        let second = PidFile::claim(&path).err().unwrap().to_string();
+        assert!(
+            second.contains(&format!("another vrrpd (pid {}) is running", std::process::id())),
+            "{second}"
+        );
+        drop(first);
+        assert!(!path.exists(), "the pid file outlived its daemon");
+
+        let target = dir.join("precious");
+        std::fs::write(&target, "keep").unwrap();
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        assert!(PidFile::claim(&path).is_err());
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
