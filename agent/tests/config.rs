@@ -302,3 +302,56 @@ fn settings_need_a_source_address() {
     let source = Ipv4Addr::new(10, 0, 0, 5);
     assert_eq!(instance.settings(Some(source)).unwrap().source, source);
 }
+
+/// A script in a directory anyone may write: whoever can write there can replace what root runs.
+#[test]
+fn script_security_disables_scripts_others_could_replace_and_says_so_otherwise() {
+    if !nix::unistd::geteuid().is_root() {
+        return; // The rules only apply to scripts that run as root; the suite runs as root.
+    }
+    let dir = std::env::temp_dir().join(format!("script-security-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let script = dir.join("check.sh");
+    std::fs::write(&script, "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let text = |security: &str| {
+        format!(
+            "global_defs {{\n{security}    script_user root\n}}\nvrrp_script chk {{\n    script \"{script} now\"\n}}\n\
+             vrrp_instance A {{\n    interface eth0\n    virtual_router_id 1\n    virtual_ipaddress {{\n        10.0.0.1\n    }}\n    \
+             track_script {{\n        chk\n    }}\n    notify_master {script}\n    notify_backup /bin/true\n}}\n",
+            script = script.display()
+        )
+    };
+    let rendered = |loaded: &config::Loaded| render(&loaded.warnings).replace(&dir.display().to_string(), "DIR");
+
+    let enforced = config::parse(
+        &text("    enable_script_security\n"),
+        Path::new("keepalived.conf"),
+        Options::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        rendered(&enforced),
+        "keepalived.conf:6:12: warning: Unsafe permissions found for script 'DIR/check.sh now' - disabling\n\
+         keepalived.conf:15:9: warning: Disabling track script chk due to insecure\n\
+         keepalived.conf:17:19: warning: Unsafe permissions found for script 'DIR/check.sh' - disabling\n"
+    );
+    let instance = &enforced.config.instances[0];
+    assert!(enforced.config.scripts.is_empty() && instance.track_scripts.is_empty());
+    assert!(
+        instance.notify.master.is_none(),
+        "the unsafe notify script is still there"
+    );
+    assert!(instance.notify.backup.is_some(), "a safe one went too");
+
+    let allowed = config::parse(&text(""), Path::new("keepalived.conf"), Options::default()).unwrap();
+    assert_eq!(
+        rendered(&allowed),
+        "warning: SECURITY VIOLATION - scripts are being executed but script_security not enabled. There are insecure scripts\n\
+         keepalived.conf:5:12: warning: Unsafe permissions found for script 'DIR/check.sh now'\n\
+         keepalived.conf:16:19: warning: Unsafe permissions found for script 'DIR/check.sh'\n"
+    );
+    assert!(allowed.config.instances[0].notify.master.is_some());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -877,3 +877,42 @@ fn keepalived_sync_group_master_follows_a_member_to_backup() {
         "FAULT spreads through set_fault, not sync_to"
     );
 }
+
+#[test]
+fn keepalived_startup_delay_counts_the_down_timer_from_its_end() {
+    let delay = secs(2.0);
+    let mut h = Harness::started(Settings {
+        startup_delay: delay,
+        ..unicast(100)
+    });
+    // Backup at once, as keepalived: only the timer waits.
+    assert_eq!(h.machine.state(), State::Backup);
+    assert_eq!(h.machine.poll_timeout(), Some(delay + secs(3.609375)));
+    // An advert during the delay is heard, and the timer still runs from the delay's end.
+    h.advance_to(secs(1.0));
+    h.receive(150);
+    assert_eq!(h.machine.poll_timeout(), Some(delay + secs(3.609375)));
+    // After the delay, adverts restart the timer from their own arrival.
+    h.advance_to(secs(3.0));
+    h.receive(150);
+    assert_eq!(h.machine.poll_timeout(), Some(secs(3.0) + secs(3.609375)));
+}
+
+#[test]
+fn keepalived_startup_delay_holds_an_owner_back_until_it_ends() {
+    let mut owner = Machine::new(Settings {
+        startup_delay: secs(1.5),
+        initial_state: InitialState::Master,
+        ..unicast(255)
+    });
+    owner.startup(Duration::ZERO);
+    assert_eq!(owner.state(), State::Initialize);
+    assert!(
+        sent_priorities(&owner.drain_actions()).is_empty(),
+        "an advert during the delay"
+    );
+    assert_eq!(owner.poll_timeout(), Some(secs(1.5)));
+    owner.handle_timeout(secs(1.5));
+    assert_eq!(owner.state(), State::Master);
+    assert_eq!(sent_priorities(&owner.drain_actions()), vec![255]);
+}
