@@ -63,10 +63,11 @@ pub struct Dialer {
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
-/// One open check connection, plain or TLS, with what has been read but not parsed yet.
+/// One open check connection, plain or TLS, with what has been read but not decoded yet.
 pub struct Session {
     stream: Box<dyn Stream>,
     buffer: Vec<u8>,
+    decoder: resp::Decoder,
     timeout: Duration,
 }
 
@@ -90,6 +91,7 @@ impl Dialer {
         Ok(Session {
             stream,
             buffer: Vec::with_capacity(4096),
+            decoder: resp::Decoder::new(resp::Limits::default()),
             timeout: self.timeout,
         })
     }
@@ -117,8 +119,9 @@ impl Session {
     /// The next value the peer sends (a pushed message when subscribed), waiting as long as it takes.
     pub async fn next_value(&mut self) -> Result<Value, CheckError> {
         loop {
-            if let Some((value, used)) = resp::parse(&self.buffer, &resp::Limits::default())? {
-                self.buffer.drain(..used);
+            let (used, value) = self.decoder.decode(&self.buffer)?;
+            self.buffer.drain(..used);
+            if let Some(value) = value {
                 return Ok(value);
             }
             let mut chunk = [0u8; 4096];

@@ -14,10 +14,12 @@
 //! - `relay`: one client connection forwarded byte for byte to its backend (half-close passed on, TCP_NODELAY),
 //!   cut at once when the route stops naming its backend;
 //! - `listener`: a frontend that relays each client to the master of the moment, and closes at once a client that
-//!   arrives with no master or beyond the connection limit.
+//!   arrives with no master or beyond the connection limit;
+//! - `descriptors`: the open-file budget: the limit raised, a reserve kept for checks, the connection limit fitted.
 
 pub mod checks;
 pub mod config;
+pub mod descriptors;
 pub mod events;
 pub mod listener;
 pub mod metrics;

@@ -12,6 +12,9 @@ use crate::metrics::{Direction, Metrics};
 use crate::relay::{relay, Ended};
 use crate::tracker::Route;
 
+const EMFILE: i32 = nix::errno::Errno::EMFILE as i32;
+const ENFILE: i32 = nix::errno::Errno::ENFILE as i32;
+
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub connect_timeout: Duration,
@@ -26,10 +29,22 @@ pub async fn serve(
     slots: Arc<Semaphore>,
     metrics: Arc<Metrics>,
 ) {
+    // Held so that, should descriptors run out all the same, one is free to accept the waiting client and close it
+    // at once rather than leave it in the backlog.
+    let mut spare = std::fs::File::open("/dev/null").ok();
     loop {
         let client = match listener.accept().await {
             Ok((client, _)) => client,
-            // Out of descriptors or memory for a moment: back off briefly rather than spin.
+            Err(error) if matches!(error.raw_os_error(), Some(code) if code == EMFILE || code == ENFILE) => {
+                metrics.refuse("descriptors");
+                drop(spare.take());
+                if let Ok((client, _)) = listener.accept().await {
+                    drop(client);
+                }
+                spare = std::fs::File::open("/dev/null").ok();
+                continue;
+            }
+            // Out of memory for a moment, and the like: back off briefly rather than spin.
             Err(_) => {
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 
 use proxy::checks::{self, Dialer};
 use proxy::config::Config;
+use proxy::descriptors;
 use proxy::events::Events;
 use proxy::listener::{self, Limits};
 use proxy::metrics::{self, Metrics};
@@ -34,7 +35,8 @@ struct Flags {
     /// Check the configuration and exit.
     #[arg(long)]
     check: bool,
-    /// Write JSON events (route changes with their evidence, check failures) to stdout, one per line.
+    /// Write JSON events (route changes with their evidence, check failures) to stdout, one per line (without it,
+    /// routing decisions and failing checks are logged on stderr).
     #[arg(long)]
     events: bool,
     /// Frontend address:port (repeatable).
@@ -167,27 +169,63 @@ fn main() -> ExitCode {
         println!("configuration OK");
         return ExitCode::SUCCESS;
     }
+    let threads = flags
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let mut config = config;
+    if let Err(message) = fit_connections(&mut config, threads) {
+        eprintln!("sentinel-proxy: {message}");
+        return ExitCode::from(2);
+    }
     // The checks, the router and the metrics run on this thread's runtime; the copy path on `--threads` threads
     // of their own (see `relay_threads`).
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let threads = flags
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let events = if flags.events {
         Events::to_stdout()
     } else {
-        Events::disabled()
+        Events::to_stderr()
     };
-    match runtime.block_on(run(config, threads.max(1), events)) {
+    match runtime.block_on(run(config, threads, events)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("sentinel-proxy: {message}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Raises the open-file limit and lowers `max_connections` to what fits under it beside the proxy's own needs,
+/// saying so when it does.
+fn fit_connections(config: &mut Config, threads: usize) -> Result<(), String> {
+    let (limit, hard) = descriptors::raise_open_files().map_err(|e| format!("the open-file limit: {e}"))?;
+    let needs = descriptors::Needs {
+        relay_threads: threads,
+        frontends: config.frontends.len(),
+        sentinels: config.sentinels.len(),
+        servers: config.servers.len(),
+    };
+    let reserved = needs.reserved();
+    let capacity = descriptors::client_capacity(limit, reserved);
+    if capacity == 0 {
+        return Err(format!(
+            "the open-file limit ({limit}, hard limit {hard}) leaves no room for clients: the proxy keeps {reserved} \
+             descriptors for its checks, listeners and metrics"
+        ));
+    }
+    if config.max_connections > capacity {
+        eprintln!(
+            "sentinel-proxy: warning: max_connections {} lowered to {capacity}: the open-file limit is {limit} (hard \
+             limit {hard}), each client takes two descriptors and {reserved} are kept for checks, listeners and \
+             metrics",
+            config.max_connections
+        );
+        config.max_connections = capacity;
+    }
+    Ok(())
 }
 
 /// Binds `address` once per relay thread with SO_REUSEPORT, so the kernel spreads clients over the threads and
@@ -327,6 +365,7 @@ async fn run(config: Config, threads: usize, events: Events) -> Result<(), Strin
         connect_timeout: config.connect_timeout,
     };
     let slots = Arc::new(Semaphore::new(config.max_connections));
+    metrics.limit.set(config.max_connections as i64);
     relay_threads(shards, route, limits, slots, metrics.clone())?;
     events.emit(
         "ready",

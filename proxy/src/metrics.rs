@@ -1,4 +1,5 @@
-//! Prometheus metrics, served as text on `GET /metrics` (any path answers) at the configured address.
+//! Prometheus metrics, served on `GET /metrics` at the configured address as prometheus-client encodes them
+//! (OpenMetrics text); any other path is a 404.
 
 use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::{Arc, Mutex};
@@ -41,6 +42,8 @@ pub struct Metrics {
     /// Clients closed at once, by reason (no_master, limit, backend_unreachable).
     pub refused: Family<Reason, Counter>,
     pub active: Gauge,
+    /// `max_connections`, as fitted to the open-file limit.
+    pub limit: Gauge,
     /// Relays ended because their backend stopped being the master.
     pub cut_on_switch: Counter,
     /// Bytes relayed, counted when a connection ends.
@@ -67,6 +70,11 @@ impl Metrics {
             "active_connections",
             "Clients being relayed now",
             metrics.active.clone(),
+        );
+        registry.register(
+            "connection_limit",
+            "Clients relayed at most at once (max_connections, fitted to the open-file limit)",
+            metrics.limit.clone(),
         );
         registry.register(
             "cut_on_switch",
@@ -160,18 +168,59 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
             if !matches!(read.await, Ok(Ok(()))) {
                 return;
             }
-            let body = metrics.render();
-            let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = client.write_all(head.as_bytes()).await;
-            let _ = client.write_all(body.as_bytes()).await;
+            let _ = client.write_all(&answer(&request, &metrics)).await;
         });
     }
 }
 
+/// The whole HTTP answer to a request head: the metrics for `GET /metrics` (or HEAD), 404 otherwise.
+fn answer(request: &[u8], metrics: &Metrics) -> Vec<u8> {
+    let request = String::from_utf8_lossy(request);
+    let mut words = request.split_whitespace();
+    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let (status, content_type, body) = if matches!(method, "GET" | "HEAD") && path == "/metrics" {
+        ("200 OK", OPENMETRICS, metrics.render())
+    } else {
+        ("404 Not Found", "text/plain; charset=utf-8", "not found: the metrics are at /metrics\n".to_string())
+    };
+    let mut out = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    if method != "HEAD" {
+        out.extend_from_slice(body.as_bytes());
+    }
+    out
+}
+
+/// What prometheus-client's text encoder writes.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 /// The address the metrics are served on, for messages.
 pub fn describe(address: SocketAddr) -> String {
     format!("http://{address}/metrics")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(bytes: Vec<u8>) -> String {
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn metrics_at_their_path_as_openmetrics_and_404_elsewhere() {
+        let metrics = Metrics::new();
+        metrics.connections.inc();
+        let found = text(answer(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", &metrics));
+        assert!(found.starts_with("HTTP/1.1 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0"));
+        assert!(found.contains("sentinel_proxy_connections_total 1\n"), "{found}");
+        assert!(found.ends_with("# EOF\n"), "{found}");
+        for request in ["GET / HTTP/1.1\r\n\r\n", "GET /metricsx HTTP/1.1\r\n\r\n", "POST /metrics HTTP/1.1\r\n\r\n"] {
+            let missing = text(answer(request.as_bytes(), &metrics));
+            assert!(missing.starts_with("HTTP/1.1 404 Not Found\r\n"), "{request}: {missing}");
+        }
+    }
 }

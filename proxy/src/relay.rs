@@ -34,8 +34,8 @@ pub enum Ended {
     Rerouted,
 }
 
-/// Buffer per direction: large enough for a pipeline of commands in one read, small enough for many thousands of
-/// connections.
+/// Buffer per direction: large enough for a pipeline of commands in one read. Allocated when the first bytes
+/// arrive, so that idle connections (a pool's spares) cost no buffer at all.
 const BUFFER: usize = 32 * 1024;
 
 /// Forwards until both directions are closed, or until `route` stops naming `master` as the master.
@@ -55,11 +55,8 @@ pub async fn relay(
         .with_retries(6);
     SockRef::from(&client).set_tcp_keepalive(&keepalive)?;
     SockRef::from(&backend).set_tcp_keepalive(&keepalive)?;
-    let (mut upstream, mut downstream) = (vec![0u8; BUFFER], vec![0u8; BUFFER]);
     let copied = tokio::select! {
-        copied = async {
-            tokio::try_join!(pump(&client, &backend, &mut upstream), pump(&backend, &client, &mut downstream))
-        } => copied,
+        copied = async { tokio::try_join!(pump(&client, &backend), pump(&backend, &client)) } => copied,
         () = rerouted(&mut route, master) => {
             let _ = client.shutdown().await;
             return Ok(Ended::Rerouted);
@@ -74,14 +71,18 @@ pub async fn relay(
 /// A read that fills less than the buffer has emptied the socket, so the socket is marked not readable right away
 /// rather than by one more read failing with EAGAIN: per request and direction that is one system call of three
 /// saved (the generic copy loops of tokio and others make it), and Redis traffic is many small requests.
-async fn pump(from: &TcpStream, to: &TcpStream, buffer: &mut [u8]) -> io::Result<u64> {
+async fn pump(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
     let mut total = 0u64;
+    let mut buffer = Vec::new();
     loop {
         from.readable().await?;
+        if buffer.is_empty() {
+            buffer = vec![0u8; BUFFER];
+        }
         let mut got = 0usize;
         let read = from.try_io(Interest::READABLE, || {
             let socket = SockRef::from(from);
-            got = (&*socket).read(buffer)?;
+            got = (&*socket).read(&mut buffer)?;
             if got > 0 && got < buffer.len() {
                 // Tells tokio the socket is drained; `got` carries the data read.
                 Err(io::ErrorKind::WouldBlock.into())

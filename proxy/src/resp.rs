@@ -1,9 +1,10 @@
 //! RESP2, the protocol Redis and Sentinel speak: `+simple`, `-error`, `:integer`, `$bulk` (or `$-1` null) and
 //! `*array` (or `*-1` null), each line ending in CRLF.
 //!
-//! [`parse`] reads one value from the front of a buffer and returns how many bytes it used, or `Ok(None)` when the
-//! buffer ends before the value does, so the caller reads more and tries again. Limits keep a peer that answers
-//! garbage from making us allocate without bound.
+//! A [`Decoder`] reads values incrementally: each call consumes the complete elements at the front of the buffer
+//! (the caller drops those bytes) and keeps what it learnt (arrays being filled, the length of a bulk string still
+//! arriving), so a large answer that arrives in many reads is scanned once, not again after every read. [`parse`]
+//! is the one-shot form. Limits keep a peer that answers garbage from making us allocate without bound.
 
 use std::fmt;
 
@@ -58,66 +59,117 @@ pub enum Error {
 
 /// Reads one value from the front of `buffer`: `Ok(Some((value, used)))`, `Ok(None)` if more bytes are needed.
 pub fn parse(buffer: &[u8], limits: &Limits) -> Result<Option<(Value, usize)>, Error> {
-    parse_at(buffer, limits, 0)
+    let mut decoder = Decoder::new(*limits);
+    match decoder.decode(buffer)? {
+        (used, Some(value)) => Ok(Some((value, used))),
+        (_, None) => Ok(None),
+    }
 }
 
-fn parse_at(buffer: &[u8], limits: &Limits, depth: usize) -> Result<Option<(Value, usize)>, Error> {
-    let Some(&kind) = buffer.first() else {
-        return Ok(None);
-    };
-    let Some((line, after_line)) = line(&buffer[1..])? else {
-        return Ok(None);
-    };
-    let used = 1 + after_line;
-    let text = || String::from_utf8_lossy(line).into_owned();
-    match kind {
-        b'+' => Ok(Some((Value::Simple(text()), used))),
-        b'-' => Ok(Some((Value::Error(text()), used))),
-        b':' => Ok(Some((Value::Integer(number(line)?), used))),
-        b'$' => {
-            let length = number(line)?;
-            if length == -1 {
-                return Ok(Some((Value::Null, used)));
+/// Reads values from a stream of bytes, remembering across reads what it has already taken in.
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    limits: Limits,
+    /// Arrays being filled, innermost last: the elements so far and how many there will be.
+    arrays: Vec<(Vec<Value>, usize)>,
+    /// The length of a bulk string whose header has been consumed and whose bytes have not all arrived.
+    bulk: Option<usize>,
+}
+
+impl Decoder {
+    pub fn new(limits: Limits) -> Decoder {
+        Decoder {
+            limits,
+            arrays: Vec::new(),
+            bulk: None,
+        }
+    }
+
+    /// Consumes what it can from the front of `buffer`: the number of bytes taken (the caller drops them before
+    /// the next call) and the value, once one is complete. Bytes of an element not yet complete are left in the
+    /// buffer; after an error the decoder is in no state to go on.
+    pub fn decode(&mut self, buffer: &[u8]) -> Result<(usize, Option<Value>), Error> {
+        let mut used = 0;
+        loop {
+            let Some((element, length)) = self.element(&buffer[used..])? else {
+                return Ok((used, None));
+            };
+            used += length;
+            let Some(mut value_done) = element else {
+                continue;
+            };
+            // A complete element fills the innermost array; a full array is an element of the one around it.
+            loop {
+                let Some((items, count)) = self.arrays.last_mut() else {
+                    return Ok((used, Some(value_done)));
+                };
+                items.push(value_done);
+                if items.len() < *count {
+                    break;
+                }
+                let (items, _) = self.arrays.pop().expect("an array being filled");
+                value_done = Value::Array(items);
             }
-            let length = usize::try_from(length).map_err(|_| Error::Line(text()))?;
-            if length > limits.max_bulk {
-                return Err(Error::BulkTooLong(length, limits.max_bulk));
-            }
-            let rest = &buffer[used..];
-            if rest.len() < length + 2 {
+        }
+    }
+
+    /// The next element, or the header of one (an array or a bulk string) with `None` as its value, and the
+    /// bytes it took; `None` when the buffer ends first.
+    fn element(&mut self, buffer: &[u8]) -> Result<Option<(Option<Value>, usize)>, Error> {
+        if let Some(length) = self.bulk {
+            if buffer.len() < length + 2 {
                 return Ok(None);
             }
-            if &rest[length..length + 2] != b"\r\n" {
+            if &buffer[length..length + 2] != b"\r\n" {
                 return Err(Error::MissingCrlf);
             }
-            Ok(Some((Value::Bulk(rest[..length].to_vec()), used + length + 2)))
+            self.bulk = None;
+            return Ok(Some((Some(Value::Bulk(buffer[..length].to_vec())), length + 2)));
         }
-        b'*' => {
-            let count = number(line)?;
-            if count == -1 {
-                return Ok(Some((Value::Null, used)));
-            }
-            let count = usize::try_from(count).map_err(|_| Error::Line(text()))?;
-            if count > limits.max_elements {
-                return Err(Error::ArrayTooLong(count, limits.max_elements));
-            }
-            if count > 0 && depth + 1 > limits.max_depth {
-                return Err(Error::TooDeep(limits.max_depth));
-            }
-            let mut elements = Vec::with_capacity(count);
-            let mut offset = used;
-            for _ in 0..count {
-                match parse_at(&buffer[offset..], limits, depth + 1)? {
-                    Some((value, length)) => {
-                        elements.push(value);
-                        offset += length;
+        let Some(&kind) = buffer.first() else {
+            return Ok(None);
+        };
+        let Some((line, after_line)) = line(&buffer[1..])? else {
+            return Ok(None);
+        };
+        let used = 1 + after_line;
+        let text = || String::from_utf8_lossy(line).into_owned();
+        let value = match kind {
+            b'+' => Value::Simple(text()),
+            b'-' => Value::Error(text()),
+            b':' => Value::Integer(number(line)?),
+            b'$' => match number(line)? {
+                -1 => Value::Null,
+                length => {
+                    let length = usize::try_from(length).map_err(|_| Error::Line(text()))?;
+                    if length > self.limits.max_bulk {
+                        return Err(Error::BulkTooLong(length, self.limits.max_bulk));
                     }
-                    None => return Ok(None),
+                    self.bulk = Some(length);
+                    return Ok(Some((None, used)));
                 }
-            }
-            Ok(Some((Value::Array(elements), offset)))
-        }
-        other => Err(Error::Type(other)),
+            },
+            b'*' => match number(line)? {
+                -1 => Value::Null,
+                count => {
+                    let count = usize::try_from(count).map_err(|_| Error::Line(text()))?;
+                    if count > self.limits.max_elements {
+                        return Err(Error::ArrayTooLong(count, self.limits.max_elements));
+                    }
+                    if count == 0 {
+                        Value::Array(Vec::new())
+                    } else {
+                        if self.arrays.len() + 1 > self.limits.max_depth {
+                            return Err(Error::TooDeep(self.limits.max_depth));
+                        }
+                        self.arrays.push((Vec::with_capacity(count.min(64)), count));
+                        return Ok(Some((None, used)));
+                    }
+                }
+            },
+            other => return Err(Error::Type(other)),
+        };
+        Ok(Some((Some(value), used)))
     }
 }
 
@@ -282,6 +334,31 @@ mod tests {
         fn encode_then_parse_is_identity(v in value()) {
             let bytes = v.encode();
             prop_assert_eq!(parsed(&bytes), Ok(Some((v, bytes.len()))));
+        }
+
+        /// Fed in pieces of any size, the decoder gives the value once, having consumed exactly its bytes, and
+        /// never takes back bytes it has consumed.
+        #[test]
+        fn decoding_in_pieces_is_decoding_at_once(v in value(), cuts in proptest::collection::vec(1usize..16, 1..64)) {
+            let bytes = v.encode();
+            let mut decoder = Decoder::new(Limits::default());
+            let (mut buffer, mut fed, mut consumed) = (Vec::new(), 0, 0);
+            let mut cuts = cuts.into_iter().cycle();
+            let decoded = loop {
+                let step = cuts.next().unwrap().min(bytes.len() - fed);
+                buffer.extend_from_slice(&bytes[fed..fed + step]);
+                fed += step;
+                let (used, value) = decoder.decode(&buffer).unwrap();
+                buffer.drain(..used);
+                consumed += used;
+                if let Some(value) = value {
+                    break value;
+                }
+                prop_assert!(fed < bytes.len(), "all bytes fed and no value");
+            };
+            prop_assert_eq!(decoded, v);
+            prop_assert_eq!(consumed, bytes.len());
+            prop_assert!(buffer.is_empty());
         }
 
         #[test]
