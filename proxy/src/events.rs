@@ -79,11 +79,19 @@ fn log_line(kind: &str, fields: &Value) -> Option<String> {
     let line = match kind {
         "route" if text("route") == "master" => format!("routing clients to master {}", text("master")),
         "route" => format!("refusing clients: {}", text("reason")),
-        "check_failed" => format!("{} check of {} failing: {}", text("check"), text("target"), text("error")),
+        "check_failed" => format!(
+            "{} check of {} failing: {}",
+            text("check"),
+            text("target"),
+            text("error")
+        ),
         "check_recovered" => format!("{} check of {} answering again", text("check"), text("target")),
         _ => return None,
     };
-    let evidence = fields.get("decided_by").map(|e| format!(" (after {e})")).unwrap_or_default();
+    let evidence = fields
+        .get("decided_by")
+        .map(|e| format!(" (after {e})"))
+        .unwrap_or_default();
     Some(format!("sentinel-proxy: {line}{evidence}"))
 }
 

@@ -181,7 +181,11 @@ fn answer(request: &[u8], metrics: &Metrics) -> Vec<u8> {
     let (status, content_type, body) = if matches!(method, "GET" | "HEAD") && path == "/metrics" {
         ("200 OK", OPENMETRICS, metrics.render())
     } else {
-        ("404 Not Found", "text/plain; charset=utf-8", "not found: the metrics are at /metrics\n".to_string())
+        (
+            "404 Not Found",
+            "text/plain; charset=utf-8",
+            "not found: the metrics are at /metrics\n".to_string(),
+        )
     };
     let mut out = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -218,9 +222,16 @@ mod tests {
         assert!(found.starts_with("HTTP/1.1 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0"));
         assert!(found.contains("sentinel_proxy_connections_total 1\n"), "{found}");
         assert!(found.ends_with("# EOF\n"), "{found}");
-        for request in ["GET / HTTP/1.1\r\n\r\n", "GET /metricsx HTTP/1.1\r\n\r\n", "POST /metrics HTTP/1.1\r\n\r\n"] {
+        for request in [
+            "GET / HTTP/1.1\r\n\r\n",
+            "GET /metricsx HTTP/1.1\r\n\r\n",
+            "POST /metrics HTTP/1.1\r\n\r\n",
+        ] {
             let missing = text(answer(request.as_bytes(), &metrics));
-            assert!(missing.starts_with("HTTP/1.1 404 Not Found\r\n"), "{request}: {missing}");
+            assert!(
+                missing.starts_with("HTTP/1.1 404 Not Found\r\n"),
+                "{request}: {missing}"
+            );
         }
     }
 }

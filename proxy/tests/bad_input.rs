@@ -32,8 +32,24 @@ fn free_port() -> SocketAddr {
 }
 
 fn start(arguments: &[String]) -> Running {
+    start_limited(arguments, None)
+}
+
+/// The proxy with its open-file limit (soft and hard) set to `open_files`, as `ulimit -n` would.
+fn start_limited(arguments: &[String], open_files: Option<u64>) -> Running {
     let front = free_port();
-    let mut child = Command::new(PROXY)
+    let mut command = Command::new(PROXY);
+    if let Some(limit) = open_files {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setrlimit is async-signal-safe; nothing is allocated between fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, limit, limit)
+                    .map_err(std::io::Error::from)
+            });
+        }
+    }
+    let mut child = command
         .args([
             "--events",
             "--bind",
@@ -163,6 +179,109 @@ fn sentinel_answer(command: &[Vec<u8>], node: SocketAddr) -> Vec<u8> {
         }
         _ => b"-ERR unknown\r\n".to_vec(),
     }
+}
+
+/// GET path from a plain HTTP server: the status line and the body.
+fn http_get(address: SocketAddr, path: &str) -> String {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+#[test]
+fn a_low_open_file_limit_fits_the_connection_limit_and_clients_beyond_it_are_closed_at_once() {
+    let (node, _) = fake_server(redis_answer, free_port());
+    let sentinels: Vec<SocketAddr> = (0..3).map(|_| fake_server(sentinel_answer, node).0).collect();
+    let metrics = free_port();
+    let mut arguments = vec![
+        "--threads".to_string(),
+        "2".into(),
+        "--metrics".into(),
+        metrics.to_string(),
+    ];
+    for sentinel in &sentinels {
+        arguments.extend(["--sentinel".to_string(), sentinel.to_string()]);
+    }
+    arguments.extend(["--master-name", "mymaster", "--server"].map(String::from));
+    arguments.push(node.to_string());
+    let proxy = start_limited(&arguments, Some(256));
+    assert!(
+        proxy.wait_event(&["\"route\":\"master\""], Duration::from_secs(5)),
+        "never routed"
+    );
+    let page = http_get(metrics, "/metrics");
+    let limit: usize = page
+        .lines()
+        .find_map(|l| l.strip_prefix("sentinel_proxy_connection_limit "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{page}"));
+    // Two relay threads, one frontend, three Sentinels and a server leave (256 - 81) / 2 clients.
+    assert_eq!(limit, 87, "{page}");
+    assert!(http_get(metrics, "/").starts_with("HTTP/1.1 404"));
+
+    // 200 idle clients: as many as fit are relayed and stay open, the others are closed at once.
+    let started = Instant::now();
+    let clients: Vec<TcpStream> = (0..200).map(|_| TcpStream::connect(proxy.front).unwrap()).collect();
+    let mut open = Vec::new();
+    let mut closed = 0;
+    for mut client in clients {
+        client.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        match client.read(&mut [0u8; 16]) {
+            Ok(0) => closed += 1,
+            Ok(_) => panic!("an idle client was sent something"),
+            Err(_) => open.push(client),
+        }
+    }
+    assert_eq!((open.len(), closed), (limit, 200 - limit));
+    assert!(started.elapsed() < Duration::from_secs(60), "{:?}", started.elapsed());
+    // The checks kept their descriptors: no check failed, and a freed slot serves the next client.
+    assert!(
+        !proxy.wait_event(&["check_failed"], Duration::from_millis(500)),
+        "{:?}",
+        proxy.events.lock().unwrap()
+    );
+    drop(open.pop());
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(proxy.ping().as_deref(), Some("+PONG"));
+}
+
+#[test]
+fn a_quorum_below_a_majority_is_refused_unless_allowed() {
+    let sentinels = [
+        "--sentinel",
+        "10.0.0.11:26379",
+        "--sentinel",
+        "10.0.0.12:26379",
+        "--sentinel",
+        "10.0.0.13:26379",
+    ];
+    let common = [
+        "--check",
+        "--bind",
+        "127.0.0.1:6379",
+        "--master-name",
+        "mymaster",
+        "--quorum",
+        "1",
+    ];
+    let output = Command::new(PROXY).args(common).args(sentinels).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("backend.quorum: quorum 1 is below a majority of the 3 Sentinels given"),
+        "{stderr}"
+    );
+    let output = Command::new(PROXY)
+        .args(common)
+        .args(sentinels)
+        .arg("--allow-minority-quorum")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
 }
 
 fn unused(_: &[Vec<u8>], _: SocketAddr) -> Vec<u8> {
