@@ -95,10 +95,16 @@ impl Stack {
     /// The stack under a unique lab name, once the master has both replicas, every Sentinel knows the master, its
     /// replicas and the other Sentinels, and a client reaches the master through the VIP.
     pub fn up(prefix: &str, proxy: Proxy) -> Stack {
-        let topology = Topology::load(workspace_file(proxy.topology_file()))
+        Stack::up_with(prefix, proxy, |_| {})
+    }
+
+    /// The stack with its topology changed by `edit` first.
+    pub fn up_with(prefix: &str, proxy: Proxy, edit: impl FnOnce(&mut Topology)) -> Stack {
+        let mut topology = Topology::load(workspace_file(proxy.topology_file()))
             .unwrap()
             .renamed(&unique_name(prefix))
             .unwrap();
+        edit(&mut topology);
         let stack = Stack {
             lab: Lab::up(&topology).unwrap(),
             proxy,

@@ -33,6 +33,7 @@ fn main() {
             set_and_get_through_the_vip(Proxy::HAProxy)
         }),
         ("2_reboot_of_haproxy1_while_reading", reboot_of_haproxy1_while_reading),
+        ("5_open_file_limit_with_idle_clients", open_file_limit_with_idle_clients),
     ];
     halab_tests::run_tests(tests, 4);
 }
@@ -371,6 +372,113 @@ fn restart_and_manual_failover(proxy: Proxy) {
             lost.len(),
             &lost[..lost.len().min(10)],
             lost.first().map(context).unwrap_or_default()
+        );
+    }
+    stack.finish();
+}
+
+/// The proxies run under `ulimit -n 256` (prlimit) with two relay threads.
+fn limit_open_files(topology: &mut lab::Topology) {
+    for host in &mut topology.hosts {
+        for service in host.services.iter_mut().filter(|s| s.name == "proxy") {
+            let mut argv = vec!["prlimit".to_string(), "--nofile=256".into(), "--".into()];
+            argv.append(&mut service.argv);
+            argv.extend(["--threads".to_string(), "2".into()]);
+            service.argv = argv;
+        }
+    }
+}
+
+/// Opens `count` TCP connections from redisclient to the VIP and sends nothing: the ones the proxy closes at once
+/// (within `patience`) are counted, the others returned, still open.
+fn idle_clients(stack: &Stack, count: usize, patience: Duration) -> (Vec<std::net::TcpStream>, usize) {
+    let vip: std::net::SocketAddr = "10.0.0.31:6379".parse().unwrap();
+    halab_tests::stack::in_host(&stack.lab, "redisclient", move || {
+        Box::pin(async move {
+            let clients: Vec<std::net::TcpStream> =
+                (0..count).map(|_| std::net::TcpStream::connect(vip).unwrap()).collect();
+            let mut open = Vec::new();
+            let mut closed = 0;
+            for mut client in clients {
+                client.set_read_timeout(Some(patience)).unwrap();
+                match std::io::Read::read(&mut client, &mut [0u8; 16]) {
+                    Ok(0) => closed += 1,
+                    Ok(_) => panic!("an idle client was sent something"),
+                    Err(_) => open.push(client),
+                }
+            }
+            (open, closed)
+        })
+    })
+}
+
+/// Test 5: each proxy under `ulimit -n 256` fits its connection limit to it and keeps descriptors for its checks;
+/// 200 idle clients fill it, the rest are closed at once, and a SENTINEL FAILOVER still moves the route with no
+/// acknowledged write lost.
+fn open_file_limit_with_idle_clients() {
+    let stack = Stack::up_with("stack5", Proxy::Ours, limit_open_files);
+    let metrics = proxy_metrics(&stack, "vlan-haproxy1");
+    let limit: usize = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("sentinel_proxy_connection_limit "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{metrics}"));
+    // Two relay threads, one frontend, three Sentinels and three servers keep 85 of 256: (256 - 85) / 2.
+    assert_eq!(limit, 85, "{metrics}");
+
+    let (mut open, closed) = idle_clients(&stack, 200, Duration::from_millis(300));
+    assert_eq!(
+        (open.len(), closed),
+        (limit, 200 - limit),
+        "idle clients kept and closed"
+    );
+
+    // Room for the writer, then a manual failover while the rest stay idle.
+    open.truncate(limit - 20);
+    let writer = stack.writer(Duration::from_millis(10));
+    std::thread::sleep(Duration::from_secs(1));
+    let old = stack.settle(Duration::from_secs(10));
+    let manual = monotonic_ns();
+    let answer = stack
+        .command(
+            "haproxy1",
+            halab_tests::stack::sentinels()[0],
+            &["SENTINEL", "FAILOVER", "mymaster"],
+        )
+        .unwrap();
+    assert_eq!(answer.as_text(), Some("OK"), "SENTINEL FAILOVER answered {answer}");
+    let promoted = new_master(&stack, old, Duration::from_secs(30));
+    let routed = eventually(Duration::from_secs(10), || {
+        proxy_metrics(&stack, "vlan-haproxy1").contains(&format!("sentinel_proxy_master{{address=\"{promoted}\"}} 1"))
+    });
+    assert!(routed, "the proxy never routed to {promoted}");
+    std::thread::sleep(Duration::from_secs(1));
+    let attempts = writer.finish();
+    let final_master = stack.settle(Duration::from_secs(30));
+    let lost = stack.missing(final_master, &acknowledged(&attempts));
+    let after: Vec<_> = attempts
+        .iter()
+        .filter(|a| a.sent_ns > manual && a.outcome == Outcome::Acknowledged)
+        .collect();
+    let writes = tally(&attempts);
+    println!(
+        "open-file limit 256: {limit} clients relayed at most, {closed} of 200 idle clients closed at once; \
+         SENTINEL FAILOVER {old} -> {promoted}; writes {} acknowledged ({} after the failover), {} refused, {} \
+         failed, {} acknowledged but lost",
+        writes.acknowledged,
+        after.len(),
+        writes.refused,
+        writes.failed,
+        lost.len()
+    );
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    assert!(!after.is_empty(), "no write was acknowledged after the failover");
+    // The idle clients were relayed to the old master: the switch cut them.
+    for mut client in open {
+        client.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        assert!(
+            matches!(std::io::Read::read(&mut client, &mut [0u8; 16]), Ok(0)),
+            "an idle client outlived the switch"
         );
     }
     stack.finish();
