@@ -65,10 +65,16 @@ impl Builder {
     }
 
     pub(super) fn unknown(&mut self, statement: &Statement) {
-        self.strict_warn(
-            &statement.keyword.at,
-            format!("Unknown keyword '{}'", statement.keyword.text),
-        );
+        let keyword = &statement.keyword.text;
+        let message = if keyword.starts_with('@') {
+            format!(
+                "'{keyword}' line left out: vrrpd has no configuration ids (keepalived's -i), so it reads no \
+                 conditional lines"
+            )
+        } else {
+            format!("Unknown keyword '{keyword}'")
+        };
+        self.strict_warn(&statement.keyword.at, message);
     }
 
     /// A keyword from one of the `gaps` tables, if it is one: a warning saying what is lost (an error with

@@ -102,6 +102,10 @@ impl Checker<'_> {
     }
 
     fn allows(&mut self, command: &Command, user: Option<&User>) -> bool {
+        // keepalived runs nothing for `<FILE` (a test that FILE can be read), so there is nothing to secure.
+        if command.line.trim_start().starts_with('<') {
+            return true;
+        }
         self.scripts += 1;
         let warn = |diagnostics: &mut Vec<Diagnostic>, message: String| {
             diagnostics.push(Diagnostic::new(command.at.clone(), Severity::Warning, message));
