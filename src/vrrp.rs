@@ -47,7 +47,7 @@ impl Daemon {
         };
         let mut command = lab.command(host, program).unwrap();
         match agent {
-            Agent::Ours => command.args(["-f", &config, "-l", "-D"]).args(extra),
+            Agent::Ours => command.args(["-f", &config, "-l", "-G", "-D"]).args(extra),
             Agent::Keepalived => {
                 let pid = dir.join(format!("{host}.pid")).display().to_string();
                 let vrrp_pid = dir.join(format!("{host}.vrrp.pid")).display().to_string();

@@ -33,7 +33,7 @@ fn main() {
             set_and_get_through_the_vip(Proxy::HAProxy)
         }),
         ("2_reboot_of_haproxy1_while_reading", reboot_of_haproxy1_while_reading),
-        ("5_open_file_limit_with_idle_clients", open_file_limit_with_idle_clients),
+        ("6_open_file_limit_with_idle_clients", open_file_limit_with_idle_clients),
     ];
     halab_tests::run_tests(tests, 4);
 }
@@ -412,7 +412,7 @@ fn idle_clients(stack: &Stack, count: usize, patience: Duration) -> (Vec<std::ne
     })
 }
 
-/// Test 5: each proxy under `ulimit -n 256` fits its connection limit to it and keeps descriptors for its checks;
+/// Test 6: each proxy under `ulimit -n 256` fits its connection limit to it and keeps descriptors for its checks;
 /// 200 idle clients fill it, the rest are closed at once, and a SENTINEL FAILOVER still moves the route with no
 /// acknowledged write lost.
 fn open_file_limit_with_idle_clients() {

@@ -242,14 +242,29 @@ fn runs_with_only_net_raw_and_net_admin_and_names_a_missing_capability() {
     let out = lab
         .exec(
             "haproxy1",
-            &["setpriv", "--bounding-set=-all,+net_admin", &vrrpd, "-f", &config, "-l"],
+            &[
+                "setpriv",
+                "--bounding-set=-all,+net_admin",
+                &vrrpd,
+                "-f",
+                &config,
+                "-l",
+                "-G",
+            ],
         )
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("CAP_NET_RAW"), "{stderr}");
     // With exactly CAP_NET_RAW and CAP_NET_ADMIN: elected, VIP added, GARPs sent.
     let mut command = lab.command("haproxy1", "setpriv").unwrap();
-    command.args(["--bounding-set=-all,+net_raw,+net_admin", &vrrpd, "-f", &config, "-l"]);
+    command.args([
+        "--bounding-set=-all,+net_raw,+net_admin",
+        &vrrpd,
+        "-f",
+        &config,
+        "-l",
+        "-G",
+    ]);
     let log = std::fs::File::create(dir.join("cap.log")).unwrap();
     let mut child = command.stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap();
     wait_vip(&lab, "haproxy1", MDI_MASTER + MARGIN);

@@ -56,8 +56,12 @@ fn a_stalled_reader_never_stalls_the_master(stalled: Stalled, prefix: &str) {
     let (unread, pipe) = stalled_pipe();
     let log = File::create(dir.join("haproxy1.log")).unwrap();
     let (extra, stdout, stderr): (&[&str], Stdio, Stdio) = match stalled {
-        Stalled::Events => (&["-l", "-D", "--events", "-"], Stdio::from(pipe), Stdio::from(log)),
-        Stalled::Console => (&["-l", "-D"], Stdio::null(), Stdio::from(pipe)),
+        Stalled::Events => (
+            &["-l", "-G", "-D", "--events", "-"],
+            Stdio::from(pipe),
+            Stdio::from(log),
+        ),
+        Stalled::Console => (&["-l", "-G", "-D"], Stdio::null(), Stdio::from(pipe)),
     };
     let mut h1 = Daemon::start_ours_with_output(
         &lab,

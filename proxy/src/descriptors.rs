@@ -16,25 +16,31 @@ pub struct Needs {
 
 impl Needs {
     /// Descriptors that are never a client's: standard streams and each runtime's own (epoll, eventfd, timer) with
-    /// room to spare; a listener per frontend and relay thread, plus the spare each relay thread keeps to close
-    /// clients at once when descriptors run out; the metrics listener and its scrapes; and every check connection
-    /// twice over (a check reconnecting holds its old socket for a moment).
+    /// room to spare; a listener per frontend and relay thread, and the spare each of them keeps to close clients
+    /// at once when descriptors run out; the metrics listener and its scrapes; and every check connection twice
+    /// over (a check reconnecting holds its old socket for a moment).
     pub fn reserved(&self) -> u64 {
         let runtimes = self.relay_threads + 1;
         let checks = 2 * self.sentinels + self.servers + 1;
-        let total = 32 + 4 * runtimes + self.frontends * self.relay_threads + self.relay_threads + 17 + 2 * checks;
+        let listeners = self.frontends * self.relay_threads;
+        let total = 32 + 4 * runtimes + 2 * listeners + 17 + 2 * checks;
         total as u64
     }
 }
 
-/// The open-file limit after raising the soft limit to the hard one: (soft, hard).
-pub fn raise_open_files() -> io::Result<(u64, u64)> {
+/// The open-file limit, the soft one raised to the hard one where the kernel allows it: (limit, hard limit, why it
+/// could not be raised).
+pub fn raise_open_files() -> io::Result<(u64, u64, Option<io::Error>)> {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
-    if soft < hard {
-        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    if soft >= hard {
+        return Ok((soft, hard, None));
     }
-    Ok((hard.max(soft), hard))
+    match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+        Ok(()) => Ok((hard, hard, None)),
+        // A hard limit above the kernel's nr_open, say: the soft limit stays, and is what the budget is made of.
+        Err(error) => Ok((soft, hard, Some(error.into()))),
+    }
 }
 
 /// How many clients fit in `limit` descriptors once `reserved` are set aside.
@@ -55,7 +61,7 @@ mod tests {
             servers: 3,
         };
         let reserved = needs.reserved();
-        assert_eq!(reserved, 32 + 12 + 2 + 2 + 17 + 20);
+        assert_eq!(reserved, 32 + 12 + 4 + 17 + 20);
         assert_eq!(client_capacity(256, reserved), 85);
         assert_eq!(client_capacity(1_048_576, reserved), 524_245);
         assert_eq!(client_capacity(64, reserved), 0);

@@ -36,10 +36,19 @@ pub async fn serve(
         let client = match listener.accept().await {
             Ok((client, _)) => client,
             Err(error) if matches!(error.raw_os_error(), Some(code) if code == EMFILE || code == ENFILE) => {
-                metrics.refuse("descriptors");
-                drop(spare.take());
-                if let Ok((client, _)) = listener.accept().await {
-                    drop(client);
+                // With the spare given back, the waiting client can be accepted and closed. Without one (another
+                // thread took the descriptor, or the whole system is out), wait a moment rather than spin.
+                let closed = match spare.take() {
+                    Some(file) => {
+                        drop(file);
+                        listener.accept().await.is_ok()
+                    }
+                    None => false,
+                };
+                if closed {
+                    metrics.refuse("descriptors");
+                } else {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
                 }
                 spare = std::fs::File::open("/dev/null").ok();
                 continue;

@@ -201,7 +201,10 @@ fn main() -> ExitCode {
 /// Raises the open-file limit and lowers `max_connections` to what fits under it beside the proxy's own needs,
 /// saying so when it does.
 fn fit_connections(config: &mut Config, threads: usize) -> Result<(), String> {
-    let (limit, hard) = descriptors::raise_open_files().map_err(|e| format!("the open-file limit: {e}"))?;
+    let (limit, hard, not_raised) = descriptors::raise_open_files().map_err(|e| format!("the open-file limit: {e}"))?;
+    if let Some(error) = not_raised {
+        eprintln!("sentinel-proxy: warning: the open-file limit stays at {limit} (hard limit {hard}): {error}");
+    }
     let needs = descriptors::Needs {
         relay_threads: threads,
         frontends: config.frontends.len(),

@@ -26,7 +26,7 @@ struct Cli {
     #[arg(long)]
     strict: bool,
 
-    /// Log to the console (stderr) with keepalived's date prefix instead of syslog.
+    /// Also log to the console (stderr), with keepalived's date prefix.
     #[arg(short = 'l', long = "log-console")]
     log_console: bool,
     /// Also log the lines keepalived prints only with -D.
@@ -35,7 +35,7 @@ struct Cli {
     /// Syslog facility LOG_LOCAL0..7 instead of LOG_DAEMON.
     #[arg(short = 'S', long = "log-facility", value_name = "0-7", value_parser = clap::value_parser!(u8).range(0..=7))]
     log_facility: Option<u8>,
-    /// Log to the console rather than syslog.
+    /// Do not log to syslog.
     #[arg(short = 'G', long = "no-syslog")]
     no_syslog: bool,
     /// Write the process id here; a second vrrpd given the same file refuses to start.
@@ -209,14 +209,14 @@ impl Cli {
     }
 
     fn log_to(&self) -> LogTo {
-        if self.log_console || self.no_syslog {
-            return LogTo::Console;
-        }
         let facility = match self.log_facility {
             Some(local) => (16 + libc::c_int::from(local)) << 3,
             None => libc::LOG_DAEMON,
         };
-        LogTo::Syslog { facility }
+        LogTo {
+            console: self.log_console,
+            syslog: (!self.no_syslog).then_some(facility),
+        }
     }
 }
 

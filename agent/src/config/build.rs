@@ -156,6 +156,8 @@ impl Builder {
     }
 
     pub(super) fn global(&mut self, block: &[Statement], global: &mut Global) {
+        // `*_fifo_script` may come before its FIFO: attached once the block is read.
+        let mut fifo_scripts: Vec<(&Statement, Option<Command>)> = Vec::new();
         for statement in block {
             let keyword = statement.keyword.text.as_str();
             match keyword {
@@ -210,12 +212,8 @@ impl Builder {
                 "enable_script_security" => global.enable_script_security = self.flag(statement),
                 "notify_fifo" | "vrrp_notify_fifo" => self.notify_fifo(statement, global),
                 "notify_fifo_script" | "vrrp_notify_fifo_script" => {
-                    let fifo = keyword.trim_end_matches("_script");
                     let command = self.command(statement);
-                    match global.notify_fifos.iter_mut().find(|given| given.keyword == fifo) {
-                        Some(given) => given.script = command,
-                        None => self.error(&statement.keyword.at, format!("{keyword} without {fifo} before it")),
-                    }
+                    fifo_scripts.push((statement, command));
                 }
                 "vrrp_strict" => {
                     global.strict = self.flag(statement);
@@ -227,6 +225,14 @@ impl Builder {
                 }
                 _ if self.gap(statement, gaps::GLOBAL) => {}
                 _ => self.unknown(statement),
+            }
+        }
+        for (statement, command) in fifo_scripts {
+            let keyword = statement.keyword.text.as_str();
+            let fifo = keyword.trim_end_matches("_script");
+            match global.notify_fifos.iter_mut().find(|given| given.keyword == fifo) {
+                Some(given) => given.script = command,
+                None => self.error(&statement.keyword.at, format!("{keyword} without {fifo}")),
             }
         }
     }
@@ -250,6 +256,7 @@ impl Builder {
         } else {
             "vrrp_notify_fifo"
         };
+        // Given again, the later path wins, as in keepalived.
         global.notify_fifos.retain(|given| given.keyword != keyword);
         global.notify_fifos.push(NotifyFifo {
             keyword,

@@ -119,6 +119,11 @@ impl Checker<'_> {
             warn(self.diagnostics, message);
             return false;
         }
+        let Some(program) = program(&command.line).filter(|program| program.exists()) else {
+            let suffix = if self.enforce { " - disabling" } else { "" };
+            warn(self.diagnostics, format!("script '{}' not found{suffix}", command.line));
+            return !self.enforce;
+        };
         let as_root = match user {
             // Without a user, a script runs as the daemon does.
             None => nix::unistd::geteuid().is_root(),
@@ -133,11 +138,6 @@ impl Checker<'_> {
         if !as_root {
             return true;
         }
-        let Some(program) = program(&command.line).filter(|program| program.exists()) else {
-            let suffix = if self.enforce { " - disabling" } else { "" };
-            warn(self.diagnostics, format!("script '{}' not found{suffix}", command.line));
-            return !self.enforce;
-        };
         if secure(&program) {
             return true;
         }

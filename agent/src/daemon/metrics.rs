@@ -220,10 +220,18 @@ fn answer(mut stream: TcpStream, body: &str, deadline: Instant) -> io::Result<()
         "HTTP/1.0 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
-    stream.set_write_timeout(Some(remaining()?))?;
-    stream.write_all(header.as_bytes())?;
+    let mut out = header.into_bytes();
     if method != "HEAD" {
-        stream.write_all(body.as_bytes())?;
+        out.extend_from_slice(body.as_bytes());
+    }
+    // A reader that takes a byte at a time gets the time left, not a fresh timeout per write.
+    let mut rest = out.as_slice();
+    while !rest.is_empty() {
+        stream.set_write_timeout(Some(remaining()?))?;
+        match stream.write(rest)? {
+            0 => return Err(io::ErrorKind::WriteZero.into()),
+            written => rest = &rest[written..],
+        }
     }
     Ok(())
 }

@@ -70,6 +70,9 @@ pub struct Daemon {
     metrics: Option<metrics::MetricsServer>,
     dump_file: Option<std::path::PathBuf>,
     reload_from: Option<(std::path::PathBuf, crate::config::Options)>,
+    reloads: Reloads,
+    /// The notify FIFOs the outputs were opened with (a reload cannot move them).
+    notify_fifos: Vec<crate::config::NotifyFifo>,
     groups: Vec<SyncGroup>,
     /// Each group's state as its scripts were last told (None: not told yet, or its members disagree).
     group_states: Vec<Option<State>>,
@@ -96,8 +99,35 @@ pub fn block_signals() -> nix::Result<SigSet> {
     Ok(mask)
 }
 
-/// Where the instances' sockets start in the poll set (after the signalfd, the timerfd and the link monitor).
-const FIRST_SOCKET: usize = 3;
+/// Where the instances' sockets start in the poll set (after the signalfd, the timerfd, the link monitor and the
+/// reload wake-up).
+const FIRST_SOCKET: usize = 4;
+
+/// Configurations read for SIGHUP on a thread of their own: reading files and looking users up (NSS may ask a
+/// directory server) must not hold up the protocol loop. The thread hands its result over and wakes the loop.
+struct Reloads {
+    wake: std::sync::Arc<nix::sys::eventfd::EventFd>,
+    sender: std::sync::mpsc::Sender<Result<crate::config::Loaded, crate::config::ConfigError>>,
+    results: std::sync::mpsc::Receiver<Result<crate::config::Loaded, crate::config::ConfigError>>,
+    reading: bool,
+    /// A SIGHUP came while a reading was under way: read again once it is done, the file may have changed since.
+    again: bool,
+}
+
+impl Reloads {
+    fn new() -> nix::Result<Reloads> {
+        use nix::sys::eventfd::{EfdFlags, EventFd};
+        let wake = EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?;
+        let (sender, results) = std::sync::mpsc::channel();
+        Ok(Reloads {
+            wake: std::sync::Arc::new(wake),
+            sender,
+            results,
+            reading: false,
+            again: false,
+        })
+    }
+}
 
 /// Packets read from one socket per wakeup.
 const RECEIVE_BATCH: usize = 64;
@@ -152,6 +182,8 @@ impl Daemon {
             netlink,
             output,
             scripts,
+            reloads: Reloads::new().context("an eventfd for reloads")?,
+            notify_fifos: config.global.notify_fifos.clone(),
             signals,
             timer,
             tracker,
@@ -213,6 +245,7 @@ impl Daemon {
                     PollFd::new(self.signals.as_fd(), PollFlags::POLLIN),
                     PollFd::new(self.timer.as_fd(), PollFlags::POLLIN),
                     PollFd::new(self.links.as_fd(), PollFlags::POLLIN),
+                    PollFd::new(self.reloads.wake.as_fd(), PollFlags::POLLIN),
                 ];
                 for running in &self.instances {
                     fds.push(PollFd::new(running.socket.as_fd(), PollFlags::POLLIN));
@@ -229,6 +262,9 @@ impl Daemon {
                 if let Some(exit) = self.handle_signals()? {
                     return Ok(exit);
                 }
+            }
+            if ready[3] {
+                self.finish_reload();
             }
             // A reload may have changed the instances: only those that were polled are read.
             for index in 0..self.instances.len() {
@@ -424,7 +460,7 @@ impl Daemon {
                 // keepalived's statistics dump: the same state dump here (and never the default, which would kill
                 // the daemon with its addresses still in place).
                 Ok(Signal::SIGUSR2) => self.dump(),
-                Ok(Signal::SIGHUP) => self.reload(),
+                Ok(Signal::SIGHUP) => self.start_reload(),
                 _ => {}
             }
         }
@@ -434,12 +470,42 @@ impl Daemon {
     /// SIGHUP: reads the configuration again. Instances whose configuration is unchanged keep running untouched (a
     /// master stays master); changed or removed ones stop as on SIGTERM; new or changed ones start. A
     /// configuration with errors is refused and everything keeps running.
-    fn reload(&mut self) {
+    fn start_reload(&mut self) {
         let Some((path, options)) = self.reload_from.clone() else {
             return;
         };
+        if self.reloads.reading {
+            self.reloads.again = true;
+            return;
+        }
         self.output.text("Reloading");
-        let loaded = match crate::config::load(&path, options) {
+        let (sender, wake) = (self.reloads.sender.clone(), self.reloads.wake.clone());
+        let started = std::thread::Builder::new().name("reload".into()).spawn(move || {
+            let _ = sender.send(crate::config::load(&path, options));
+            let _ = wake.write(1);
+        });
+        match started {
+            Ok(_) => self.reloads.reading = true,
+            Err(error) => self
+                .output
+                .text(&format!("Reload refused: cannot start reading: {error}")),
+        }
+    }
+
+    /// Applies what the reload thread read, and starts another reading if SIGHUP came meanwhile.
+    fn finish_reload(&mut self) {
+        let _ = self.reloads.wake.read();
+        while let Ok(result) = self.reloads.results.try_recv() {
+            self.reloads.reading = false;
+            self.reload(result);
+        }
+        if std::mem::take(&mut self.reloads.again) {
+            self.start_reload();
+        }
+    }
+
+    fn reload(&mut self, result: Result<crate::config::Loaded, crate::config::ConfigError>) {
+        let loaded = match result {
             Ok(loaded) => loaded,
             Err(error) => {
                 for diagnostic in &error.diagnostics {
@@ -493,8 +559,32 @@ impl Daemon {
         let previous = std::mem::take(&mut self.tracker);
         self.tracker = track::Tracker::new(&loaded.config, now);
         self.tracker.carry_over(previous);
+        // A group that keeps its name keeps what its scripts were last told.
+        self.group_states = loaded
+            .config
+            .sync_groups
+            .iter()
+            .map(|group| {
+                let index = self.groups.iter().position(|old| old.name == group.name)?;
+                self.group_states[index]
+            })
+            .collect();
         self.groups = loaded.config.sync_groups.clone();
-        self.group_states = vec![None; self.groups.len()];
+        let fifos = |list: &[crate::config::NotifyFifo]| -> Vec<_> {
+            list.iter()
+                .map(|fifo| {
+                    let script = fifo
+                        .script
+                        .as_ref()
+                        .map(|command| (command.line.clone(), command.user.clone()));
+                    (fifo.keyword, fifo.path.clone(), fifo.owner.clone(), script)
+                })
+                .collect()
+        };
+        if fifos(&loaded.config.global.notify_fifos) != fifos(&self.notify_fifos) {
+            self.output
+                .text("Reload: notify FIFO changes are not applied: they take effect when vrrpd restarts");
+        }
         self.scripts.default_user = loaded.config.global.script_user.clone();
         for running in opened {
             self.instances.push(running);
@@ -511,10 +601,9 @@ impl Daemon {
             self.instances[index].machine.shutdown(now);
             self.carry_out(index, now);
         }
+        // Every group, as keepalived does.
         for index in 0..self.groups.len() {
-            if self.group_states[index].is_some() {
-                self.notify_group(index, Notify::Stop);
-            }
+            self.notify_group(index, Notify::Stop);
         }
         self.tracker.kill_all();
         self.scripts.finish(Duration::from_secs(1));

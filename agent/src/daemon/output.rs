@@ -16,13 +16,14 @@ use crate::config::NotifyFifo;
 use crate::log::LogLine;
 use crate::machine::{Discard, Reason, State};
 
-/// How the daemon's log lines leave it.
+/// Where the daemon's log lines go, as keepalived's `-l` and `-G` say: both, either, or (`-G` alone) nowhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogTo {
+pub struct LogTo {
     /// `-l`: stderr, each line behind keepalived's date prefix.
-    Console,
-    /// syslog, as `Keepalived_vrrp`, in this facility (`-S 0..7`: LOG_LOCAL0..7; default LOG_DAEMON).
-    Syslog { facility: libc::c_int },
+    pub console: bool,
+    /// syslog, as `Keepalived_vrrp`, in this facility (`-S 0..7`: LOG_LOCAL0..7; default LOG_DAEMON); `None`
+    /// with `-G`.
+    pub syslog: Option<libc::c_int>,
 }
 
 /// Where each output goes; `None` for what is not wanted.
@@ -37,10 +38,12 @@ pub struct Destinations<'a> {
 pub struct Output {
     /// Print the lines keepalived prints only with `-D`.
     pub detail: bool,
-    console: bool,
-    log: LineQueue,
+    /// The console's queue (lines get the date prefix), and syslog's.
+    console: Option<LineQueue>,
+    syslog: Option<LineQueue>,
     events: Option<LineQueue>,
-    notify_fifos: Vec<LineQueue>,
+    /// Each FIFO's queue, named by its keyword (`notify_fifo`, `vrrp_notify_fifo`).
+    notify_fifos: Vec<(&'static str, LineQueue)>,
     /// FIFOs this daemon made, removed at exit (keepalived leaves alone the ones it found).
     made: Vec<(std::path::PathBuf, File)>,
 }
@@ -59,14 +62,22 @@ impl Destination for Syslog {
 
 impl Output {
     pub fn new(detail: bool, log_to: LogTo, to: Destinations<'_>) -> io::Result<Output> {
-        let log = match log_to {
-            LogTo::Console => LineQueue::start("log", Descriptor::duplicate(io::stderr())?, Some(lost_log_lines))?,
-            LogTo::Syslog { facility } => {
+        let console = match log_to.console {
+            true => Some(LineQueue::start(
+                "console",
+                Descriptor::duplicate(io::stderr())?,
+                Some(lost_log_lines),
+            )?),
+            false => None,
+        };
+        let syslog = match log_to.syslog {
+            Some(facility) => {
                 let ident = CString::new("Keepalived_vrrp").expect("no NUL");
                 // SAFETY: openlog keeps the pointer; leaking the CString keeps it valid for the process's lifetime.
                 unsafe { libc::openlog(ident.into_raw(), libc::LOG_PID, facility) };
-                LineQueue::start("syslog", Syslog, Some(lost_log_lines))?
+                Some(LineQueue::start("syslog", Syslog, Some(lost_log_lines))?)
             }
+            None => None,
         };
         let events = match to.events {
             None => None,
@@ -83,12 +94,13 @@ impl Output {
             if created {
                 made.push((fifo.path.clone(), file.try_clone()?));
             }
-            notify_fifos.push(LineQueue::start("notify_fifo", Descriptor(file), None)?);
+            let queue = LineQueue::start(fifo.keyword, Descriptor(file), None)?;
+            notify_fifos.push((fifo.keyword, queue));
         }
         Ok(Output {
             detail,
-            console: log_to == LogTo::Console,
-            log,
+            console,
+            syslog,
             events,
             notify_fifos,
             made,
@@ -104,10 +116,11 @@ impl Output {
 
     /// A line without an instance (startup, shutdown, errors).
     pub fn text(&mut self, text: &str) {
-        if self.console {
-            self.log.push(format!("{}: {text}", console_time()));
-        } else {
-            self.log.push(text.to_string());
+        if let Some(console) = &self.console {
+            console.push(format!("{}: {text}", console_time()));
+        }
+        if let Some(syslog) = &self.syslog {
+            syslog.push(text.to_string());
         }
     }
 
@@ -122,24 +135,31 @@ impl Output {
 
     /// One line of keepalived's notify FIFO format (see `notify::fifo_line`).
     pub fn notify_fifo(&mut self, line: &str) {
-        for fifo in &self.notify_fifos {
+        for (_, fifo) in &self.notify_fifos {
             fifo.push(line.to_string());
         }
     }
 
     /// Lines lost so far per output, for the metrics.
     pub fn dropped(&self) -> Vec<(&'static str, Dropped)> {
-        let mut dropped = vec![("log", self.log.dropped())];
+        let mut dropped = Vec::new();
+        dropped.extend(self.console.as_ref().map(|queue| ("console", queue.dropped())));
+        dropped.extend(self.syslog.as_ref().map(|queue| ("syslog", queue.dropped())));
         dropped.extend(self.events.as_ref().map(|queue| ("events", queue.dropped())));
-        dropped.extend(self.notify_fifos.iter().map(|queue| ("notify_fifo", queue.dropped())));
+        dropped.extend(
+            self.notify_fifos
+                .iter()
+                .map(|(keyword, queue)| (*keyword, queue.dropped())),
+        );
         dropped
     }
 
     /// At exit: lets every output drain for at most `patience` in all.
     pub fn finish(&mut self, patience: Duration) {
         let deadline = std::time::Instant::now() + patience;
-        let queues = [Some(&mut self.log), self.events.as_mut()];
-        for queue in queues.into_iter().flatten().chain(&mut self.notify_fifos) {
+        let queues = [self.console.as_mut(), self.syslog.as_mut(), self.events.as_mut()];
+        let fifos = self.notify_fifos.iter_mut().map(|(_, queue)| queue);
+        for queue in queues.into_iter().flatten().chain(fifos) {
             queue.finish(deadline.saturating_duration_since(std::time::Instant::now()));
         }
         for (path, file) in self.made.drain(..) {
@@ -179,21 +199,27 @@ pub fn open_for_writing(path: &Path, truncate: bool) -> io::Result<File> {
 /// keepalived's notify FIFO: created when missing (and given to its owner); opened read-write, so that opening never
 /// waits for a reader and a reader that comes and goes does not break the daemon's end. Says whether it was made.
 fn open_fifo(fifo: &NotifyFifo) -> io::Result<(File, bool)> {
+    use std::os::unix::fs::FileTypeExt;
     let path = &fifo.path;
     let created = match nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)) {
         Ok(()) => true,
         Err(nix::errno::Errno::EEXIST) => false,
         Err(error) => return Err(named(path, error.into())),
     };
+    // Something already there is opened only once it is known to be a FIFO: opening a device read-write as root
+    // can do things of its own.
+    let found = std::fs::symlink_metadata(path).map_err(|error| named(path, error))?;
+    if !found.file_type().is_fifo() {
+        return Err(named(path, io::Error::other("exists and is not a FIFO")));
+    }
     let file = File::options()
         .read(true)
         .write(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path)
         .map_err(|error| named(path, error))?;
-    let metadata = file.metadata()?;
-    if !std::os::unix::fs::FileTypeExt::is_fifo(&metadata.file_type()) {
-        return Err(named(path, io::Error::other("not a FIFO")));
+    if !file.metadata()?.file_type().is_fifo() || !same_file(&file, path) {
+        return Err(named(path, io::Error::other("changed while it was being opened")));
     }
     if let (true, Some(owner)) = (created, &fifo.owner) {
         let (uid, gid) = owner.ids()?;

@@ -14,46 +14,64 @@ pub struct PidFile {
 impl PidFile {
     pub fn claim(path: &Path) -> io::Result<PidFile> {
         let named = |error: io::Error| io::Error::new(error.kind(), format!("pid file {}: {error}", path.display()));
-        let mut file = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
-            .open(path)
-            .map_err(named)?;
-        if !file.metadata().map_err(named)?.is_file() {
-            return Err(named(io::Error::other("not a regular file")));
-        }
-        // SAFETY: flock on a descriptor this function owns.
-        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let error = io::Error::last_os_error();
-            if error.raw_os_error() != Some(libc::EWOULDBLOCK) {
-                return Err(named(error));
+        // A daemon that exits removes the file before its lock goes: a file locked after that has no name any
+        // more, and is let go for the one now at the path.
+        for _ in 0..10 {
+            let mut file = open_and_lock(path).map_err(named)?;
+            if !names(path, &file) {
+                continue;
             }
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
-            let message = format!("another vrrpd (pid {}) is running with this pid file", holder.trim());
-            return Err(named(io::Error::new(io::ErrorKind::AlreadyExists, message)));
+            file.set_len(0).map_err(named)?;
+            file.write_all(format!("{}\n", std::process::id()).as_bytes())
+                .map_err(named)?;
+            return Ok(PidFile {
+                path: path.to_path_buf(),
+                file,
+            });
         }
-        file.set_len(0).map_err(named)?;
-        file.write_all(format!("{}\n", std::process::id()).as_bytes())
-            .map_err(named)?;
-        Ok(PidFile {
-            path: path.to_path_buf(),
-            file,
-        })
+        Err(named(io::Error::other("it keeps being replaced")))
+    }
+}
+
+/// Opens the pid file (created 0644, never through a symlink) and takes its lock, or says who holds it.
+fn open_and_lock(path: &Path) -> io::Result<File> {
+    let mut file = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let error = io::Error::last_os_error();
+        if error.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(error);
+        }
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        let message = format!("another vrrpd (pid {}) is running with this pid file", holder.trim());
+        return Err(io::Error::new(io::ErrorKind::AlreadyExists, message));
+    }
+    Ok(file)
+}
+
+/// Whether `path` leads to `file` now.
+fn names(path: &Path, file: &File) -> bool {
+    match (file.metadata(), std::fs::symlink_metadata(path)) {
+        (Ok(ours), Ok(named)) => ours.dev() == named.dev() && ours.ino() == named.ino(),
+        _ => false,
     }
 }
 
 impl Drop for PidFile {
     /// Removes the file only while the name still leads to the file this daemon locked.
     fn drop(&mut self) {
-        let (Ok(ours), Ok(named)) = (self.file.metadata(), std::fs::symlink_metadata(&self.path)) else {
-            return;
-        };
-        if ours.dev() == named.dev() && ours.ino() == named.ino() {
+        if names(&self.path, &self.file) {
             let _ = std::fs::remove_file(&self.path);
         }
     }
