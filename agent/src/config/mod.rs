@@ -212,7 +212,7 @@ impl Default for Global {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct User {
     pub user: String,
     pub group: Option<String>,

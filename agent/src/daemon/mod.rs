@@ -107,8 +107,8 @@ const FIRST_SOCKET: usize = 4;
 /// directory server) must not hold up the protocol loop. The thread hands its result over and wakes the loop.
 struct Reloads {
     wake: std::sync::Arc<nix::sys::eventfd::EventFd>,
-    sender: std::sync::mpsc::Sender<Result<crate::config::Loaded, crate::config::ConfigError>>,
-    results: std::sync::mpsc::Receiver<Result<crate::config::Loaded, crate::config::ConfigError>>,
+    sender: std::sync::mpsc::Sender<Result<(crate::config::Loaded, notify::Users), crate::config::ConfigError>>,
+    results: std::sync::mpsc::Receiver<Result<(crate::config::Loaded, notify::Users), crate::config::ConfigError>>,
     reading: bool,
     /// A SIGHUP came while a reading was under way: read again once it is done, the file may have changed since.
     again: bool,
@@ -155,7 +155,8 @@ impl Daemon {
             TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
         )?;
         let links = LinkMonitor::open().context("opening a netlink link monitor")?;
-        let mut tracker = track::Tracker::new(config, monotonic_now());
+        let users = notify::look_up_users(config);
+        let mut tracker = track::Tracker::new(config, monotonic_now(), users.clone());
         for interface in netlink.interfaces()? {
             tracker.links.insert(interface.name, interface.running);
         }
@@ -169,7 +170,7 @@ impl Daemon {
         if let Some(server) = &metrics {
             output.text(&format!("Serving metrics on http://{}/metrics", server.address));
         }
-        let mut scripts = notify::Scripts::new(config.global.script_user.clone());
+        let mut scripts = notify::Scripts::new(config.global.script_user.clone(), users);
         for fifo in &config.global.notify_fifos {
             if let Some(command) = &fifo.script {
                 scripts
@@ -481,7 +482,11 @@ impl Daemon {
         self.output.text("Reloading");
         let (sender, wake) = (self.reloads.sender.clone(), self.reloads.wake.clone());
         let started = std::thread::Builder::new().name("reload".into()).spawn(move || {
-            let _ = sender.send(crate::config::load(&path, options));
+            let read = crate::config::load(&path, options).map(|loaded| {
+                let users = notify::look_up_users(&loaded.config);
+                (loaded, users)
+            });
+            let _ = sender.send(read);
             let _ = wake.write(1);
         });
         match started {
@@ -504,9 +509,9 @@ impl Daemon {
         }
     }
 
-    fn reload(&mut self, result: Result<crate::config::Loaded, crate::config::ConfigError>) {
-        let loaded = match result {
-            Ok(loaded) => loaded,
+    fn reload(&mut self, result: Result<(crate::config::Loaded, notify::Users), crate::config::ConfigError>) {
+        let (loaded, users) = match result {
+            Ok(read) => read,
             Err(error) => {
                 for diagnostic in &error.diagnostics {
                     self.output.text(&format!("Reload refused: {diagnostic}"));
@@ -557,7 +562,7 @@ impl Daemon {
         let mut retire = retire.into_iter();
         self.instances.retain(|_| !retire.next().unwrap_or(false));
         let previous = std::mem::take(&mut self.tracker);
-        self.tracker = track::Tracker::new(&loaded.config, now);
+        self.tracker = track::Tracker::new(&loaded.config, now, users.clone());
         self.tracker.carry_over(previous);
         // A group that keeps its name keeps what its scripts were last told.
         self.group_states = loaded
@@ -586,6 +591,7 @@ impl Daemon {
                 .text("Reload: notify FIFO changes are not applied: they take effect when vrrpd restarts");
         }
         self.scripts.default_user = loaded.config.global.script_user.clone();
+        self.scripts.users = users;
         for running in opened {
             self.instances.push(running);
             self.start_instance(self.instances.len() - 1, now);

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use std::os::unix::process::CommandExt;
 
-use crate::config::{Command, Notifies, User};
+use std::collections::HashMap;
+
+use crate::config::{Command, Config, Notifies, User};
 use crate::machine::Notify;
 
 /// Whose state changed.
@@ -54,15 +56,18 @@ pub struct Scripts {
     running: Vec<(String, Child)>,
     /// `script_user` from global_defs: who runs a command that names no user of its own.
     pub default_user: Option<User>,
+    /// The credentials of every user the configuration names.
+    pub users: Users,
     /// `notify_fifo_script`s: they read their FIFO for the daemon's whole life.
     readers: Vec<Child>,
 }
 
 impl Scripts {
-    pub fn new(default_user: Option<User>) -> Scripts {
+    pub fn new(default_user: Option<User>, users: Users) -> Scripts {
         Scripts {
             running: Vec::new(),
             default_user,
+            users,
             readers: Vec::new(),
         }
     }
@@ -144,7 +149,11 @@ impl Scripts {
             .arg("notify")
             .args(args)
             .stdin(Stdio::null());
-        as_user(&mut process, command.user.as_ref().or(self.default_user.as_ref()))?;
+        as_user(
+            &mut process,
+            command.user.as_ref().or(self.default_user.as_ref()),
+            &self.users,
+        )?;
         process
             .spawn()
             .map_err(|error| io::Error::new(error.kind(), format!("cannot run {:?}: {error}", command.line)))
@@ -171,14 +180,61 @@ impl Scripts {
     }
 }
 
-/// Makes `process` run as `user` (and its group, or the user's own) with the user's supplementary groups, as
-/// keepalived's `user`/`script_user` do (initgroups). Everything that reads /etc is done here, in the parent; the
-/// child only makes the three system calls, which are safe between fork and exec.
-pub fn as_user(process: &mut Process, user: Option<&User>) -> io::Result<()> {
-    let Some(user) = user else { return Ok(()) };
+/// Who a script runs as, looked up before the loop needs it: the user database may ask a directory server, and
+/// the protocol loop must not wait for one.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    uid: nix::unistd::Uid,
+    gid: nix::unistd::Gid,
+    groups: Vec<nix::unistd::Gid>,
+}
+
+/// Every user a configuration runs scripts as, with its credentials or why it has none.
+pub type Users = HashMap<User, Result<Credentials, String>>;
+
+/// Looks up every user the configuration names for a script (`script_user`, scripts' and notify commands' own).
+pub fn look_up_users(config: &Config) -> Users {
+    let notifies = config
+        .instances
+        .iter()
+        .map(|instance| &instance.notify)
+        .chain(config.sync_groups.iter().map(|group| &group.notify));
+    let commands = notifies
+        .flat_map(|n| [&n.master, &n.backup, &n.fault, &n.stop, &n.master_rx_lower_pri, &n.any])
+        .flatten()
+        .chain(
+            config
+                .global
+                .notify_fifos
+                .iter()
+                .filter_map(|fifo| fifo.script.as_ref()),
+        );
+    let users = commands
+        .filter_map(|command| command.user.as_ref())
+        .chain(config.scripts.iter().filter_map(|script| script.user.as_ref()))
+        .chain(config.global.script_user.as_ref());
+    users
+        .map(|user| (user.clone(), credentials(user).map_err(|error| error.to_string())))
+        .collect()
+}
+
+fn credentials(user: &User) -> io::Result<Credentials> {
     let (uid, gid) = user.ids()?;
     let name = std::ffi::CString::new(user.user.clone()).map_err(io::Error::other)?;
     let groups = nix::unistd::getgrouplist(&name, gid).map_err(io::Error::from)?;
+    Ok(Credentials { uid, gid, groups })
+}
+
+/// Makes `process` run as `user` (and its group, or the user's own) with the user's supplementary groups, as
+/// keepalived's `user`/`script_user` do (initgroups), from credentials looked up beforehand. The child only makes
+/// the three system calls, which are safe between fork and exec.
+pub fn as_user(process: &mut Process, user: Option<&User>, users: &Users) -> io::Result<()> {
+    let Some(user) = user else { return Ok(()) };
+    let Credentials { uid, gid, groups } = match users.get(user) {
+        Some(Ok(credentials)) => credentials.clone(),
+        Some(Err(error)) => return Err(io::Error::new(io::ErrorKind::NotFound, error.clone())),
+        None => return Err(io::Error::other(format!("user {} was not looked up", user.user))),
+    };
     // SAFETY: setgroups, setgid and setuid are async-signal-safe system calls; nothing is allocated.
     unsafe {
         process.pre_exec(move || {

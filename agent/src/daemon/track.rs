@@ -34,12 +34,17 @@ pub struct Tracker {
     pub scripts: Vec<ScriptCheck>,
     /// Interface name -> up with carrier, as the last netlink event said.
     pub links: BTreeMap<String, bool>,
+    /// The credentials scripts run with, looked up before the loop.
+    users: super::notify::Users,
 }
 
 impl Tracker {
     /// Checks for every script some instance tracks; the first run is due at once.
-    pub fn new(config: &Config, now: Duration) -> Tracker {
-        let mut tracker = Tracker::default();
+    pub fn new(config: &Config, now: Duration, users: super::notify::Users) -> Tracker {
+        let mut tracker = Tracker {
+            users,
+            ..Tracker::default()
+        };
         for script in &config.scripts {
             let used = config
                 .instances
@@ -121,7 +126,8 @@ impl Tracker {
                 // Its own process group, so a timeout kills whatever the script started too.
                 process.arg("-c").arg(&check.script.command.line).process_group(0);
                 process.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-                let child = super::notify::as_user(&mut process, check.user.as_ref()).and_then(|()| process.spawn());
+                let child = super::notify::as_user(&mut process, check.user.as_ref(), &self.users)
+                    .and_then(|()| process.spawn());
                 match child {
                     Ok(child) => check.running = Some((child, now)),
                     Err(_) => {
