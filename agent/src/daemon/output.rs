@@ -162,11 +162,23 @@ impl Output {
         for queue in queues.into_iter().flatten().chain(fifos) {
             queue.finish(deadline.saturating_duration_since(std::time::Instant::now()));
         }
+        self.remove_made_fifos();
+    }
+
+    /// FIFOs this daemon made go with it, if the name still leads to the one it made.
+    fn remove_made_fifos(&mut self) {
         for (path, file) in self.made.drain(..) {
             if same_file(&file, &path) {
                 let _ = std::fs::remove_file(&path);
             }
         }
+    }
+}
+
+impl Drop for Output {
+    /// Also when the daemon never got to run (an interface missing, say).
+    fn drop(&mut self) {
+        self.remove_made_fifos();
     }
 }
 
