@@ -73,6 +73,8 @@ pub struct Daemon {
     reloads: Reloads,
     /// The notify FIFOs the outputs were opened with (a reload cannot move them).
     notify_fifos: Vec<crate::config::NotifyFifo>,
+    /// global_defs' `router_id`, which names the machine in the state dump (keepalived: also in mail and SNMP).
+    router_id: Option<String>,
     groups: Vec<SyncGroup>,
     /// Each group's state as its scripts were last told (None: not told yet, or its members disagree).
     group_states: Vec<Option<State>>,
@@ -185,6 +187,7 @@ impl Daemon {
             scripts,
             reloads: Reloads::new().context("an eventfd for reloads")?,
             notify_fifos: config.global.notify_fifos.clone(),
+            router_id: config.global.router_id.clone(),
             signals,
             timer,
             tracker,
@@ -592,6 +595,7 @@ impl Daemon {
         }
         self.scripts.default_user = loaded.config.global.script_user.clone();
         self.scripts.users = users;
+        self.router_id = loaded.config.global.router_id.clone();
         for running in opened {
             self.instances.push(running);
             self.start_instance(self.instances.len() - 1, now);
@@ -620,7 +624,13 @@ impl Daemon {
     /// SIGUSR1: the instances' state, in the spirit of keepalived's /tmp/keepalived.data, to the dump file
     /// (or the log when none was given).
     fn dump(&mut self) {
-        let mut text = String::from("------< VRRP Topology >------\n");
+        let mut text = String::new();
+        if let Some(router_id) = &self.router_id {
+            text.push_str(&format!(
+                "------< Global definitions >------\n Router ID = {router_id}\n"
+            ));
+        }
+        text.push_str("------< VRRP Topology >------\n");
         for running in &self.instances {
             let machine = &running.machine;
             let settings = machine.settings();
