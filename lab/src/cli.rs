@@ -16,7 +16,7 @@ use crate::names::{self, LabPaths, SWITCH_HOST};
 use crate::state::{self, LabState};
 use crate::supervisor::{self, EventSink, StopSignals};
 use crate::teardown;
-use crate::topology::Topology;
+use crate::topology::{search, Topology};
 
 #[derive(Parser)]
 #[command(name = "lab", version, about = "Network-namespace lab for high-availability setups")]
@@ -29,7 +29,8 @@ pub struct Cli {
 enum Verb {
     /// Build a lab from a topology file and run its services; Ctrl-C (or `lab down`) tears it down.
     Up {
-        /// Topology file, e.g. topologies/vlan.toml.
+        /// Topology file, or the name of one (`vlan.toml`, `vlan`) found in `.`, `./topologies` or the installed
+        /// topologies (`lab topologies` lists them).
         file: PathBuf,
         /// Run detached: a supervisor keeps the lab up and answers on /run/lab/<lab>/control.sock.
         #[arg(short, long)]
@@ -58,6 +59,8 @@ enum Verb {
     },
     /// List the labs on this machine.
     Ls,
+    /// List the topologies `lab up NAME` finds, and where.
+    Topologies,
     /// Show a lab's hosts, addresses, MACs and services.
     Status {
         /// Lab name (or topology file); every lab when omitted.
@@ -138,6 +141,7 @@ pub fn main() -> ExitCode {
         }
         Verb::Down { labs, all, timeout } => down(labs, all, Duration::from_secs_f64(timeout)),
         Verb::Ls => ls(),
+        Verb::Topologies => topologies(),
         Verb::Status { lab, json } => status(lab.as_deref(), json),
         Verb::Exec { lab, host, command } => exec(&lab, &host, command),
         Verb::Fault { lab, hosts, fault } => fault_command(&lab, &hosts, fault),
@@ -166,7 +170,8 @@ fn load(file: &Path, name: Option<&str>) -> anyhow::Result<Topology> {
     if let Some(name) = name {
         names::check_lab(name).map_err(LabError::Name)?;
     }
-    let topology = Topology::load(file).map_err(LabError::from)?;
+    let file = search::find(file).map_err(anyhow::Error::msg)?;
+    let topology = Topology::load(&file).map_err(LabError::from)?;
     Ok(match name {
         Some(name) => topology.renamed(name).map_err(LabError::from)?,
         None => topology,
@@ -196,6 +201,7 @@ fn up_detached(file: &Path, name: Option<&str>) -> anyhow::Result<ExitCode> {
     let stop_signals: SigSet = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP].into_iter().collect();
     stop_signals.thread_block()?;
     let mut command = std::process::Command::new(std::env::current_exe()?);
+    let file = search::find(file).map_err(anyhow::Error::msg)?;
     command.args(["up", "--supervise", "--name", &topology.name]).arg(file);
     command
         .stdin(Stdio::null())
@@ -242,8 +248,9 @@ fn up_detached(file: &Path, name: Option<&str>) -> anyhow::Result<ExitCode> {
 /// The paths of the lab an argument names: a lab name, or else a topology file whose `name` is read. Either way
 /// the name is checked before any path is built from it.
 fn lab_paths(argument: &str) -> anyhow::Result<LabPaths> {
-    let path = Path::new(argument);
-    if names::check_lab(argument).is_err() && path.is_file() {
+    let found = search::find(Path::new(argument));
+    if let (Err(_), Ok(path)) = (names::check_lab(argument), &found) {
+        let path = path.as_path();
         let text = std::fs::read_to_string(path)?;
         let value: toml::Table = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         return match value.get("name").and_then(|v| v.as_str()) {
@@ -259,6 +266,24 @@ fn lab_paths(argument: &str) -> anyhow::Result<LabPaths> {
         };
     }
     Ok(LabPaths::new(argument).map_err(LabError::Name)?)
+}
+
+fn topologies() -> anyhow::Result<ExitCode> {
+    let found = search::list();
+    if found.is_empty() {
+        let looked: Vec<String> = search::directories().iter().map(|d| d.display().to_string()).collect();
+        println!("no topologies in {}", looked.join(", "));
+    }
+    let width = found.iter().map(|f| f.name.len()).max().unwrap_or(0);
+    for topology in found {
+        println!(
+            "{:width$}  {}  ({})",
+            topology.name,
+            topology.summary,
+            topology.path.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn down(labs: Vec<String>, all: bool, patience: Duration) -> anyhow::Result<ExitCode> {

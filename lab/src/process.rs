@@ -160,8 +160,23 @@ fn close_inherited_descriptors() {
     }
 }
 
-/// Finds a program as `execvp` would, or says which Debian package provides it.
+/// The programs this workspace builds: a built or installed `lab` finds them next to its own executable first.
+const COMPANIONS: [&str; 2] = ["vrrpd", "sentinel-proxy"];
+
+/// Finds a program as `execvp` would (the workspace's own daemons next to this executable first), or says which
+/// Debian package provides it.
 pub fn find_program(program: &str) -> Result<PathBuf, String> {
+    let path = std::env::var_os("PATH")
+        .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+        .filter(|_| COMPANIONS.contains(&program));
+    find_program_in(program, beside.as_deref(), &path)
+}
+
+/// [`find_program`] with the directory to look in first and the search path given.
+pub fn find_program_in(program: &str, first: Option<&Path>, path: &std::ffi::OsStr) -> Result<PathBuf, String> {
     if program.contains('/') {
         let path = PathBuf::from(program);
         return if is_executable(&path) {
@@ -170,9 +185,11 @@ pub fn find_program(program: &str) -> Result<PathBuf, String> {
             Err(format!("program `{program}` does not exist or is not executable"))
         };
     }
-    let path = std::env::var_os("PATH")
-        .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
-    for dir in std::env::split_paths(&path) {
+    let dirs = first
+        .map(Path::to_path_buf)
+        .into_iter()
+        .chain(std::env::split_paths(path));
+    for dir in dirs {
         let candidate = dir.join(program);
         if is_executable(&candidate) {
             return Ok(candidate);
@@ -208,7 +225,33 @@ fn debian_package(program: &str) -> Option<&'static str> {
         "socat" => "socat",
         "curl" => "curl",
         "python3" => "python3",
-        "vrrpd" | "sentinel-proxy" | "lab" => "none: built by this workspace (cargo build --release)",
+        "vrrpd" | "sentinel-proxy" | "lab" => "none: built by this workspace (scripts/install), or halab's .deb",
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whatever is installed on this machine: the search path is the test's.
+    #[test]
+    fn a_missing_program_names_its_debian_package_and_companions_are_found_beside_the_lab() {
+        let nowhere = std::ffi::OsStr::new("/nonexistent-dir");
+        assert_eq!(
+            find_program_in("tshark", None, nowhere).unwrap_err(),
+            "program `tshark` is not installed (Debian package: tshark)"
+        );
+        assert_eq!(
+            find_program_in("no-such-program-anywhere", None, nowhere).unwrap_err(),
+            "program `no-such-program-anywhere` is not in PATH"
+        );
+        let dir = std::env::temp_dir().join(format!("companions-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let vrrpd = dir.join("vrrpd");
+        std::fs::write(&vrrpd, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&vrrpd, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        assert_eq!(find_program_in("vrrpd", Some(&dir), nowhere).unwrap(), vrrpd);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

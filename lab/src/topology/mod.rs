@@ -24,6 +24,7 @@ use serde::Deserialize;
 mod check;
 mod diagnostics;
 mod raw;
+pub mod search;
 
 use diagnostics::Checker;
 pub use diagnostics::{Problem, TopologyError};
