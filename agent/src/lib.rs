@@ -5,6 +5,7 @@
 //! - [`log`]: keepalived's log lines, word for word.
 //! - [`config`]: keepalived.conf, parsed with positions, turned into machine settings.
 
+pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod io;

@@ -18,6 +18,7 @@
 //! - `descriptors`: the open-file budget: the limit raised, a reserve kept for checks, the connection limit fitted.
 
 pub mod checks;
+pub mod cli;
 pub mod config;
 pub mod descriptors;
 pub mod events;

@@ -4,7 +4,6 @@
 //! `sentinel-proxy --bind 0.0.0.0:6379 --sentinel 10.0.0.11:26379 ... --master-name mymaster`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -14,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
 
 use proxy::checks::{self, Dialer};
+use proxy::cli::Flags;
 use proxy::config::Config;
 use proxy::descriptors;
 use proxy::events::Events;
@@ -22,116 +22,6 @@ use proxy::metrics::{self, Metrics};
 use proxy::router::Router;
 use proxy::tls;
 use proxy::tracker::Tracker;
-
-#[derive(Parser, Debug)]
-#[command(
-    version,
-    about = "A TCP proxy sending Redis clients to the master a quorum of Sentinels names"
-)]
-struct Flags {
-    /// The configuration file (TOML); without it, the flags below describe the whole configuration.
-    #[arg(short = 'f', long = "config")]
-    config: Option<PathBuf>,
-    /// Check the configuration and exit.
-    #[arg(long)]
-    check: bool,
-    /// Write JSON events (route changes with their evidence, check failures) to stdout, one per line (without it,
-    /// routing decisions and failing checks are logged on stderr).
-    #[arg(long)]
-    events: bool,
-    /// Frontend address:port (repeatable).
-    #[arg(long)]
-    bind: Vec<String>,
-    /// Redis server address:port (repeatable).
-    #[arg(long)]
-    server: Vec<String>,
-    /// Sentinel address:port (repeatable).
-    #[arg(long)]
-    sentinel: Vec<String>,
-    #[arg(long)]
-    master_name: Option<String>,
-    /// Sentinels that must name the same master (default: a majority of those given).
-    #[arg(long)]
-    quorum: Option<i64>,
-    /// Accept a quorum below a majority of the Sentinels given (a minority can then name the master).
-    #[arg(long)]
-    allow_minority_quorum: bool,
-    /// Seconds between checks.
-    #[arg(long)]
-    check_interval: Option<f64>,
-    /// Seconds to connect to a backend or get a check's answer.
-    #[arg(long)]
-    connect_timeout: Option<f64>,
-    #[arg(long)]
-    max_connections: Option<i64>,
-    /// Threads relaying client connections (default: one per CPU); checks run on a thread of their own.
-    #[arg(long)]
-    threads: Option<usize>,
-    /// Serve Prometheus metrics on this address:port.
-    #[arg(long)]
-    metrics: Option<String>,
-    /// CA for the proxy's own TLS connections to Redis and Sentinel.
-    #[arg(long)]
-    tls_ca: Option<String>,
-    #[arg(long)]
-    tls_cert: Option<String>,
-    #[arg(long)]
-    tls_key: Option<String>,
-}
-
-impl Flags {
-    /// The flags as the TOML they stand for, so one checker validates both ways of configuring.
-    fn as_toml(&self) -> String {
-        let list = |items: &[String]| {
-            let quoted: Vec<String> = items.iter().map(|i| format!("{i:?}")).collect();
-            format!("[{}]", quoted.join(", "))
-        };
-        let mut text = String::new();
-        if let Some(metrics) = &self.metrics {
-            text += &format!("metrics = {metrics:?}\n");
-        }
-        for bind in &self.bind {
-            text += &format!("[[frontends]]\nbind = {bind:?}\n");
-        }
-        text += &format!(
-            "[backend]\nservers = {}\nsentinels = {}\n",
-            list(&self.server),
-            list(&self.sentinel)
-        );
-        if let Some(name) = &self.master_name {
-            text += &format!("master_name = {name:?}\n");
-        }
-        if let Some(quorum) = self.quorum {
-            text += &format!("quorum = {quorum}\n");
-        }
-        if self.allow_minority_quorum {
-            text += "allow_minority_quorum = true\n";
-        }
-        if let Some(seconds) = self.check_interval {
-            text += &format!("check_interval = {seconds:?}\n");
-        }
-        if let Some(seconds) = self.connect_timeout {
-            text += &format!("connect_timeout = {seconds:?}\n");
-        }
-        if let Some(limit) = self.max_connections {
-            text += &format!("max_connections = {limit}\n");
-        }
-        if let Some(ca) = &self.tls_ca {
-            text += &format!("[tls]\nca = {ca:?}\n");
-            if let Some(cert) = &self.tls_cert {
-                text += &format!("cert = {cert:?}\n");
-            }
-            if let Some(key) = &self.tls_key {
-                text += &format!("key = {key:?}\n");
-            }
-        }
-        text
-    }
-
-    fn describes_backend(&self) -> bool {
-        !(self.bind.is_empty() && self.server.is_empty() && self.sentinel.is_empty())
-    }
-}
 
 fn load(flags: &Flags) -> Result<Config, String> {
     match &flags.config {

@@ -6,6 +6,7 @@ mod notify;
 mod output;
 mod pidfile;
 mod queue;
+mod systemd;
 mod track;
 
 use std::io;
@@ -75,6 +76,8 @@ pub struct Daemon {
     notify_fifos: Vec<crate::config::NotifyFifo>,
     /// global_defs' `router_id`, which names the machine in the state dump (keepalived: also in mail and SNMP).
     router_id: Option<String>,
+    /// Tells systemd when the daemon is ready, reloading or stopping (`Type=notify`).
+    systemd: systemd::Notifier,
     groups: Vec<SyncGroup>,
     /// Each group's state as its scripts were last told (None: not told yet, or its members disagree).
     group_states: Vec<Option<State>>,
@@ -188,6 +191,7 @@ impl Daemon {
             reloads: Reloads::new().context("an eventfd for reloads")?,
             notify_fifos: config.global.notify_fifos.clone(),
             router_id: config.global.router_id.clone(),
+            systemd: systemd::Notifier::from_environment(),
             signals,
             timer,
             tracker,
@@ -230,6 +234,7 @@ impl Daemon {
             self.start_instance(index, now);
         }
         self.publish_metrics();
+        self.systemd.send("READY=1");
         let mut buffer = vec![0u8; 65536];
         loop {
             let machines = self
@@ -483,6 +488,7 @@ impl Daemon {
             return;
         }
         self.output.text("Reloading");
+        self.systemd.reloading();
         let (sender, wake) = (self.reloads.sender.clone(), self.reloads.wake.clone());
         let started = std::thread::Builder::new().name("reload".into()).spawn(move || {
             let read = crate::config::load(&path, options).map(|loaded| {
@@ -506,6 +512,7 @@ impl Daemon {
         while let Ok(result) = self.reloads.results.try_recv() {
             self.reloads.reading = false;
             self.reload(result);
+            self.systemd.send("READY=1");
         }
         if std::mem::take(&mut self.reloads.again) {
             self.start_reload();
@@ -605,6 +612,7 @@ impl Daemon {
 
     /// A master sends priority 0 and releases its addresses; every instance runs notify_stop.
     fn shutdown(&mut self) {
+        self.systemd.send("STOPPING=1");
         self.output.text("Stopping");
         let now = monotonic_now();
         for index in 0..self.instances.len() {
