@@ -398,7 +398,7 @@ impl Builder {
         let seconds = micros as f64 / 1e6;
         match version {
             Version::V2 => {
-                if micros % 1_000_000 == 0 {
+                if micros.is_multiple_of(1_000_000) {
                     return interval;
                 }
                 self.warn(
@@ -408,7 +408,7 @@ impl Builder {
                 Duration::from_secs(((micros + 500_000) / 1_000_000).max(1))
             }
             Version::V3 => {
-                if micros % 10_000 == 0 && micros <= 40_950_000 {
+                if micros.is_multiple_of(10_000) && micros <= 40_950_000 {
                     return interval;
                 }
                 if micros > 40_950_000 {

@@ -469,7 +469,7 @@ impl Machine {
             return;
         }
         let preempt_pending =
-            self.settings.preempt_delay > Duration::ZERO && self.preempt_until.map_or(true, |until| until > now);
+            self.settings.preempt_delay > Duration::ZERO && self.preempt_until.is_none_or(|until| until > now);
         if !self.settings.preempt || advert.priority >= self.effective_priority || preempt_pending {
             self.learn_interval(advert);
             if self.settings.preempt_delay > Duration::ZERO {
