@@ -371,6 +371,13 @@ impl Lab {
             .rev()
             .map(|s| (s.host.clone(), s.spec.name.clone(), s.stop(&self.events)))
             .collect();
+        if let Err(e) = crate::artifacts::keep(&self.plan.paths, &self.topology.name, &self.timeline()) {
+            eprintln!(
+                "lab {}: keeping its artifacts ({}): {e}",
+                self.topology.name,
+                crate::artifacts::VARIABLE
+            );
+        }
         let hosts: Vec<String> = self.plan.hosts.iter().map(|h| h.name.clone()).collect();
         teardown::remove(
             &self.plan.paths,

@@ -6,6 +6,7 @@
 //! → [`Timeline`] → renderings. [`supervisor`] runs a lab that is up and answers its [`control`] socket; the
 //! command line ([`cli`]) sits on top and nothing below calls into it.
 
+pub mod artifacts;
 pub mod cli;
 pub mod control;
 pub mod events;

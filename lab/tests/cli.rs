@@ -2,7 +2,7 @@
 //! refusal to run without privileges.
 
 mod common;
-use common::{assert_gone, lab, lab_command, seed_file, supervisor_pid, text, unique};
+use common::{assert_gone, flat_file, lab, lab_command, seed_file, supervisor_pid, text, unique};
 
 use std::os::unix::process::CommandExt;
 use std::process::Stdio;
@@ -219,4 +219,36 @@ fn vlan_tagged_segment_works_or_is_refused_plainly() {
     }
     assert_gone(&name);
     std::fs::remove_file(file).unwrap();
+}
+
+#[test]
+fn a_topology_by_name_from_its_directory_and_the_artifacts_it_leaves() {
+    let name = unique("art");
+    let file = flat_file(&name, 2);
+    let dir = file.parent().unwrap().to_path_buf();
+    let artifacts = dir.join(format!("artifacts-{name}"));
+    let by_name = format!("{name}.toml");
+    let listed = lab_command().arg("topologies").current_dir(&dir).output().unwrap();
+    assert!(text(&listed).contains(&by_name), "{}", text(&listed));
+    let up = lab_command()
+        .args(["up", "-d", &name])
+        .current_dir(&dir)
+        .env("LAB_ARTIFACTS", &artifacts)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(up.status.success(), "{}", text(&up));
+    // `lab down` takes the file's name too, found the same way.
+    let down = lab_command()
+        .args(["down", &by_name])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(down.status.success(), "{}", text(&down));
+    assert_gone(&name);
+    let timeline = std::fs::read_to_string(artifacts.join(&name).join("timeline.txt")).unwrap();
+    assert!(timeline.contains(&format!("lab {name} is up")), "{timeline}");
+    assert!(artifacts.join(&name).join("timeline.jsonl").is_file());
+    std::fs::remove_dir_all(&artifacts).unwrap();
+    std::fs::remove_file(&file).unwrap();
 }

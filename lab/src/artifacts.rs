@@ -1,0 +1,37 @@
+//! What a lab leaves behind for whoever must find out why a run failed (a CI job uploads it): with
+//! `LAB_ARTIFACTS=DIR` in the environment, each lab's timeline (text and JSON lines) and its services' logs are
+//! copied to `DIR/<lab>/` just before its run directory is removed. Without the variable nothing is kept.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::names::LabPaths;
+use crate::timeline::Timeline;
+
+pub const VARIABLE: &str = "LAB_ARTIFACTS";
+
+/// Where this lab's artifacts go, if anywhere.
+pub fn destination(lab: &str) -> Option<PathBuf> {
+    let root = std::env::var_os(VARIABLE).filter(|dir| !dir.is_empty())?;
+    // `lab` has passed the name check: one path component, no `..`.
+    Some(Path::new(&root).join(lab))
+}
+
+pub fn keep(paths: &LabPaths, lab: &str, timeline: &Timeline) -> io::Result<()> {
+    let Some(dir) = destination(lab) else {
+        return Ok(());
+    };
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("timeline.txt"), timeline.text())?;
+    std::fs::write(dir.join("timeline.jsonl"), timeline.json_lines())?;
+    let Ok(logs) = std::fs::read_dir(paths.logs_dir()) else {
+        return Ok(());
+    };
+    for entry in logs.filter_map(Result::ok) {
+        // Regular files only, never through a symlink.
+        if entry.file_type().is_ok_and(|kind| kind.is_file()) {
+            std::fs::copy(entry.path(), dir.join(entry.file_name()))?;
+        }
+    }
+    Ok(())
+}
