@@ -41,8 +41,13 @@ impl RunningService {
         log: &Path,
         events: &Arc<EventLog>,
     ) -> io::Result<RunningService> {
-        let mut command = identity.command(&spec.argv[0])?;
+        // As validation found it: the workspace's own daemons next to this lab first, then PATH.
+        let program = crate::process::find_program(&spec.argv[0])
+            .map(|path| path.into_os_string())
+            .unwrap_or_else(|_| spec.argv[0].clone().into());
+        let mut command = identity.command(&program)?;
         command
+            .arg0(&spec.argv[0])
             .args(&spec.argv[1..])
             .envs(&spec.env)
             .stdin(Stdio::null())

@@ -252,3 +252,32 @@ fn a_topology_by_name_from_its_directory_and_the_artifacts_it_leaves() {
     std::fs::remove_dir_all(&artifacts).unwrap();
     std::fs::remove_file(&file).unwrap();
 }
+
+/// A built `lab` (not installed, not in PATH, PATH holding only the system's directories) runs vlan.toml: vrrpd
+/// and sentinel-proxy are found next to it.
+#[test]
+fn a_built_lab_finds_vrrpd_and_sentinel_proxy_beside_itself() {
+    let name = unique("bes");
+    let up = std::process::Command::new(env!("CARGO_BIN_EXE_lab"))
+        .args(["up", "-d", "--name", &name, &seed_file()])
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(up.status.success(), "{}", text(&up));
+    let status = lab(&["status", &name, "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let haproxy1 = json[0]["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["host"] == "haproxy1")
+        .cloned()
+        .unwrap();
+    let services = haproxy1["services"].to_string();
+    assert!(services.contains("vrrpd") && services.contains("proxy"), "{services}");
+    let down = lab(&["down", &name]);
+    assert!(down.status.success(), "{}", text(&down));
+    assert_gone(&name);
+}
