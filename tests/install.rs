@@ -99,7 +99,8 @@ fn the_packages_install_run_the_seeds_lab_from_anywhere_and_remove_cleanly() {
         "/lib/systemd/system/vrrpd.service",
         "/lib/systemd/system/sentinel-proxy.service",
     ];
-    let verify = run("systemd-analyze", &["verify", units[0], units[1]]);
+    // The units themselves; their manual pages are checked below as files (`man` may not be installed).
+    let verify = run("systemd-analyze", &["verify", "--man=no", units[0], units[1]]);
     assert!(
         verify.status.success() && text(&verify).trim().is_empty(),
         "systemd-analyze verify: {}",
