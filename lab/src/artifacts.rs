@@ -22,16 +22,33 @@ pub fn keep(paths: &LabPaths, lab: &str, timeline: &Timeline) -> io::Result<()> 
         return Ok(());
     };
     std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join("timeline.txt"), timeline.text())?;
-    std::fs::write(dir.join("timeline.jsonl"), timeline.json_lines())?;
+    // The directory may be someone else's (a CI runner's): root writes nothing through a symlink found there.
+    if std::fs::symlink_metadata(&dir)?.file_type().is_symlink() {
+        return Err(io::Error::other(format!("{} is a symlink", dir.display())));
+    }
+    write_file(&dir.join("timeline.txt"), timeline.text().as_bytes())?;
+    write_file(&dir.join("timeline.jsonl"), timeline.json_lines().as_bytes())?;
     let Ok(logs) = std::fs::read_dir(paths.logs_dir()) else {
         return Ok(());
     };
     for entry in logs.filter_map(Result::ok) {
         // Regular files only, never through a symlink.
         if entry.file_type().is_ok_and(|kind| kind.is_file()) {
-            std::fs::copy(entry.path(), dir.join(entry.file_name()))?;
+            write_file(&dir.join(entry.file_name()), &std::fs::read(entry.path())?)?;
         }
     }
     Ok(())
+}
+
+/// Writes a file, replacing a regular file of that name but never following a symlink.
+fn write_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?
+        .write_all(bytes)
 }

@@ -7,6 +7,7 @@ use clap::Parser;
 
 #[derive(Parser, Debug)]
 #[command(
+    name = "sentinel-proxy",
     version,
     about = "A TCP proxy sending Redis clients to the master a quorum of Sentinels names"
 )]

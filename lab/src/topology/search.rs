@@ -32,7 +32,7 @@ pub fn directories() -> Vec<PathBuf> {
 }
 
 /// The topology file `argument` stands for: itself when it exists, else the first `NAME` (or `NAME.toml`) in
-/// [`directories`]. The error lists where it looked.
+/// [`directories`] that is safe to take (see [`trusted`]). The error lists where it looked.
 pub fn find(argument: &Path) -> Result<PathBuf, String> {
     find_in(argument, &directories())
 }
@@ -48,9 +48,17 @@ pub fn find_in(argument: &Path, directories: &[PathBuf]) -> Result<PathBuf, Stri
         for dir in directories {
             for name in [argument, with_extension.as_path()] {
                 let candidate = dir.join(name);
-                if candidate.is_file() {
-                    return Ok(candidate);
+                if !candidate.is_file() {
+                    continue;
                 }
+                return match trusted(&candidate) {
+                    Ok(()) => Ok(candidate),
+                    Err(why) => Err(format!(
+                        "{} was found for {} but is not taken: {why}; give its path to use it",
+                        candidate.display(),
+                        argument.display()
+                    )),
+                };
             }
         }
     }
@@ -64,6 +72,26 @@ pub fn find_in(argument: &Path, directories: &[PathBuf]) -> Result<PathBuf, Stri
         argument.display(),
         looked.join(", ")
     ))
+}
+
+/// A file found by searching (rather than named by its path) runs its services as root, so it must be the
+/// caller's own or root's and writable by nobody else: a name typed in /tmp must not pick up a file someone else
+/// left there.
+pub fn trusted(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let metadata = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    // The user behind sudo counts as the caller.
+    let caller = std::env::var("SUDO_UID")
+        .ok()
+        .and_then(|uid| uid.parse().ok())
+        .unwrap_or_else(|| nix::unistd::getuid().as_raw());
+    if metadata.uid() != 0 && metadata.uid() != caller {
+        return Err(format!("it belongs to uid {}", metadata.uid()));
+    }
+    if metadata.mode() & 0o022 != 0 {
+        return Err("others may write to it".to_string());
+    }
+    Ok(())
 }
 
 /// One topology that `lab up NAME` would find.
@@ -88,6 +116,9 @@ pub fn list() -> Vec<Found> {
             .collect();
         files.sort();
         for path in files {
+            if trusted(&path).is_err() {
+                continue;
+            }
             let name = path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -136,6 +167,13 @@ mod tests {
         std::fs::write(second.join("other.toml"), "").unwrap();
         std::fs::write(first.join("other.toml"), "").unwrap();
         let dirs = [first.clone(), second.clone()];
+        for file in [
+            second.join("vlan.toml"),
+            second.join("other.toml"),
+            first.join("other.toml"),
+        ] {
+            std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+        }
         assert_eq!(
             find_in(Path::new("vlan.toml"), &dirs).unwrap(),
             second.join("vlan.toml")
@@ -152,6 +190,17 @@ mod tests {
         );
         // A path with a directory in it is taken as it is, never searched for.
         assert!(find_in(Path::new("sub/vlan.toml"), &dirs).is_err());
+        // A file others may write is found but not taken.
+        std::fs::set_permissions(
+            second.join("vlan.toml"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o666),
+        )
+        .unwrap();
+        let refused = find_in(Path::new("vlan"), &dirs).unwrap_err();
+        assert!(
+            refused.contains("is not taken: others may write to it; give its path"),
+            "{refused}"
+        );
         std::fs::remove_dir_all(&root).unwrap();
     }
 }
