@@ -805,6 +805,16 @@ fn report(output: &mut Output, now: Duration, name: &str, kind: &str, address: I
     }
 }
 
+/// Whether `path` leads to `file` now (not to something put in its place since): what the daemon made or locked is
+/// removed only while its name is still its own.
+fn names(path: &std::path::Path, file: &std::fs::File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::symlink_metadata(path)) {
+        (Ok(ours), Ok(named)) => ours.dev() == named.dev() && ours.ino() == named.ino(),
+        _ => false,
+    }
+}
+
 /// The dump goes to a regular file only: the loop writes it itself, and a FIFO or a device could block it.
 fn write_dump(path: &std::path::Path, text: &str) -> io::Result<()> {
     use std::io::Write;

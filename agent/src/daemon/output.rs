@@ -168,7 +168,7 @@ impl Output {
     /// FIFOs this daemon made go with it, if the name still leads to the one it made.
     fn remove_made_fifos(&mut self) {
         for (path, file) in self.made.drain(..) {
-            if same_file(&file, &path) {
+            if super::names(&path, &file) {
                 let _ = std::fs::remove_file(&path);
             }
         }
@@ -230,7 +230,7 @@ fn open_fifo(fifo: &NotifyFifo) -> io::Result<(File, bool)> {
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path)
         .map_err(|error| named(path, error))?;
-    if !file.metadata()?.file_type().is_fifo() || !same_file(&file, path) {
+    if !file.metadata()?.file_type().is_fifo() || !super::names(path, &file) {
         return Err(named(path, io::Error::other("changed while it was being opened")));
     }
     if let (true, Some(owner)) = (created, &fifo.owner) {
@@ -239,14 +239,6 @@ fn open_fifo(fifo: &NotifyFifo) -> io::Result<(File, bool)> {
     }
     blocking(&file)?;
     Ok((file, created))
-}
-
-fn same_file(file: &File, path: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (file.metadata(), std::fs::symlink_metadata(path)) {
-        (Ok(ours), Ok(named)) => ours.dev() == named.dev() && ours.ino() == named.ino(),
-        _ => false,
-    }
 }
 
 /// The queue's thread may block on it; the protocol loop never writes to it.

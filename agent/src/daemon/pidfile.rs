@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 pub struct PidFile {
@@ -18,7 +18,7 @@ impl PidFile {
         // more, and is let go for the one now at the path.
         for _ in 0..10 {
             let mut file = open_and_lock(path).map_err(named)?;
-            if !names(path, &file) {
+            if !super::names(path, &file) {
                 continue;
             }
             file.set_len(0).map_err(named)?;
@@ -60,18 +60,10 @@ fn open_and_lock(path: &Path) -> io::Result<File> {
     Ok(file)
 }
 
-/// Whether `path` leads to `file` now.
-fn names(path: &Path, file: &File) -> bool {
-    match (file.metadata(), std::fs::symlink_metadata(path)) {
-        (Ok(ours), Ok(named)) => ours.dev() == named.dev() && ours.ino() == named.ino(),
-        _ => false,
-    }
-}
-
 impl Drop for PidFile {
     /// Removes the file only while the name still leads to the file this daemon locked.
     fn drop(&mut self) {
-        if names(&self.path, &self.file) {
+        if super::names(&self.path, &self.file) {
             let _ = std::fs::remove_file(&self.path);
         }
     }
