@@ -149,10 +149,15 @@ impl Drop for Daemon {
 }
 
 pub fn holds_vip(lab: &Lab, host: &str) -> bool {
+    holds_address(lab, host, VIP)
+}
+
+/// Whether `host` has `address` (as a /32) on its eth0 now.
+pub fn holds_address(lab: &Lab, host: &str, address: &str) -> bool {
     let out = lab
         .exec(host, &["ip", "-4", "-o", "addr", "show", "dev", "eth0"])
         .unwrap();
-    String::from_utf8_lossy(&out.stdout).contains(&format!("inet {VIP}/32"))
+    String::from_utf8_lossy(&out.stdout).contains(&format!("inet {address}/32"))
 }
 
 /// Waits until `host` holds the VIP, at most `bound`; returns how long it took.

@@ -179,6 +179,20 @@ fn reboot_of_haproxy1_while_reading() {
 }
 
 /// The master the Sentinels agree on, other than `old`, waiting up to `limit`.
+/// `SENTINEL FAILOVER mymaster` to the first Sentinel, answered OK; when it was asked (CLOCK_MONOTONIC ns).
+fn manual_failover(stack: &Stack) -> u64 {
+    let asked = monotonic_ns();
+    let answer = stack
+        .command(
+            "haproxy1",
+            halab_tests::stack::sentinels()[0],
+            &["SENTINEL", "FAILOVER", "mymaster"],
+        )
+        .unwrap();
+    assert_eq!(answer.as_text(), Some("OK"), "SENTINEL FAILOVER answered {answer}");
+    asked
+}
+
 fn new_master(stack: &Stack, old: SocketAddrV4, limit: Duration) -> SocketAddrV4 {
     let started = Instant::now();
     loop {
@@ -303,15 +317,7 @@ fn restart_and_manual_failover(proxy: Proxy) {
     });
     assert!(converted, "the old master was never made a replica");
     stack.settle(Duration::from_secs(30));
-    let manual = monotonic_ns();
-    let answer = stack
-        .command(
-            "haproxy1",
-            halab_tests::stack::sentinels()[0],
-            &["SENTINEL", "FAILOVER", "mymaster"],
-        )
-        .unwrap();
-    assert_eq!(answer.as_text(), Some("OK"), "SENTINEL FAILOVER answered {answer}");
+    let manual = manual_failover(&stack);
     let last = new_master(&stack, promoted, Duration::from_secs(30));
     std::thread::sleep(Duration::from_secs(1));
     let attempts = writer.finish();
@@ -438,15 +444,7 @@ fn open_file_limit_with_idle_clients() {
     let writer = stack.writer(Duration::from_millis(10));
     std::thread::sleep(Duration::from_secs(1));
     let old = stack.settle(Duration::from_secs(10));
-    let manual = monotonic_ns();
-    let answer = stack
-        .command(
-            "haproxy1",
-            halab_tests::stack::sentinels()[0],
-            &["SENTINEL", "FAILOVER", "mymaster"],
-        )
-        .unwrap();
-    assert_eq!(answer.as_text(), Some("OK"), "SENTINEL FAILOVER answered {answer}");
+    let manual = manual_failover(&stack);
     let promoted = new_master(&stack, old, Duration::from_secs(30));
     let routed = eventually(Duration::from_secs(10), || {
         proxy_metrics(&stack, "vlan-haproxy1").contains(&format!("sentinel_proxy_master{{address=\"{promoted}\"}} 1"))

@@ -68,7 +68,7 @@ fn seed_lab_elects_haproxy1_and_the_client_reaches_the_vip() {
     lab.down().unwrap();
 }
 
-use halab_tests::vrrp::{bare_lab, wait_vip, Agent, Daemon};
+use halab_tests::vrrp::{bare_lab, holds_address as holds, wait_vip, Agent, Daemon};
 
 /// The seed's haproxy1 file with `extra` added to its instance (and `before` ahead of it), written to `dir`.
 fn haproxy1_config(dir: &std::path::Path, before: &str, extra: &str) -> String {
@@ -406,13 +406,6 @@ fn group_config(dir: &std::path::Path, host: &str, flag: Option<&std::path::Path
     let path = dir.join(format!("{host}-group.conf"));
     std::fs::write(&path, text).unwrap();
     path.display().to_string()
-}
-
-fn holds(lab: &Lab, host: &str, address: &str) -> bool {
-    let out = lab
-        .exec(host, &["ip", "-4", "-o", "addr", "show", "dev", "eth0"])
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).contains(&format!("inet {address}/32"))
 }
 
 #[test]

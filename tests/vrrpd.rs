@@ -8,13 +8,9 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use halab_tests::vrrp::{bare_lab, capture_adverts, holds_vip, wait_vip, Agent, Daemon};
-use lab::Lab;
+use halab_tests::failover::Vrrp;
+use halab_tests::vrrp::{bare_lab, capture_adverts, holds_address as holds, holds_vip, wait_vip, Agent, Daemon};
 
-/// haproxy1 (priority 100) as a backup: 3 x 1 s + (256 - 100)/256 s.
-const MDI_MASTER: Duration = Duration::from_nanos(3_609_375_000);
-/// haproxy2 (priority 99) after a priority-0 advert: Skew_Time = (256 - 99)/256 s.
-const SKEW_BACKUP: Duration = Duration::from_nanos(613_281_250);
 const MARGIN: Duration = Duration::from_secs(2);
 
 /// A pipe of one page that is already full and that nobody will ever read: every write to it would block.
@@ -71,7 +67,7 @@ fn a_stalled_reader_never_stalls_the_master(stalled: Stalled, prefix: &str) {
         stdout,
         stderr,
     );
-    wait_vip(&lab, "haproxy1", MDI_MASTER + MARGIN);
+    wait_vip(&lab, "haproxy1", Vrrp::SEED.master_down(100) + MARGIN);
     let held = Instant::now();
     while held.elapsed() < Duration::from_secs(30) {
         assert!(
@@ -100,7 +96,8 @@ fn a_stalled_reader_never_stalls_the_master(stalled: Stalled, prefix: &str) {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    wait_vip(&lab, "haproxy2", SKEW_BACKUP + MARGIN);
+    // haproxy2 (priority 99) takes over Skew_Time after haproxy1's priority-0 advert.
+    wait_vip(&lab, "haproxy2", Vrrp::SEED.skew(99) + MARGIN);
     // It gives its stuck output a second to drain, then exits all the same.
     let status = h1.wait_exit(Duration::from_secs(1) + MARGIN);
     assert!(status.is_some_and(|status| status.success()), "{stalled:?}: {status:?}");
@@ -136,13 +133,6 @@ fn multicast_config(dir: &std::path::Path, host: &str, priority: u8) -> String {
     path.display().to_string()
 }
 
-fn holds(lab: &Lab, host: &str, address: &str) -> bool {
-    let out = lab
-        .exec(host, &["ip", "-4", "-o", "addr", "show", "dev", "eth0"])
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).contains(&format!("inet {address}/32"))
-}
-
 #[test]
 fn excluded_addresses_the_multicast_group_and_the_notify_fifo() {
     let (lab, dir) = bare_lab("vmcg");
@@ -160,7 +150,7 @@ fn excluded_addresses_the_multicast_group_and_the_notify_fifo() {
         &multicast_config(&dir, "haproxy1", 100),
         &dir,
     );
-    wait_vip(&lab, "haproxy1", MDI_MASTER + MARGIN);
+    wait_vip(&lab, "haproxy1", Vrrp::SEED.master_down(100) + MARGIN);
     // The excluded address goes on with the VIP, and nowhere else.
     assert!(holds(&lab, "haproxy1", "10.0.0.32"), "{}", h1.log());
     assert!(!holds(&lab, "haproxy2", "10.0.0.32"));

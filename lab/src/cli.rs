@@ -248,8 +248,12 @@ fn up_detached(file: &Path, name: Option<&str>) -> anyhow::Result<ExitCode> {
 /// The paths of the lab an argument names: a lab name, or else a topology file whose `name` is read. Either way
 /// the name is checked before any path is built from it.
 fn lab_paths(argument: &str) -> anyhow::Result<LabPaths> {
-    let found = search::find(Path::new(argument));
-    if let (Err(_), Ok(path)) = (names::check_lab(argument), &found) {
+    // A lab name is taken as one; anything else may name a topology file, found as `lab up` finds it.
+    let found = names::check_lab(argument)
+        .is_err()
+        .then(|| search::find(Path::new(argument)).ok())
+        .flatten();
+    if let Some(path) = &found {
         let path = path.as_path();
         let text = std::fs::read_to_string(path)?;
         let value: toml::Table = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
