@@ -181,7 +181,7 @@ fn proxy_pid(lab: &Lab, path: Path, tls: bool) -> Option<u32> {
         (Path::Ours, true) => "sentinel-proxy-tls",
         (Path::HAProxy, _) => "haproxy",
     };
-    lab.service("proxy", service).map(|s| s.pid)
+    lab.service("proxy", service).map(|s| s.pid())
 }
 
 fn median(mut samples: Vec<f64>) -> f64 {

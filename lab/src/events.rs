@@ -54,6 +54,14 @@ pub enum EventKind {
         service: String,
         status: ExitStatus,
     },
+    /// The lab started a service again after it failed (`restart = "on-failure"`).
+    ServiceRestarted {
+        service: String,
+        pid: u32,
+        /// This restart's number, from 1, and how many the topology allows.
+        restart: u32,
+        limit: u32,
+    },
     /// Something the lab did to a host or the network on purpose (`lab fault`).
     Fault {
         fault: String,
@@ -171,6 +179,12 @@ impl std::fmt::Display for Event {
             EventKind::ServiceExited { service, status } => {
                 write!(f, "{host}/{service}: exited, {status}")
             }
+            EventKind::ServiceRestarted {
+                service,
+                pid,
+                restart,
+                limit,
+            } => write!(f, "{host}/{service}: restarted ({restart} of {limit}), pid {pid}"),
             EventKind::Fault { fault } => write!(f, "{host}: fault: {fault}"),
             EventKind::AddressAdded { interface, address } => write!(f, "{host} kernel: + {address} on {interface}"),
             EventKind::AddressRemoved { interface, address } => {

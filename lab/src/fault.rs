@@ -329,25 +329,29 @@ impl Injection<'_> {
                 }
                 continue;
             }
-            let old = &self.services[index];
-            let identity = HostCommand::for_recorded_host(self.state, &self.plan.paths, host)?;
-            let (spec, log) = (old.spec.clone(), old.log.clone());
-            let started = RunningService::start(host, &spec, &identity, &log, self.events)?;
-            let ready = started.wait_ready(&namespace, self.events, &|| false);
-            self.services[index] = started;
-            ready?;
+            let service = &self.services[index];
+            service.start_again()?;
+            service.wait_ready(&namespace, self.events, &|| false)?;
         }
         Ok(())
     }
 
+    /// Every process of the host killed (no service restarts after it), its /run and /tmp emptied as memory is, its
+    /// links down, and the addresses nobody configured gone.
     fn power_off(&mut self, host: &str) -> io::Result<()> {
-        let namespace = self.host_plan(host)?.namespace.mount.clone();
+        let host_plan = self.host_plan(host)?;
+        let (namespace, fs) = (host_plan.namespace.mount.clone(), host_plan.fs.clone());
+        let indexes = self.service_indexes(host, None).unwrap_or_default();
+        for index in &indexes {
+            self.services[*index].hold();
+        }
         if let Some(identity) = self.state.namespaces.get(host).map(|n| n.identity) {
             teardown::kill_processes_in(&[identity]);
         }
-        for index in self.service_indexes(host, None).unwrap_or_default() {
+        for index in indexes {
             self.services[index].wait_exit(Duration::from_secs(10));
         }
+        crate::hostfs::forget_volatile(self.host(host)?, &fs)?;
         self.set_links(host, None, false)?;
         // A host that comes back has only the addresses its configuration gives it.
         let configured: Vec<Ipv4Addr> = self.host(host)?.interfaces.iter().map(|i| i.address).collect();

@@ -24,6 +24,7 @@ use crate::service::RunningService;
 use crate::state::{self, HostRecord, Identity, InterfaceRecord, LabState, Phase, ServiceRecord};
 use crate::teardown;
 use crate::timeline::Timeline;
+use crate::topology::placeholders::Facts;
 use crate::topology::{Topology, TopologyError};
 
 #[derive(Debug, thiserror::Error)]
@@ -167,6 +168,7 @@ impl Lab {
             .collect();
         self.save_state()?;
         self.write_etc_files()?;
+        self.build_filesystems()?;
         if cancel.is_cancelled() {
             return Err(build::interrupted());
         }
@@ -339,7 +341,7 @@ impl Lab {
                 .get_mut(&service.host)
                 .and_then(|h| h.services.iter_mut().find(|s| s.name == service.spec.name))
             {
-                record.pid = Some(service.pid);
+                record.pid = Some(service.pid());
                 record.state = match service.exit_status() {
                     None => "running".into(),
                     Some(status) => format!("exited ({status})"),
@@ -440,6 +442,28 @@ impl Lab {
         }
     }
 
+    /// Every host's own filesystem, and the files the topology places into them.
+    fn build_filesystems(&self) -> io::Result<()> {
+        crate::hostfs::build_lab(&self.topology, &self.plan.paths)?;
+        let dir = self.topology.directory();
+        for (host, host_plan) in self.topology.hosts.iter().zip(&self.plan.hosts) {
+            let facts = self.facts(host, &dir);
+            crate::hostfs::build_host(host, &host_plan.fs, &host_plan.view, &facts)
+                .map_err(|e| io::Error::new(e.kind(), format!("host {}: {e}", host.name)))?;
+        }
+        Ok(())
+    }
+
+    /// What the placeholders of `host`'s services and files stand for.
+    fn facts<'a>(&'a self, host: &'a crate::topology::Host, dir: &'a Path) -> Facts<'a> {
+        Facts {
+            topology: &self.topology,
+            host,
+            dir,
+            paths: Some(&self.plan.paths),
+        }
+    }
+
     /// The kernel monitor of every host and a capture on every segment, started before any service so they see
     /// everything the services do.
     fn start_observers(&mut self) -> io::Result<()> {
@@ -483,6 +507,8 @@ impl Lab {
         Ok(())
     }
 
+    /// Starts every service in topology order, each once the one before is ready; then checks that those without
+    /// a readiness check are still running after their settle time.
     fn start_services(&mut self, cancel: &Cancel) -> Result<(), LabError> {
         let topology = self.topology.clone();
         let topology_dir = topology.directory();
@@ -496,7 +522,7 @@ impl Lab {
                 if cancel.is_cancelled() {
                     return Err(LabError::Interrupted(topology.name.clone()));
                 }
-                let spec = &spec.with_placeholders(&topology_dir, &self.plan.paths);
+                let spec = &spec.with_placeholders(&self.facts(host, &topology_dir));
                 let service = RunningService::start(&host.name, spec, &identity, &service_plan.log, &self.events)?;
                 let ready = service.wait_ready(&host_plan.namespace.mount, &self.events, &|| cancel.is_cancelled());
                 self.services.push(service);
@@ -506,6 +532,9 @@ impl Lab {
                 }
                 ready?;
             }
+        }
+        for service in &self.services {
+            service.check_settled()?;
         }
         Ok(())
     }
@@ -580,6 +609,7 @@ fn initial_state(topology: &Topology, plan: &Plan, run_dir: Identity, stops_on_s
         .map(|(host, host_plan)| {
             let record = HostRecord {
                 hostname: host.hostname.clone(),
+                view: host_plan.view.clone(),
                 interfaces: host
                     .interfaces
                     .iter()

@@ -192,6 +192,40 @@ impl LabPaths {
         }
     }
 
+    /// Every host's own filesystem (see `crate::hostfs`).
+    pub fn hosts_dir(&self) -> PathBuf {
+        self.run_dir().join("hosts")
+    }
+
+    /// The directories of `host`'s own filesystem; `host` must have passed [`check_host`].
+    pub fn host_fs(&self, host: &str) -> HostFsPaths {
+        debug_assert!(check_host(host).is_ok(), "unchecked host name {host:?}");
+        let root = self.hosts_dir().join(host);
+        HostFsPaths {
+            run: root.join("run"),
+            tmp: root.join("tmp"),
+            etc: root.join("etc"),
+            etc_upper: root.join("layers/etc"),
+            etc_work: root.join("layers/etc.work"),
+            var: root.join("var"),
+            var_upper: root.join("layers/var"),
+            var_work: root.join("layers/var.work"),
+            private: root.join("private"),
+            root,
+        }
+    }
+
+    /// The machine's directories under /var, none of their files: the lower layer of the hosts' /var.
+    pub fn var_skeleton(&self) -> PathBuf {
+        self.run_dir().join("var-skeleton")
+    }
+
+    /// An empty directory, shown read-only over [`LabPaths::hosts_dir`] inside hosts so that none sees another's
+    /// files.
+    pub fn empty_dir(&self) -> PathBuf {
+        self.run_dir().join("empty")
+    }
+
     /// Where the hosts file every host's /etc/netns directory links is written first, on file systems that cannot
     /// make anonymous files; it is removed once linked.
     pub fn staged_etc_hosts(&self) -> PathBuf {
@@ -236,6 +270,30 @@ pub struct NamespacePaths {
     pub mount: PathBuf,
     /// /run/netns/<lab>-<host>, a symbolic link to `mount`.
     pub link: PathBuf,
+}
+
+/// A host's own filesystem, inside the lab's run directory: what its processes see as /run, /tmp, /etc and /var.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostFsPaths {
+    pub root: PathBuf,
+    pub run: PathBuf,
+    pub tmp: PathBuf,
+    /// The merged /etc (an overlay of the machine's /etc and `etc_upper`).
+    pub etc: PathBuf,
+    pub etc_upper: PathBuf,
+    pub etc_work: PathBuf,
+    /// The merged /var.
+    pub var: PathBuf,
+    pub var_upper: PathBuf,
+    pub var_work: PathBuf,
+    /// The topology's extra private directories, numbered in topology order.
+    pub private: PathBuf,
+}
+
+impl HostFsPaths {
+    pub fn private_dir(&self, n: usize) -> PathBuf {
+        self.private.join(n.to_string())
+    }
 }
 
 /// /etc/netns/<lab>-<host> and the hosts file in it: a hard link of one file, the same for every host of the lab

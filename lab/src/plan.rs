@@ -4,7 +4,8 @@
 
 use std::path::PathBuf;
 
-use crate::names::{self, EtcPaths, LabPaths, NameError, NamespacePaths, SWITCH_HOST};
+use crate::hostfs::View;
+use crate::names::{self, EtcPaths, HostFsPaths, LabPaths, NameError, NamespacePaths, SWITCH_HOST};
 use crate::topology::Topology;
 
 /// Interface indexes are chosen rather than discovered: in a fresh namespace loopback is 1, so the bridges and
@@ -33,6 +34,9 @@ pub struct HostPlan {
     pub name: String,
     pub namespace: NamespacePaths,
     pub etc: EtcPaths,
+    /// Its own filesystem, and what its processes see of it.
+    pub fs: HostFsPaths,
+    pub view: View,
     pub interfaces: Vec<InterfacePlan>,
     pub services: Vec<ServicePlan>,
 }
@@ -70,6 +74,7 @@ impl Plan {
             })
             .collect();
         let mut next_port_index = FIRST_INDEX + segments.len() as u32;
+        let topology_dir = topology.directory();
         let mut hosts = Vec::with_capacity(topology.hosts.len());
         for host in &topology.hosts {
             names::check_host(&host.name)?;
@@ -101,10 +106,13 @@ impl Plan {
                     log: paths.service_log(&host.name, &s.name),
                 })
                 .collect();
+            let (etc, fs) = (paths.etc(&host.name), paths.host_fs(&host.name));
             hosts.push(HostPlan {
                 name: host.name.clone(),
                 namespace: paths.namespace(&host.name),
-                etc: paths.etc(&host.name),
+                view: View::of(host, &fs, &paths, &etc, &topology_dir),
+                etc,
+                fs,
                 interfaces,
                 services,
             });

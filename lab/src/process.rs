@@ -1,9 +1,10 @@
 //! Programs running inside a lab host.
 //!
 //! A child enters its host in `pre_exec`, between fork and exec: the host's network namespace, then (like
-//! `ip netns exec`) a mount namespace of its own where /sys shows the host's interfaces and the lab's /etc/hosts is
-//! bound over /etc/hosts, and a UTS namespace carrying the host's hostname. Only async-signal-safe calls happen
-//! after fork: everything they need (the namespace file, C strings) is prepared before.
+//! `ip netns exec`) a mount namespace of its own where /sys shows the host's interfaces and the host's own
+//! directories are bound over the machine's (its [`View`]: /run, /tmp, /etc, /var, the lab's /etc/hosts), and a UTS
+//! namespace carrying the host's hostname. Only async-signal-safe calls happen after fork: everything they need (the
+//! namespace file, a descriptor of every directory to show, C strings) is prepared before.
 //!
 //! Finding a program on PATH lives here too: the topology check looks for each service's program before the lab is
 //! built, and the lab looks for the tools (`nft`, `tc`) it runs.
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 
+use crate::hostfs::{self, View};
 use crate::names::LabPaths;
 use crate::state::{Identity, LabState};
 
@@ -28,8 +30,24 @@ use crate::state::{Identity, LabState};
 pub struct HostCommand {
     /// The host's network namespace, open: it was checked when opened, and it is what every command enters.
     namespace: Arc<File>,
-    hostname: Option<String>,
-    hosts_file: Option<PathBuf>,
+    /// Its hostname and filesystem; without them, a command only enters the network namespace.
+    machine: Option<Arc<Machine>>,
+}
+
+#[derive(Debug)]
+struct Machine {
+    hostname: String,
+    view: View,
+    paths: LabPaths,
+}
+
+/// One mount of a view, ready for the child. The child opens every source before it mounts anything, then binds
+/// each through /proc/self/fd: a source is found whatever the mounts before it have covered. (The parent cannot
+/// open them: a mount of another mount namespace cannot be bound.)
+struct PreparedMount {
+    source: CString,
+    target: CString,
+    read_only: bool,
 }
 
 impl HostCommand {
@@ -42,13 +60,12 @@ impl HostCommand {
     fn entering(namespace: File) -> HostCommand {
         HostCommand {
             namespace: Arc::new(namespace),
-            hostname: None,
-            hosts_file: None,
+            machine: None,
         }
     }
 
-    /// How to enter `host` of a recorded lab, with its identity: only while its namespace and /etc/netns hosts file
-    /// are still the ones the lab created.
+    /// How to enter `host` of a recorded lab, with its hostname and filesystem: only while its namespace and
+    /// /etc/netns hosts file are still the ones the lab created.
     pub fn for_recorded_host(state: &LabState, paths: &LabPaths, host: &str) -> io::Result<HostCommand> {
         let namespace = state.open_namespace(paths, host)?;
         let hostname = &state.hosts[host].hostname;
@@ -63,53 +80,115 @@ impl HostCommand {
                 ),
             ));
         }
-        Ok(HostCommand::entering(namespace).with_identity(hostname, &hosts_file))
+        let view = state.hosts[host].view.clone();
+        Ok(HostCommand::entering(namespace).with_machine(hostname, view, paths))
     }
 
-    /// Also the host's hostname and /etc/hosts, as every service and `lab exec` gets.
-    pub fn with_identity(mut self, hostname: &str, hosts_file: &Path) -> HostCommand {
-        self.hostname = Some(hostname.to_string());
-        self.hosts_file = Some(hosts_file.to_path_buf());
+    /// Also the host's hostname and filesystem, as every service and `lab exec` gets.
+    pub fn with_machine(mut self, hostname: &str, view: View, paths: &LabPaths) -> HostCommand {
+        self.machine = Some(Arc::new(Machine {
+            hostname: hostname.to_string(),
+            view,
+            paths: paths.clone(),
+        }));
         self
     }
 
+    /// The host's filesystem as its processes see it, if this command gives them one.
+    pub fn view(&self) -> Option<&View> {
+        self.machine.as_ref().map(|m| &m.view)
+    }
+
     /// A `Command` for `program` that starts inside the host, with no descriptor of this process but its standard
-    /// input, output and error.
+    /// input, output and error, in the directory of the host that has the path of this process's own (or `/`).
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> io::Result<Command> {
+        self.command_in(program, None)
+    }
+
+    /// [`HostCommand::command`] starting in `cwd`, a directory of the host. (`Command::current_dir` would change
+    /// directory before the host's filesystem is in place, into the machine's directory of that name.)
+    pub fn command_in(&self, program: impl AsRef<std::ffi::OsStr>, cwd: Option<&Path>) -> io::Result<Command> {
         let netns_fd: OwnedFd = self.namespace.try_clone()?.into();
-        let hostname = self.hostname.as_deref().map(cstring).transpose()?;
-        let hosts_file = self
-            .hosts_file
-            .as_deref()
-            .map(|p| cstring(&p.to_string_lossy()))
-            .transpose()?;
+        let mut entering = Entering {
+            hostname: None,
+            mounts: Vec::new(),
+            sources: Vec::new(),
+            cwd: None,
+        };
+        if let Some(machine) = &self.machine {
+            entering.hostname = Some(cstring(&machine.hostname)?);
+            entering.mounts = prepare_mounts(&machine.view, &machine.paths)?;
+            entering.sources = vec![-1; entering.mounts.len()];
+            let cwd = cwd.map(Path::to_path_buf).or_else(|| std::env::current_dir().ok());
+            entering.cwd = cwd.map(|dir| cstring(&dir.to_string_lossy())).transpose()?;
+        }
         let mut command = Command::new(program);
         // SAFETY: the closure only makes raw system calls on values prepared above; it allocates nothing and takes
         // no lock, so it is safe to run in the child of a multi-threaded process.
         unsafe {
-            command.pre_exec(move || enter_host(&netns_fd, hostname.as_deref(), hosts_file.as_deref()));
+            command.pre_exec(move || enter_host(&netns_fd, &mut entering));
         }
         Ok(command)
     }
+}
+
+/// What a child does to enter its host's machine, all prepared before fork.
+struct Entering {
+    hostname: Option<CString>,
+    mounts: Vec<PreparedMount>,
+    /// The child's descriptor of each mount's source, filled in by the child (sized before fork: no allocation).
+    sources: Vec<i32>,
+    cwd: Option<CString>,
+}
+
+fn prepare_mounts(view: &View, paths: &LabPaths) -> io::Result<Vec<PreparedMount>> {
+    hostfs::make_mount_points(view, paths)?;
+    view.mounts
+        .iter()
+        .map(|mount| {
+            Ok(PreparedMount {
+                source: cstring(&mount.source.to_string_lossy())?,
+                target: cstring(&mount.target.to_string_lossy())?,
+                read_only: mount.read_only,
+            })
+        })
+        .collect()
+}
+
+/// `/proc/self/fd/<fd>` as a C string in `buffer`, without allocating.
+fn proc_fd_path(fd: i32, buffer: &mut [u8; 32]) -> &std::ffi::CStr {
+    const PREFIX: &[u8] = b"/proc/self/fd/";
+    buffer[..PREFIX.len()].copy_from_slice(PREFIX);
+    let mut digits = [0u8; 10];
+    let (mut n, mut count) = (fd.unsigned_abs(), 0);
+    loop {
+        digits[count] = b'0' + (n % 10) as u8;
+        count += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for i in 0..count {
+        buffer[PREFIX.len() + i] = digits[count - 1 - i];
+    }
+    buffer[PREFIX.len() + count] = 0;
+    std::ffi::CStr::from_bytes_until_nul(&buffer[..]).expect("a NUL was written")
 }
 
 fn cstring(text: &str) -> io::Result<CString> {
     CString::new(text).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("NUL byte in `{text}`")))
 }
 
-fn enter_host(
-    netns_fd: &OwnedFd,
-    hostname: Option<&std::ffi::CStr>,
-    hosts_file: Option<&std::ffi::CStr>,
-) -> io::Result<()> {
+fn enter_host(netns_fd: &OwnedFd, entering: &mut Entering) -> io::Result<()> {
     // A runner that waits for SIGINT/SIGTERM with sigwait blocks them; its children must not inherit that mask,
     // or their stop signal would never arrive.
     nix::sys::signal::SigSet::empty().thread_set_mask()?;
     close_inherited_descriptors();
     setns(netns_fd.as_fd(), CloneFlags::CLONE_NEWNET)?;
-    if hostname.is_none() && hosts_file.is_none() {
+    let Some(hostname) = &entering.hostname else {
         return Ok(());
-    }
+    };
     unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS)?;
     // Mounts made below must not travel back to the machine's mount namespace.
     mount(
@@ -124,14 +203,34 @@ fn enter_host(
     if umount2("/sys", MntFlags::MNT_DETACH).is_ok() {
         let _ = mount(Some("sysfs"), "/sys", Some("sysfs"), MsFlags::empty(), None::<&str>);
     }
-    if let Some(hosts) = hosts_file {
-        mount(Some(hosts), "/etc/hosts", None::<&str>, MsFlags::MS_BIND, None::<&str>)?;
+    for (step, fd) in entering.mounts.iter().zip(entering.sources.iter_mut()) {
+        // SAFETY: open(2) with a C string we own.
+        *fd = unsafe { libc::open(step.source.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+        if *fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
     }
-    if let Some(name) = hostname {
-        nix::unistd::sethostname(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(
-            name.to_bytes(),
-        ))
-        .map_err(io::Error::from)?;
+    for (step, fd) in entering.mounts.iter().zip(&entering.sources) {
+        let target = step.target.as_c_str();
+        let mut buffer = [0u8; 32];
+        let source = proc_fd_path(*fd, &mut buffer);
+        mount(Some(source), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)?;
+        if step.read_only {
+            let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+            mount(None::<&str>, target, None::<&str>, flags, None::<&str>)?;
+        }
+    }
+    nix::unistd::sethostname(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(
+        hostname.to_bytes(),
+    ))
+    .map_err(io::Error::from)?;
+    // The directory asked for, as the host sees it; `/` if the host has no such directory.
+    let moved = entering
+        .cwd
+        .as_deref()
+        .is_some_and(|cwd| nix::unistd::chdir(cwd).is_ok());
+    if !moved {
+        nix::unistd::chdir("/")?;
     }
     Ok(())
 }

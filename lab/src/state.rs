@@ -92,6 +92,9 @@ pub struct NamespaceRecord {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HostRecord {
     pub hostname: String,
+    /// What its processes see of its own filesystem.
+    #[serde(default)]
+    pub view: crate::hostfs::View,
     pub interfaces: Vec<InterfaceRecord>,
     pub services: Vec<ServiceRecord>,
 }
@@ -160,6 +163,20 @@ impl LabState {
         }
         for (host, record) in &self.hosts {
             names::check_host(host).map_err(|e| format!("hosts: {e}"))?;
+            for mount in &record.view.mounts {
+                for path in [&mount.target, &mount.source] {
+                    let plain = path.is_absolute()
+                        && path
+                            .components()
+                            .all(|c| matches!(c, std::path::Component::RootDir | std::path::Component::Normal(_)));
+                    if !plain {
+                        return Err(format!(
+                            "hosts.{host}.view: `{}` is not a plain absolute path",
+                            path.display()
+                        ));
+                    }
+                }
+            }
             for service in &record.services {
                 let expected = paths.service_log(host, &service.name);
                 if service.log != expected || !paths.owns(&service.log) {

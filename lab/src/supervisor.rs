@@ -91,7 +91,10 @@ pub fn supervise(mut lab: Lab, signals: StopSignals, mut sink: EventSink) -> io:
         let mut exited = false;
         for event in &batch.events {
             sink.write(event)?;
-            exited |= matches!(event.kind, EventKind::ServiceExited { .. });
+            exited |= matches!(
+                event.kind,
+                EventKind::ServiceExited { .. } | EventKind::ServiceRestarted { .. }
+            );
         }
         sink.out.flush()?;
         if exited {

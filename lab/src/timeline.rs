@@ -273,6 +273,12 @@ fn snapshot_text(event: &Event, daemon_text: fn(&DaemonEvent) -> Option<String>)
         EventKind::Fault { fault } => format!("---- fault on {host}: {fault}"),
         EventKind::LabDown { .. } => "lab: down".into(),
         EventKind::ServiceStarted { service, .. } => format!("{host}/{service}: started"),
+        EventKind::ServiceRestarted {
+            service,
+            restart,
+            limit,
+            ..
+        } => format!("{host}/{service}: restarted ({restart} of {limit})"),
         EventKind::ServiceOutput { service, line, .. } => {
             let line = without_console_date(line);
             if line.trim().is_empty() {

@@ -155,7 +155,7 @@ fn faults_are_seen_by_the_kernel_the_probes_and_the_services() {
 
     // Freeze and thaw: the process is stopped (state T), then runs again.
     let state = |lab: &Lab| {
-        let pid = lab.service("b", "listener").unwrap().pid;
+        let pid = lab.service("b", "listener").unwrap().pid();
         std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .unwrap()
             .rsplit(") ")

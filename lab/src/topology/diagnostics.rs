@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::ops::Range;
+use std::path::{Path, PathBuf};
 
 /// Everything wrong with a topology, each problem with its place in the file.
 #[derive(Debug, Clone)]
@@ -82,6 +83,32 @@ impl Checker<'_> {
             field: field.to_string(),
             message: message.into(),
         });
+    }
+
+    /// A problem in another file the topology names (a file it places into a host), at a byte offset of `text`,
+    /// that file's content.
+    pub(super) fn report_in(
+        &mut self,
+        file: &Path,
+        text: &str,
+        offset: usize,
+        field: &str,
+        message: impl Into<String>,
+    ) {
+        let (line, column) = line_column(text, offset);
+        self.problems.push(Problem {
+            file: file.display().to_string(),
+            line,
+            column,
+            field: field.to_string(),
+            message: message.into(),
+        });
+    }
+
+    /// The directory of the topology file, against which it names other files.
+    pub(super) fn directory(&self) -> PathBuf {
+        let parent = Path::new(&self.file).parent().filter(|p| !p.as_os_str().is_empty());
+        parent.unwrap_or(Path::new(".")).to_path_buf()
     }
 
     pub(super) fn finish(self) -> TopologyError {

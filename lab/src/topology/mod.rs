@@ -23,6 +23,7 @@ use serde::Deserialize;
 
 mod check;
 mod diagnostics;
+pub mod placeholders;
 mod raw;
 pub mod search;
 
@@ -64,6 +65,76 @@ pub struct Host {
     pub services: Vec<Service>,
     pub firewall: Option<Firewall>,
     pub probes: Vec<Probe>,
+    pub filesystem: Filesystem,
+    /// Files placed into the host's filesystem when the lab is built, in topology order.
+    pub files: Vec<PlacedFile>,
+}
+
+/// A host's own filesystem, as `crate::hostfs` builds it: private /run, /tmp, /etc and /var, plus what the topology
+/// adds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filesystem {
+    /// The host sees the machine's filesystem, as before hosts had their own: only /etc/hosts and the hostname are
+    /// its own.
+    pub shared: bool,
+    pub var: VarSeed,
+    /// More directories of the host's own (absolute paths in the host), empty at first, kept across reboots.
+    pub private: Vec<PathBuf>,
+    /// Directories or files of the machine shown in the host.
+    pub binds: Vec<Bind>,
+}
+
+impl Filesystem {
+    /// The directories every host has its own of (unless `shared`): /var/run is /run on every current system.
+    pub const AREAS: [&'static str; 4] = ["/etc", "/var", "/run", "/tmp"];
+
+    /// Whether `path` (absolute, normalized) lies in one of the host's own directories, so a file placed there is
+    /// the host's alone.
+    pub fn is_private(&self, path: &Path) -> bool {
+        !self.shared
+            && (Filesystem::AREAS.iter().any(|area| path.starts_with(area))
+                || self.private.iter().any(|dir| path.starts_with(dir)))
+    }
+}
+
+/// What a host's /var starts with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum VarSeed {
+    /// The machine's directories under /var, none of its files: what a machine has once its packages are installed
+    /// and before any daemon has run.
+    #[default]
+    Empty,
+    /// The machine's /var, copy-on-write: the host sees its files and changes only its own copies.
+    Machine,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind {
+    /// On the machine, absolute.
+    pub source: PathBuf,
+    /// In the host.
+    pub target: PathBuf,
+    pub read_only: bool,
+}
+
+/// A file the topology places into a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlacedFile {
+    /// In the host: absolute, inside one of its own directories.
+    pub path: PathBuf,
+    pub content: FileContent,
+    pub mode: u32,
+    /// uid and gid, looked up on the machine when the topology was read.
+    pub owner: (u32, u32),
+    /// Placeholders in the content are filled in (see [`placeholders`]).
+    pub template: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileContent {
+    /// A file on the machine (absolute), read when the lab is built.
+    Source(PathBuf),
+    Text(String),
 }
 
 /// A client probe: from its host, try `target` every `interval` and record when answers stop and come back.
@@ -114,18 +185,29 @@ pub struct Service {
     pub grace: Duration,
     /// The service writes its own events as JSON lines (with `at_ns` and `event`) on stdout.
     pub events_on_stdout: bool,
+    pub restart: Restart,
+    /// A service without a readiness check counts as started once it has run this long.
+    pub settle: Duration,
+}
+
+/// What the lab does when a service exits on its own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Restart {
+    /// Nothing: it stays exited (a fault may start it).
+    #[default]
+    No,
+    /// Start it again after an exit with a failure (a non-zero status or a signal), at most `limit` times; an exit
+    /// the lab caused (a `stop` fault, power-off, `lab down`) is not a failure.
+    OnFailure { limit: u32 },
 }
 
 impl Service {
-    /// The service with `{dir}` (the topology file's directory), `{run}` (the lab's run directory) and `{tls}`
-    /// (its TLS material, `{run}/tls`) replaced in its arguments, environment and working directory, so topologies
-    /// can name files next to them.
-    pub fn with_placeholders(&self, dir: &Path, paths: &crate::names::LabPaths) -> Service {
-        let expand = |text: &str| {
-            text.replace("{dir}", &dir.display().to_string())
-                .replace("{run}", &paths.run_dir().display().to_string())
-                .replace("{tls}", &paths.tls_dir().display().to_string())
-        };
+    /// The service with its placeholders (see [`placeholders`]: `{dir}`, `{run}`, `{tls}`, the host's facts, the
+    /// lab's names) filled in its arguments, environment and working directory, so topologies can name files next to
+    /// them and addresses by name.
+    pub fn with_placeholders(&self, facts: &placeholders::Facts) -> Service {
+        // Validation checked every placeholder; one that no longer resolves is left as written.
+        let expand = |text: &str| facts.expand(text).unwrap_or_else(|_| text.to_string());
         Service {
             argv: self.argv.iter().map(|arg| expand(arg)).collect(),
             env: self

@@ -49,6 +49,51 @@ pub(super) struct RawHost {
     pub(super) firewall: Option<RawFirewall>,
     #[serde(default)]
     pub(super) probes: Vec<RawProbe>,
+    pub(super) filesystem: Option<Spanned<RawFilesystem>>,
+    #[serde(default)]
+    pub(super) files: Vec<RawFile>,
+}
+
+/// `[hosts.filesystem]`: how the host's private filesystem is laid out.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFilesystem {
+    /// `"empty"` or `"machine"`: what the host's /var starts with.
+    pub(super) var: Option<Spanned<String>>,
+    /// More directories of the host's own.
+    #[serde(default)]
+    pub(super) private: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) binds: Vec<RawBind>,
+    /// The host sees the machine's own filesystem (only /etc/hosts and the hostname are its own).
+    pub(super) shared: Option<Spanned<bool>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBind {
+    /// On the machine; relative to the topology's directory.
+    pub(super) source: Spanned<String>,
+    /// In the host.
+    pub(super) target: Spanned<String>,
+    #[serde(default)]
+    pub(super) read_only: bool,
+}
+
+/// `[[hosts.files]]`: a file placed into the host's filesystem when the lab is built.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFile {
+    pub(super) path: Spanned<String>,
+    /// A file on the machine, relative to the topology's directory.
+    pub(super) source: Option<Spanned<String>>,
+    pub(super) text: Option<Spanned<String>>,
+    /// An integer (`0o640`) or a string of octal digits (`"0640"`).
+    pub(super) mode: Option<Spanned<toml::Value>>,
+    /// `user` or `user:group`, looked up on the machine.
+    pub(super) owner: Option<Spanned<String>>,
+    /// Whether placeholders in the content are filled in (default true).
+    pub(super) template: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -95,6 +140,12 @@ pub(super) struct RawService {
     pub(super) grace: Option<Spanned<f64>>,
     /// `"stdout"`: the service writes JSON events there (vrrpd --events -).
     pub(super) events: Option<Spanned<String>>,
+    /// `"no"` (default) or `"on-failure"`.
+    pub(super) restart: Option<Spanned<String>>,
+    /// How many restarts `on-failure` makes at most.
+    pub(super) restart_limit: Option<Spanned<u32>>,
+    /// Seconds a service without a readiness check must keep running for `lab up` to count it as started.
+    pub(super) settle: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize)]

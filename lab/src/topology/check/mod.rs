@@ -12,6 +12,7 @@ use super::diagnostics::Checker;
 use super::raw::{RawHost, RawTopology};
 use super::{Host, Segment, Topology};
 
+mod filesystem;
 mod firewall;
 mod hosts;
 mod interfaces;
@@ -51,6 +52,7 @@ impl Checker<'_> {
             tls: raw.tls,
         };
         self.check_probes(&raw.hosts, &mut topology);
+        self.check_files_and_placeholders(&raw.hosts, &mut topology);
         topology
     }
 
@@ -62,6 +64,7 @@ impl Checker<'_> {
         let sysctls = self.check_sysctls(h, &raw.sysctls);
         let services = self.check_services(h, &raw.services);
         let firewall = raw.firewall.as_ref().map(|fw| self.check_firewall(h, fw));
+        let filesystem = self.check_filesystem(h, raw.filesystem.as_ref());
         Host {
             name,
             hostname,
@@ -72,6 +75,8 @@ impl Checker<'_> {
             services,
             firewall,
             probes: Vec::new(),
+            filesystem,
+            files: Vec::new(),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! A host's `services`: the programs the lab runs in it, with how to tell they are ready and how to stop them.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use toml::Spanned;
 
 use nix::sys::signal::Signal;
@@ -10,7 +10,7 @@ use super::naming::check_identifier;
 use crate::process::find_program;
 use crate::topology::diagnostics::Checker;
 use crate::topology::raw::{RawReady, RawService};
-use crate::topology::{parse_signal, Readiness, Service};
+use crate::topology::{parse_signal, Readiness, Restart, Service};
 
 impl Checker<'_> {
     pub(super) fn check_services(&mut self, h: usize, raw: &[RawService]) -> Vec<Service> {
@@ -42,6 +42,8 @@ impl Checker<'_> {
         let grace = self.check_seconds(0.0, &raw.grace, 5.0, &field("grace"));
         let stop_signal = self.check_stop_signal(raw, field);
         let events_on_stdout = self.check_events(raw, field);
+        let restart = self.check_restart(raw, field);
+        let settle = self.check_seconds(0.0, &raw.settle, 0.5, &field("settle"));
         Service {
             name,
             argv: raw.argv.get_ref().clone(),
@@ -52,6 +54,33 @@ impl Checker<'_> {
             stop_signal,
             grace,
             events_on_stdout,
+            restart,
+            settle,
+        }
+    }
+
+    fn check_restart(&mut self, raw: &RawService, field: &dyn Fn(&str) -> String) -> Restart {
+        let limit = raw.restart_limit.as_ref().map_or(5, |l| *l.get_ref());
+        match raw.restart.as_ref().map(|r| (r.get_ref().as_str(), r.span())) {
+            None | Some(("no", _)) => {
+                if let Some(l) = &raw.restart_limit {
+                    self.report(
+                        l.span(),
+                        &field("restart_limit"),
+                        "restart_limit needs restart = \"on-failure\"",
+                    );
+                }
+                Restart::No
+            }
+            Some(("on-failure", _)) => Restart::OnFailure { limit },
+            Some((other, span)) => {
+                self.report(
+                    span,
+                    &field("restart"),
+                    format!("restart = `{other}`: use \"no\" or \"on-failure\""),
+                );
+                Restart::No
+            }
         }
     }
 
@@ -67,9 +96,7 @@ impl Checker<'_> {
         };
         // A program next to the topology (`{dir}/...`) is looked for there; `{run}` and `{tls}` paths only
         // exist once the lab is up, so they are not checked here.
-        let directory = Path::new(&self.file).parent().filter(|p| !p.as_os_str().is_empty());
-        let directory = directory.unwrap_or(Path::new(".")).display().to_string();
-        let program = &program.replace("{dir}", &directory);
+        let program = &program.replace("{dir}", &self.directory().display().to_string());
         if program.contains("{run}") || program.contains("{tls}") {
             return;
         }
