@@ -71,9 +71,15 @@ name = "sentinel-proxy-tls"
 argv = ["sentinel-proxy", "--bind", "0.0.0.0:7379", "--server", "10.9.0.10:6379", "--check-interval", "1",
   "--tls-ca", "{{tls}}/ca.crt", "--tls-cert", "{{tls}}/proxy.crt", "--tls-key", "{{tls}}/proxy.key"]
 ready = {{ tcp = 7379 }}
+# At Debian's own path in the proxy host's /etc.
+[[hosts.files]]
+path = "/etc/haproxy/haproxy.cfg"
+source = "{haproxy_cfg}"
+template = false
+
 [[hosts.services]]
 name = "haproxy"
-argv = ["haproxy", "-db", "-f", "{haproxy_cfg}"]
+argv = ["haproxy", "-db", "-f", "/etc/haproxy/haproxy.cfg"]
 env = {{ TLS_DIR = "{{tls}}" }}
 ready = {{ tcp = 8379 }}
 

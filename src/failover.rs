@@ -52,6 +52,12 @@ impl Vrrp {
 pub struct Scenario {
     pub lab: Lab,
     pub vrrp: Vrrp,
+    /// The address the agents move.
+    pub vip: String,
+    /// The backup's priority: its Skew_Time and Master_Down_Interval are the snapshot's figures.
+    pub backup_priority: u8,
+    /// The snapshot shows only the VIP's gratuitous ARPs.
+    pub only_vip_arps: bool,
     /// When the first fault was injected: snapshots start there (the start is the first scenario's snapshot).
     first_fault_ns: Option<u64>,
     _configs: Option<ConfigDirectory>,
@@ -97,14 +103,24 @@ impl Scenario {
                     }
                 }
             }
+            crate::show_in_hosts(&mut topology, &directory);
             ConfigDirectory(directory)
         });
-        let lab = Lab::up(&topology).unwrap();
+        let mut scenario = Scenario::of(&topology, vrrp, VIP, 99);
+        scenario._configs = directory;
+        scenario
+    }
+
+    /// Any topology whose VRRP agents move `vip`, the backup at `backup_priority`.
+    pub fn of(topology: &lab::Topology, vrrp: Vrrp, vip: &str, backup_priority: u8) -> Scenario {
         Scenario {
-            lab,
+            lab: Lab::up(topology).unwrap(),
             vrrp,
+            vip: vip.to_string(),
+            backup_priority,
+            only_vip_arps: false,
             first_fault_ns: None,
-            _configs: directory,
+            _configs: None,
         }
     }
 
@@ -144,9 +160,10 @@ impl Scenario {
 
     /// Waits until `host`'s kernel reports the VIP added at or after `after_ns`.
     pub fn wait_vip(&self, host: &str, after_ns: u64, limit: Duration) -> Event {
-        self.wait_after(after_ns, limit, &format!("{VIP} on {host}"), |e| {
+        let prefix = format!("{}/", self.vip);
+        self.wait_after(after_ns, limit, &format!("{} on {host}", self.vip), |e| {
             e.host.as_deref() == Some(host)
-                && matches!(&e.kind, EventKind::AddressAdded { address, .. } if address.starts_with(&format!("{VIP}/")))
+                && matches!(&e.kind, EventKind::AddressAdded { address, .. } if address.starts_with(&prefix))
         })
     }
 
@@ -156,7 +173,7 @@ impl Scenario {
             .lab
             .exec(host, &["ip", "-4", "-o", "addr", "show", "dev", "eth0"])
             .unwrap();
-        String::from_utf8_lossy(&out.stdout).contains(&format!("inet {VIP}/32"))
+        String::from_utf8_lossy(&out.stdout).contains(&format!("inet {}/", self.vip))
     }
 
     /// Waits for `host`'s agent to log a line containing `text` at or after `after_ns` (lines are stamped when the
@@ -230,9 +247,12 @@ impl Scenario {
         let margin = self.margin();
         let style = SnapshotStyle {
             figures: vec![
-                ("Skew_Time".into(), self.vrrp.skew(99)),
+                ("Skew_Time".into(), self.vrrp.skew(self.backup_priority)),
                 ("advert_int".into(), self.vrrp.interval),
-                ("Master_Down_Interval".into(), self.vrrp.master_down(99)),
+                (
+                    "Master_Down_Interval".into(),
+                    self.vrrp.master_down(self.backup_priority),
+                ),
             ],
             margin,
             together: margin / 2,
@@ -244,14 +264,104 @@ impl Scenario {
             since_ns: self.first_fault_ns,
             until_ns: Some(monotonic_ns()),
             daemon_text: vrrpd_state_change,
+            hides: self.hidden(),
         };
         self.lab.timeline().snapshot(&style)
+    }
+
+    /// Asserts that `elapsed` is the protocol's `figure`, no sooner and no later than the slack allows.
+    pub fn on_time(&self, what: &str, elapsed: Duration, figure: Duration) {
+        assert!(
+            elapsed + Duration::from_millis(2) >= figure && elapsed <= figure + self.vrrp.slack(),
+            "{what} took {elapsed:?}; the protocol's figure is {figure:?}"
+        );
+    }
+
+    pub fn mac_of(&self, host: &str) -> String {
+        lab::net::format_mac(&self.lab.mac(host, "eth0").unwrap())
+    }
+
+    /// A gratuitous ARP for the VIP with `host`'s MAC crossed the wire at or after `after_ns`.
+    pub fn garp_seen(&self, host: &str, after_ns: u64) {
+        self.garp_seen_within(host, after_ns, self.vrrp.slack());
+    }
+
+    pub fn garp_seen_within(&self, host: &str, after_ns: u64, limit: Duration) {
+        let mac = self.mac_of(host);
+        let vip = self.vip.clone();
+        self.wait_after(after_ns, limit, &format!("a GARP for {vip} from {host}"), |e| {
+            matches!(&e.kind, EventKind::Arp { gratuitous: true, sender_ip, sender_mac, .. }
+                if sender_ip.to_string() == vip && *sender_mac == mac)
+        });
+    }
+
+    /// Sleeps until the moment of the master's advert period (the master at `address`) that puts its next advert
+    /// half-way between the snapshot's "at once" and "≤ Skew_Time" labels: a fault injected then meets the
+    /// protocol's period at the same phase in every run, so no label depends on luck.
+    pub fn mid_phase(&self, address: &str) {
+        let now = monotonic_ns();
+        let interval = self.vrrp.interval.as_nanos() as u64;
+        let margin = self.margin().as_nanos() as u64;
+        let next_advert_in = (margin + self.vrrp.skew(self.backup_priority).as_nanos() as u64 + margin) / 2;
+        let (last, _) = *self.adverts(address, 0, now).last().expect("the master advertises");
+        let mut target = last + interval - next_advert_in.min(interval);
+        while target <= now {
+            target += interval;
+        }
+        std::thread::sleep(Duration::from_nanos(target - now));
+    }
+
+    /// Lets the client's probes finish what is in flight (an attempt waits up to 100 ms), then waits until each
+    /// probe that stopped answering answers again, so the snapshot ends on a settled client.
+    pub fn client_settles(&self, probes: &[&str]) {
+        std::thread::sleep(Duration::from_millis(250));
+        for probe in probes {
+            let last = self.lab.timeline().events().iter().rev().find_map(|e| match &e.kind {
+                EventKind::ProbeDown { probe: p, .. } if p == probe => Some((e.at_ns, false)),
+                EventKind::ProbeUp { probe: p, .. } if p == probe => Some((e.at_ns, true)),
+                _ => None,
+            });
+            if let Some((at_ns, false)) = last {
+                self.wait_after(
+                    at_ns,
+                    Duration::from_secs(3),
+                    &format!("probe {probe} answering again"),
+                    |e| matches!(&e.kind, EventKind::ProbeUp { probe: p, .. } if p == probe),
+                );
+            }
+        }
+    }
+
+    /// What the snapshot leaves out: keepalived's banner, and, with `only_vip_arps`, gratuitous ARPs for anything but
+    /// the VIP (keepalived announces its host's own address as it starts, at a moment no protocol figure fixes).
+    fn hidden(&self) -> std::sync::Arc<dyn Fn(&Event) -> bool + Send + Sync> {
+        let (vip, only_vip_arps) = (self.vip.clone(), self.only_vip_arps);
+        std::sync::Arc::new(move |event: &Event| match &event.kind {
+            EventKind::ServiceOutput { service, line, .. } => {
+                !protocol_line(service, lab::timeline::without_console_date(line))
+            }
+            EventKind::Arp {
+                gratuitous: true,
+                sender_ip,
+                ..
+            } => only_vip_arps && sender_ip.to_string() != vip,
+            _ => false,
+        })
     }
 
     /// Takes the lab down and checks nothing of it is left.
     pub fn finish(self) {
         crate::down_and_check(self.lab);
     }
+}
+
+/// The output lines a snapshot shows: all of vrrpd's (it logs as keepalived does, without a banner), and of
+/// keepalived's those about its state, its adverts and its scripts, not its start-up banner (version, pids).
+pub fn protocol_line(service: &str, line: &str) -> bool {
+    service != "keepalived"
+        || ["Entering", "advert", "VRRP_Script(", "priority 0"]
+            .iter()
+            .any(|w| line.contains(w))
 }
 
 /// vrrpd's state changes in a snapshot (`from`, `to`, `reason`); its other events (advert counters and the like)

@@ -27,6 +27,18 @@ pub fn workspace_file(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
 
+/// Shows the machine's directory `dir` at its own path in every host (hosts have their own /tmp, so a test's
+/// scratch directory there is the machine's alone otherwise): for files a test and its daemons both use.
+pub fn show_in_hosts(topology: &mut Topology, dir: &Path) {
+    for host in topology.hosts.iter_mut().filter(|h| !h.filesystem.shared) {
+        host.filesystem.binds.push(lab::topology::Bind {
+            source: dir.to_path_buf(),
+            target: dir.to_path_buf(),
+            read_only: false,
+        });
+    }
+}
+
 /// Puts the workspace's own programs (vrrpd, which topologies run as a service) first in PATH, from the target
 /// directory this test was built in. `cargo test --workspace` builds them; a lone `cargo test --test X` may not.
 pub fn use_workspace_binaries() {

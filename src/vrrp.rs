@@ -176,9 +176,10 @@ pub fn bare_lab(prefix: &str) -> (Lab, PathBuf) {
     for host in &mut topology.hosts {
         host.services.clear();
     }
-    let lab = Lab::up(&topology).unwrap();
-    let dir = std::env::temp_dir().join(format!("interop-{}", lab.name()));
+    let dir = std::env::temp_dir().join(format!("interop-{}", topology.name));
     std::fs::create_dir_all(&dir).unwrap();
+    crate::show_in_hosts(&mut topology, &dir);
+    let lab = Lab::up(&topology).unwrap();
     (lab, dir)
 }
 

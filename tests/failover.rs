@@ -55,57 +55,13 @@ const GARP_REPEAT: Duration = Duration::from_secs(5);
 /// race the takeover's own events. Returns when haproxy1 became master.
 fn elect_haproxy1_and_settle(scenario: &Scenario) -> u64 {
     let master = elect_haproxy1(scenario);
-    garp_seen_within(
-        scenario,
+    scenario.garp_seen_within(
         "haproxy1",
         master + GARP_REPEAT.as_nanos() as u64,
         GARP_REPEAT + scenario.vrrp.slack(),
     );
-    mid_phase(scenario, "10.0.0.21");
+    scenario.mid_phase("10.0.0.21");
     master
-}
-
-/// Sleeps until the moment of the master's advert period (the master at `address`) that puts its next advert
-/// half-way between the snapshot's "at once" and "≤ Skew_Time" labels: a fault injected then meets the protocol's
-/// period at the same phase in every run, so no label depends on luck.
-fn mid_phase(scenario: &Scenario, address: &str) {
-    let now = monotonic_ns();
-    let interval = scenario.vrrp.interval.as_nanos() as u64;
-    let margin = scenario.margin().as_nanos() as u64;
-    let next_advert_in = (margin + scenario.vrrp.skew(99).as_nanos() as u64 + margin) / 2;
-    let (last, _) = *scenario.adverts(address, 0, now).last().expect("the master advertises");
-    let mut target = last + interval - next_advert_in.min(interval);
-    while target <= now {
-        target += interval;
-    }
-    std::thread::sleep(Duration::from_nanos(target - now));
-}
-
-/// Lets the client's probes finish what is in flight (an attempt waits up to 100 ms), then waits until each probe
-/// that stopped answering answers again, so the snapshot ends on a settled client.
-fn client_settles(scenario: &Scenario, probes: &[&str]) {
-    std::thread::sleep(Duration::from_millis(250));
-    for probe in probes {
-        let last = scenario
-            .lab
-            .timeline()
-            .events()
-            .iter()
-            .rev()
-            .find_map(|e| match &e.kind {
-                EventKind::ProbeDown { probe: p, .. } if p == probe => Some((e.at_ns, false)),
-                EventKind::ProbeUp { probe: p, .. } if p == probe => Some((e.at_ns, true)),
-                _ => None,
-            });
-        if let Some((at_ns, false)) = last {
-            scenario.wait_after(
-                at_ns,
-                Duration::from_secs(3),
-                &format!("probe {probe} answering again"),
-                |e| matches!(&e.kind, EventKind::ProbeUp { probe: p, .. } if p == probe),
-            );
-        }
-    }
 }
 
 const VIP_PROBES: &[&str] = &["vip-tcp", "vip-ping"];
@@ -113,42 +69,18 @@ const VIP_PROBES: &[&str] = &["vip-tcp", "vip-ping"];
 /// After `host` took the VIP: its GARP burst went out and the client answers again, so the next fault starts from
 /// a quiet lab.
 fn takeover_settles(scenario: &Scenario, host: &str, after_ns: u64) {
-    garp_seen(scenario, host, after_ns);
-    client_settles(scenario, VIP_PROBES);
+    scenario.garp_seen(host, after_ns);
+    scenario.client_settles(VIP_PROBES);
     let address = if host == "haproxy1" { "10.0.0.21" } else { "10.0.0.23" };
-    mid_phase(scenario, address);
+    scenario.mid_phase(address);
 }
 
 /// `elapsed` matches the protocol's `figure`: not early (2 ms allowed for two threads reading the clock), and at
 /// most the scenario's slack late.
-fn on_time(scenario: &Scenario, what: &str, elapsed: Duration, figure: Duration) {
-    assert!(
-        elapsed + Duration::from_millis(2) >= figure && elapsed <= figure + scenario.vrrp.slack(),
-        "{what} took {elapsed:?}; the protocol's figure is {figure:?}"
-    );
-}
-
 /// When the last advert from `address` crossed the wire before `before_ns`.
 fn last_advert(scenario: &Scenario, address: &str, before_ns: u64) -> u64 {
     let adverts = scenario.adverts(address, 0, before_ns);
     adverts.last().unwrap_or_else(|| panic!("no advert from {address}")).0
-}
-
-fn mac_of(scenario: &Scenario, host: &str) -> String {
-    lab::net::format_mac(&scenario.lab.mac(host, "eth0").unwrap())
-}
-
-/// A gratuitous ARP for the VIP with `host`'s MAC crossed the wire at or after `after_ns`.
-fn garp_seen(scenario: &Scenario, host: &str, after_ns: u64) {
-    garp_seen_within(scenario, host, after_ns, scenario.vrrp.slack());
-}
-
-fn garp_seen_within(scenario: &Scenario, host: &str, after_ns: u64, limit: Duration) {
-    let mac = mac_of(scenario, host);
-    scenario.wait_after(after_ns, limit, &format!("a GARP for {VIP} from {host}"), |e| {
-        matches!(&e.kind, EventKind::Arp { gratuitous: true, sender_ip, sender_mac, .. }
-            if sender_ip.to_string() == VIP && *sender_mac == mac)
-    });
 }
 
 // 1 -----------------------------------------------------------------------------------------------------------
@@ -162,14 +94,13 @@ fn start_elects_haproxy1() {
         .at_ns;
     let master = elect_haproxy1(&scenario);
     let master_down = scenario.vrrp.master_down(100);
-    on_time(
-        &scenario,
+    scenario.on_time(
         "haproxy1's election after BACKUP (init)",
         since(started, master),
         master_down,
     );
     assert!(scenario.holds_vip("haproxy1") && !scenario.holds_vip("haproxy2"));
-    garp_seen(&scenario, "haproxy1", master);
+    scenario.garp_seen("haproxy1", master);
     // The client reaches the VIP, on its TCP port and by ping.
     for probe in ["vip-tcp", "vip-ping"] {
         scenario.wait_after(
@@ -179,7 +110,7 @@ fn start_elects_haproxy1() {
             |e| matches!(&e.kind, EventKind::ProbeUp { probe: p, .. } if p == probe),
         );
     }
-    client_settles(&scenario, VIP_PROBES);
+    scenario.client_settles(VIP_PROBES);
     snapshot("1_start", &scenario);
     scenario.finish();
 }
@@ -194,14 +125,13 @@ fn crash_of_the_master_agent() {
     let master = scenario.wait_state("haproxy2", "MASTER", crash, master_down + scenario.vrrp.slack());
     // RFC 3768 6.4.2: the backup takes over Master_Down_Interval after the last advertisement it heard.
     let last = last_advert(&scenario, "10.0.0.21", crash);
-    on_time(
-        &scenario,
+    scenario.on_time(
         "haproxy2's takeover after the last advert",
         since(last, master.at_ns),
         master_down,
     );
     scenario.wait_vip("haproxy2", crash, scenario.vrrp.slack());
-    garp_seen(&scenario, "haproxy2", crash);
+    scenario.garp_seen("haproxy2", crash);
     // The crashed agent could not release the VIP: haproxy1's kernel still has it, as with keepalived.
     assert!(scenario.holds_vip("haproxy1"));
     // The client's outage, if any: within Master_Down_Interval of the crash.
@@ -210,7 +140,7 @@ fn crash_of_the_master_agent() {
         assert!(since(crash, start) + length <= master_down + scenario.vrrp.slack());
         println!("vip-tcp outage after the crash: {length:?}");
     }
-    client_settles(&scenario, VIP_PROBES);
+    scenario.client_settles(VIP_PROBES);
     snapshot("2_crash", &scenario);
     scenario.finish();
 }
@@ -230,16 +160,15 @@ fn graceful_stop_of_the_master_agent() {
         .find(|(_, priority)| *priority == 0)
         .expect("haproxy1 sent priority 0")
         .0;
-    on_time(
-        &scenario,
+    scenario.on_time(
         "haproxy2's takeover after priority 0",
         since(goodbye, master.at_ns),
         skew,
     );
     scenario.wait_vip("haproxy2", stop, scenario.vrrp.slack());
     assert!(!scenario.holds_vip("haproxy1"), "a stopped agent releases the VIP");
-    garp_seen(&scenario, "haproxy2", stop);
-    client_settles(&scenario, VIP_PROBES);
+    scenario.garp_seen("haproxy2", stop);
+    scenario.client_settles(VIP_PROBES);
     snapshot("3_graceful_stop", &scenario);
     scenario.finish();
 }
@@ -284,7 +213,7 @@ fn haproxy1_returns_and_preempts() {
     let start = scenario.fault("haproxy1", "start vrrpd");
     let master_down = scenario.vrrp.master_down(100);
     let master = scenario.wait_state("haproxy1", "MASTER", start, master_down + scenario.vrrp.slack());
-    on_time(&scenario, "haproxy1's return", since(start, master.at_ns), master_down);
+    scenario.on_time("haproxy1's return", since(start, master.at_ns), master_down);
     scenario.wait_state("haproxy2", "BACKUP", master.at_ns, scenario.vrrp.slack());
     assert!(eventually(scenario.vrrp.slack(), || scenario.holds_vip("haproxy1")
         && !scenario.holds_vip("haproxy2")));
@@ -321,7 +250,7 @@ fn haproxy1_returns_and_preempts() {
         "the VIP was on both hosts for {overlap:?}"
     );
     println!("VIP on both hosts during preemption: {overlap:?}");
-    client_settles(&scenario, VIP_PROBES);
+    scenario.client_settles(VIP_PROBES);
     snapshot("4_return", &scenario);
     scenario.finish();
 }
@@ -374,7 +303,7 @@ fn reboot_of_haproxy1_as_in_the_seed() {
         "haproxy1 answered during its reboot: {own:?}"
     );
     assert!(haproxy1.at_ns > back.at_ns);
-    client_settles(&scenario, &["vip-tcp", "vip-ping", "haproxy1-ping"]);
+    scenario.client_settles(&["vip-tcp", "vip-ping", "haproxy1-ping"]);
     snapshot("5_reboot", &scenario);
     scenario.finish();
 }
@@ -399,7 +328,7 @@ fn partition_and_heal() {
     scenario.wait_line("haproxy2", step_down, heal, scenario.vrrp.slack());
     assert!(eventually(scenario.vrrp.slack(), || scenario.holds_vip("haproxy1")
         && !scenario.holds_vip("haproxy2")));
-    client_settles(&scenario, VIP_PROBES);
+    scenario.client_settles(VIP_PROBES);
     snapshot("6_partition", &scenario);
     scenario.finish();
 }
@@ -432,7 +361,7 @@ fn nopreempt_keeps_the_vip_on_haproxy2() {
         .find(|e| e.at_ns >= start && is_state(e, "haproxy1", "MASTER"))
         .count();
     assert_eq!(took_over, 0);
-    client_settles(&scenario, VIP_PROBES);
+    scenario.client_settles(VIP_PROBES);
     snapshot("7_nopreempt", &scenario);
     scenario.finish();
 }
@@ -464,7 +393,7 @@ fn freeze_longer_than_master_down_interval() {
         .find(|e| e.at_ns > thaw && (is_state(e, "haproxy1", "BACKUP") || is_state(e, "haproxy2", "MASTER")))
         .count();
     assert_eq!(masters_after, 0, "a single master after the thaw");
-    client_settles(&scenario, VIP_PROBES);
+    scenario.client_settles(VIP_PROBES);
     snapshot("8_freeze", &scenario);
     scenario.finish();
 }
@@ -491,8 +420,8 @@ fn link_down_with_track_interface() {
     scenario.wait_state("haproxy2", "MASTER", down, master_down + scenario.vrrp.slack());
     scenario.wait_vip("haproxy2", down, scenario.vrrp.slack());
     assert!(!scenario.holds_vip("haproxy1"), "an agent in FAULT releases the VIP");
-    garp_seen(&scenario, "haproxy2", down);
-    client_settles(&scenario, VIP_PROBES);
+    scenario.garp_seen("haproxy2", down);
+    scenario.client_settles(VIP_PROBES);
     snapshot("9_link_down", &scenario);
     scenario.finish();
 }
@@ -517,8 +446,7 @@ fn vrrpv3_at_a_tenth_of_a_second() {
     let master_down = vrrp.master_down(99);
     let master = scenario.wait_state("haproxy2", "MASTER", crash, master_down + vrrp.slack());
     let last = last_advert(&scenario, "10.0.0.21", crash);
-    on_time(
-        &scenario,
+    scenario.on_time(
         "haproxy2's takeover after the last advert",
         since(last, master.at_ns),
         master_down,
@@ -528,7 +456,7 @@ fn vrrpv3_at_a_tenth_of_a_second() {
     let start = scenario.fault("haproxy1", "start vrrpd");
     let master_down_1 = vrrp.master_down(100);
     let back = scenario.wait_state("haproxy1", "MASTER", start, master_down_1 + vrrp.slack());
-    on_time(&scenario, "haproxy1's return", since(start, back.at_ns), master_down_1);
+    scenario.on_time("haproxy1's return", since(start, back.at_ns), master_down_1);
     scenario.wait_state("haproxy2", "BACKUP", back.at_ns, vrrp.slack());
     assert!(eventually(vrrp.slack(), || scenario.holds_vip("haproxy1")
         && !scenario.holds_vip("haproxy2")));
@@ -536,7 +464,7 @@ fn vrrpv3_at_a_tenth_of_a_second() {
     // It advertises every tenth of a second again.
     let adverts = scenario.adverts("10.0.0.21", back.at_ns, monotonic_ns());
     assert!(adverts.len() >= 2, "{adverts:?}");
-    client_settles(&scenario, VIP_PROBES);
+    scenario.client_settles(VIP_PROBES);
     snapshot("10_vrrpv3", &scenario);
     scenario.finish();
 }

@@ -398,7 +398,10 @@ fn remove_etc_dir(etc: &crate::names::EtcPaths, etc_hosts: Identity) -> io::Resu
 }
 
 /// SIGKILLs every process whose network namespace is one of `namespaces`, and waits until they are gone, so nothing
-/// keeps a namespace alive or keeps running outside the lab's control.
+/// keeps a namespace alive or keeps running outside the lab's control. Every one is stopped (SIGSTOP) before any is
+/// killed, as a machine's processes all stop at once when it loses power: a daemon whose parent dies first must not
+/// get to act on it (keepalived's VRRP process is sent SIGTERM when its parent dies, and would say goodbye with a
+/// priority-0 advert).
 pub fn kill_processes_in(namespaces: &[Identity]) {
     if namespaces.is_empty() {
         return;
@@ -409,11 +412,52 @@ pub fn kill_processes_in(namespaces: &[Identity]) {
         if victims.is_empty() || Instant::now() > deadline {
             return;
         }
-        for pid in victims {
-            let _ = kill_if_in(pid, namespaces);
+        for pid in &victims {
+            let _ = signal_if_in(*pid, namespaces, Signal::SIGSTOP);
+        }
+        // A stop is taken when the process next runs, after any lower-numbered signal already pending: wait until
+        // each has stopped, or a SIGTERM its parent's death queues would be handled first.
+        let stopping = Instant::now();
+        while victims.iter().any(|pid| running(*pid)) && stopping.elapsed() < Duration::from_millis(200) {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        // Children before their parents: a parent that dies first orphans its process group, and the kernel then
+        // continues the group's stopped members (SIGCONT), which would run before their own SIGKILL is queued.
+        let mut victims = victims;
+        victims.sort_by_key(|pid| std::cmp::Reverse(depth(*pid)));
+        for pid in &victims {
+            let _ = signal_if_in(*pid, namespaces, Signal::SIGKILL);
         }
         std::thread::sleep(Duration::from_millis(2));
     }
+}
+
+/// How many ancestors `pid` has (at most 64 are counted).
+fn depth(pid: i32) -> usize {
+    let parent = |pid: i32| -> Option<i32> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+    };
+    let (mut depth, mut current) = (0, pid);
+    while let Some(next) = parent(current).filter(|p| *p > 1) {
+        depth += 1;
+        current = next;
+        if depth == 64 {
+            break;
+        }
+    }
+    depth
+}
+
+/// Whether `pid` is a process that is not stopped (nor gone).
+fn running(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    !matches!(state, None | Some("T" | "t" | "Z" | "X"))
 }
 
 /// Processes (not zombies: those have released their namespaces) whose network namespace is one of `namespaces`.
@@ -432,12 +476,12 @@ fn in_namespaces(pid: i32, namespaces: &[Identity]) -> bool {
     Identity::of(Path::new(&format!("/proc/{pid}/ns/net"))).is_ok_and(|id| namespaces.contains(&id))
 }
 
-/// Sends SIGKILL to `pid` through a pidfd, after checking that the process the pidfd names lives in one of
+/// Sends `signal` to `pid` through a pidfd, after checking that the process the pidfd names lives in one of
 /// `namespaces` (the pid may have been reused since it was listed).
-fn kill_if_in(pid: i32, namespaces: &[Identity]) -> io::Result<()> {
+fn signal_if_in(pid: i32, namespaces: &[Identity], signal: Signal) -> io::Result<()> {
     let pidfd = Pidfd::open(pid)?;
     if !in_namespaces(pid, namespaces) {
         return Ok(());
     }
-    pidfd.signal(Signal::SIGKILL)
+    pidfd.signal(signal)
 }

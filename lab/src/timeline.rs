@@ -20,7 +20,7 @@ pub struct Timeline {
 }
 
 /// How to render a stable snapshot.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SnapshotStyle {
     /// Named durations, shortest first: each event is labelled with the first one its delay fits under.
     pub figures: Vec<(String, Duration)>,
@@ -42,6 +42,9 @@ pub struct SnapshotStyle {
     /// How a daemon's own structured event reads in the snapshot, `None` to leave it out: the timeline does not
     /// know any daemon's fields, the caller does (for vrrpd's state changes: `vrrp::state_change_text` in the tests).
     pub daemon_text: fn(&DaemonEvent) -> Option<String>,
+    /// Events the snapshot leaves out besides those it always does: a daemon's start-up banner names its version
+    /// and pids, which no snapshot should pin.
+    pub hides: std::sync::Arc<dyn Fn(&Event) -> bool + Send + Sync>,
 }
 
 /// A daemon's structured event, as [`SnapshotStyle::daemon_text`] sees it.
@@ -55,6 +58,11 @@ pub struct DaemonEvent<'a> {
 /// Leaves every daemon event out of a snapshot: the wire and the daemons' output lines tell the story.
 pub fn no_daemon_text(_: &DaemonEvent) -> Option<String> {
     None
+}
+
+/// Hides nothing more than a snapshot always does.
+pub fn hides_nothing() -> std::sync::Arc<dyn Fn(&Event) -> bool + Send + Sync> {
+    std::sync::Arc::new(|_| false)
 }
 
 impl Timeline {
@@ -118,7 +126,10 @@ impl Timeline {
             if style.since_ns.is_some_and(|since| event.at_ns < since) {
                 continue;
             }
-            let Some(text) = snapshot_text(event, style.daemon_text) else {
+            if (style.hides)(event) {
+                continue;
+            }
+            let Some(text) = snapshot_text(event, style) else {
                 continue;
             };
             let text = style
@@ -266,7 +277,7 @@ fn label(delay: Duration, style: &SnapshotStyle, coarse: bool) -> String {
 
 /// What a snapshot shows of an event, without numbers that change from run to run; `None` hides it (advert
 /// counters and other per-packet daemon events: the wire shows the packets themselves).
-fn snapshot_text(event: &Event, daemon_text: fn(&DaemonEvent) -> Option<String>) -> Option<String> {
+fn snapshot_text(event: &Event, style: &SnapshotStyle) -> Option<String> {
     let host = event.host.as_deref().unwrap_or("lab");
     Some(match &event.kind {
         EventKind::LabUp { .. } => "---- lab up".into(),
@@ -286,7 +297,7 @@ fn snapshot_text(event: &Event, daemon_text: fn(&DaemonEvent) -> Option<String>)
             }
             format!("{host}/{service} | {line}")
         }
-        EventKind::Daemon { service, kind, detail } => daemon_text(&DaemonEvent {
+        EventKind::Daemon { service, kind, detail } => (style.daemon_text)(&DaemonEvent {
             host,
             service,
             kind,
@@ -349,6 +360,7 @@ mod tests {
             since_ns: None,
             until_ns: None,
             daemon_text: no_daemon_text,
+            hides: hides_nothing(),
         }
     }
 
