@@ -1,5 +1,7 @@
-//! Up+down time of the seed's network (vlan-vrrp.toml: its hosts with the VRRP agents, no Redis) and of flat 100- and 1000-host topologies, each next to a plain iproute2
-//! shell script doing the same work in the same run. Run as root: `scripts/bench-up` (or `cargo bench --bench up_down`).
+//! Up+down time of the seed's network (vlan-vrrp.toml: its hosts with the VRRP agents, no Redis) and of flat 100-
+//! and 1000-host topologies, each next to the same topology with hosts that share the machine's filesystem (what
+//! the hosts' own /run, /tmp, /etc and /var cost) and to a plain iproute2 shell script doing the network's work, in
+//! the same run. Run as root: `scripts/bench-up` (or `cargo bench --bench up_down`).
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -41,23 +43,25 @@ fn main() {
         ]
     };
     println!(
-        "{:<26} {:>10} {:>10} {:>10} {:>14} {:>11} {:>13}",
-        "topology", "lab up", "lab down", "up+down", "back-to-back", "iproute2", "iproute2/lab"
+        "{:<26} {:>10} {:>10} {:>10} {:>14} {:>11} {:>13} {:>11} {:>12} {:>14}",
+        "topology",
+        "lab up",
+        "lab down",
+        "up+down",
+        "back-to-back",
+        "iproute2",
+        "iproute2/lab",
+        "shared fs",
+        "own/shared",
+        "fs per host"
     );
     for (label, topology, lab_runs, script_runs) in cases {
-        let mut up = Vec::new();
-        let mut down = Vec::new();
-        for _ in 0..lab_runs {
-            let topology = topology.clone().renamed(&unique_name("bench")).unwrap();
-            let started = Instant::now();
-            let lab = Lab::up(&topology).unwrap();
-            up.push(started.elapsed());
-            let started = Instant::now();
-            lab.down().unwrap();
-            down.push(started.elapsed());
-            // The kernel frees deleted namespaces in the background; let it finish so runs do not overlap.
-            std::thread::sleep(SETTLE);
+        let (up, down) = up_and_down(&topology, lab_runs);
+        let mut shared = topology.clone();
+        for host in &mut shared.hosts {
+            host.filesystem.shared = true;
         }
+        let (shared_up, shared_down) = up_and_down(&shared, lab_runs);
         // Back to back, the next build also waits for the kernel to free the previous lab's namespaces.
         let started = Instant::now();
         for _ in 0..lab_runs {
@@ -76,18 +80,41 @@ fn main() {
             script.push(started.elapsed());
             std::thread::sleep(SETTLE);
         }
-        let (up, down, script) = (median(up), median(down), median(script));
+        let script = median(script);
         let total = up + down;
+        let shared_total = shared_up + shared_down;
+        let per_host = total.saturating_sub(shared_total) / topology.hosts.len() as u32;
         println!(
-            "{label:<26} {:>10} {:>10} {:>10} {:>14} {:>11} {:>12.1}x",
+            "{label:<26} {:>10} {:>10} {:>10} {:>14} {:>11} {:>12.1}x {:>11} {:>11.2}x {:>11.0} us",
             ms(up),
             ms(down),
             ms(total),
             ms(cycle),
             ms(script),
-            script.as_secs_f64() / total.as_secs_f64()
+            script.as_secs_f64() / total.as_secs_f64(),
+            ms(shared_total),
+            total.as_secs_f64() / shared_total.as_secs_f64(),
+            per_host.as_secs_f64() * 1e6
         );
     }
+}
+
+/// The median `Lab::up` and `Lab::down` times of `runs` labs of `topology`, one at a time.
+fn up_and_down(topology: &Topology, runs: usize) -> (Duration, Duration) {
+    let mut up = Vec::new();
+    let mut down = Vec::new();
+    for _ in 0..runs {
+        let topology = topology.clone().renamed(&unique_name("bench")).unwrap();
+        let started = Instant::now();
+        let lab = Lab::up(&topology).unwrap();
+        up.push(started.elapsed());
+        let started = Instant::now();
+        lab.down().unwrap();
+        down.push(started.elapsed());
+        // The kernel frees deleted namespaces in the background; let it finish so runs do not overlap.
+        std::thread::sleep(SETTLE);
+    }
+    (median(up), median(down))
 }
 
 const SETTLE: Duration = Duration::from_millis(500);

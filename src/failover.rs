@@ -58,6 +58,9 @@ pub struct Scenario {
     pub backup_priority: u8,
     /// The snapshot shows only the VIP's gratuitous ARPs.
     pub only_vip_arps: bool,
+    /// The services whose output and events the snapshot shows (all when `None`): a whole stack's Redis servers and
+    /// Sentinels tell another story than the VIP's.
+    pub shown_services: Option<&'static [&'static str]>,
     /// When the first fault was injected: snapshots start there (the start is the first scenario's snapshot).
     first_fault_ns: Option<u64>,
     _configs: Option<ConfigDirectory>,
@@ -119,6 +122,7 @@ impl Scenario {
             vip: vip.to_string(),
             backup_priority,
             only_vip_arps: false,
+            shown_services: None,
             first_fault_ns: None,
             _configs: None,
         }
@@ -244,6 +248,18 @@ impl Scenario {
 
     /// The timeline so far (from the first fault on, if there was one), as the snapshot shows it.
     pub fn snapshot(&self) -> String {
+        self.snapshot_with(vec![
+            ("Skew_Time".into(), self.vrrp.skew(self.backup_priority)),
+            ("advert_int".into(), self.vrrp.interval),
+            (
+                "Master_Down_Interval".into(),
+                self.vrrp.master_down(self.backup_priority),
+            ),
+        ])
+    }
+
+    /// [`Scenario::snapshot`] with other figures (shortest first) to label the delays.
+    pub fn snapshot_with(&self, figures: Vec<(String, Duration)>) -> String {
         let margin = self.margin();
         let style = SnapshotStyle {
             figures: vec![
@@ -332,14 +348,17 @@ impl Scenario {
         }
     }
 
-    /// What the snapshot leaves out: keepalived's banner, and, with `only_vip_arps`, gratuitous ARPs for anything but
-    /// the VIP (keepalived announces its host's own address as it starts, at a moment no protocol figure fixes).
+    /// What the snapshot leaves out: keepalived's banner, the services not shown, and, with `only_vip_arps`,
+    /// gratuitous ARPs for anything but the VIP (keepalived announces its host's own address as it starts, at a
+    /// moment no protocol figure fixes).
     fn hidden(&self) -> std::sync::Arc<dyn Fn(&Event) -> bool + Send + Sync> {
-        let (vip, only_vip_arps) = (self.vip.clone(), self.only_vip_arps);
+        let (vip, only_vip_arps, shown) = (self.vip.clone(), self.only_vip_arps, self.shown_services);
+        let hidden_service = move |service: &str| shown.is_some_and(|shown| !shown.contains(&service));
         std::sync::Arc::new(move |event: &Event| match &event.kind {
             EventKind::ServiceOutput { service, line, .. } => {
-                !protocol_line(service, lab::timeline::without_console_date(line))
+                hidden_service(service) || !protocol_line(service, lab::timeline::without_console_date(line))
             }
+            EventKind::Daemon { service, .. } => hidden_service(service),
             EventKind::Arp {
                 gratuitous: true,
                 sender_ip,

@@ -32,6 +32,7 @@ invalid!(
     syntax_error,
     unknown_field,
     bad_values,
+    host_files,
 );
 
 #[test]

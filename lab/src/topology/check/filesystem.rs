@@ -218,7 +218,6 @@ impl Checker<'_> {
                         return None;
                     }
                 };
-                let path = path.canonicalize().unwrap_or(path);
                 if template {
                     let Ok(text) = String::from_utf8(text) else {
                         self.report(
@@ -235,7 +234,7 @@ impl Checker<'_> {
                         self.report_in(&path, &text, offset, &field("source"), why);
                     }
                 }
-                Some(FileContent::Source(path))
+                Some(FileContent::Source(path.canonicalize().unwrap_or(path)))
             }
             (None, Some(text)) => {
                 if template {
@@ -269,13 +268,14 @@ impl Checker<'_> {
         match parsed.filter(|m| *m <= 0o7777) {
             Some(mode) => Some(mode),
             None => {
+                let written = match mode.get_ref() {
+                    toml::Value::Integer(n) => format!("0o{n:o}"),
+                    other => other.to_string(),
+                };
                 self.report(
                     mode.span(),
                     field,
-                    format!(
-                        "mode {} is not a file mode: write it in octal, as 0o640 or \"0640\"",
-                        mode.get_ref()
-                    ),
+                    format!("mode {written} is not a file mode: write it in octal, as 0o640 or \"0640\""),
                 );
                 None
             }
