@@ -262,14 +262,7 @@ impl Scenario {
     pub fn snapshot_with(&self, figures: Vec<(String, Duration)>) -> String {
         let margin = self.margin();
         let style = SnapshotStyle {
-            figures: vec![
-                ("Skew_Time".into(), self.vrrp.skew(self.backup_priority)),
-                ("advert_int".into(), self.vrrp.interval),
-                (
-                    "Master_Down_Interval".into(),
-                    self.vrrp.master_down(self.backup_priority),
-                ),
-            ],
+            figures,
             margin,
             together: margin / 2,
             period: self.vrrp.interval,
