@@ -176,7 +176,7 @@ fn nginx_stop_and_start() {
         "web1 noticed nginx's stop after {:?}",
         since(stopped, fault)
     );
-    let took_over = entering(
+    entering(
         &scenario,
         "web2",
         "MASTER",
@@ -196,7 +196,7 @@ fn nginx_stop_and_start() {
         started,
         Duration::from_secs(1) + vrrp.slack() * 2,
     );
-    let master = entering(
+    entering(
         &scenario,
         "web1",
         "MASTER",
@@ -260,7 +260,7 @@ fn reboot_of_the_master() {
     scenario.mid_phase(address("web1"));
     let rebooted = scenario.fault("web1", "reboot 1");
     let took_over = scenario.wait_vip("web2", rebooted, vrrp.master_down(BACKUP_PRIORITY) + vrrp.slack());
-    let master = entering(
+    entering(
         &scenario,
         "web1",
         "MASTER",

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::names::{EtcPaths, HostFsPaths, LabPaths};
 use crate::topology::placeholders::Facts;
-use crate::topology::{FileContent, Host, PlacedFile, Topology, VarSeed};
+use crate::topology::{FileContent, Filesystem, Host, PlacedFile, Topology, VarSeed};
 
 /// One directory (or file) of the machine shown at `target` in the host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,7 +71,11 @@ impl View {
             }
             show(&paths.run_dir(), &paths.run_dir(), false);
             show(&paths.hosts_dir(), &paths.empty_dir(), true);
-            if filesystem.is_private(topology_dir) {
+            // Strictly below one of the host's own directories: a topology in /tmp itself leaves the host's /tmp its
+            // own (its files are then not seen in hosts).
+            let covered = filesystem.is_private(topology_dir)
+                && !Filesystem::AREAS.iter().any(|area| topology_dir == Path::new(area));
+            if covered {
                 show(topology_dir, topology_dir, false);
             }
         }
@@ -154,24 +158,49 @@ fn machine_path(mounts: &[ViewMount], path: &Path) -> PathBuf {
 /// directory under /run...): they vanish with /run and /tmp at a reboot, so this runs before every process starts.
 /// Only inside the lab's run directory: a mount point that would be made anywhere else must exist already.
 pub fn make_mount_points(view: &View, paths: &LabPaths) -> io::Result<()> {
+    let hosts = paths.hosts_dir();
     for (i, mount) in view.mounts.iter().enumerate() {
         let place = machine_path(&view.mounts[..i], &mount.target);
-        if place == mount.target || !paths.owns(&place) || std::fs::symlink_metadata(&place).is_ok() {
+        let Ok(inside) = place.strip_prefix(&hosts) else {
+            continue;
+        };
+        if place == mount.target || !paths.owns(&place) {
             continue;
         }
-        if std::fs::metadata(&mount.source).is_ok_and(|m| m.is_dir()) {
-            std::fs::DirBuilder::new().recursive(true).mode(0o755).create(&place)?;
-        } else {
-            if let Some(parent) = place.parent() {
-                std::fs::DirBuilder::new().recursive(true).mode(0o755).create(parent)?;
+        let is_dir = std::fs::metadata(&mount.source).is_ok_and(|m| m.is_dir());
+        make_beneath(&hosts, inside, is_dir)
+            .map_err(|e| io::Error::new(e.kind(), format!("mount point {}: {e}", place.display())))?;
+    }
+    Ok(())
+}
+
+/// Makes `inside` (a relative path) beneath the directory `base`, one component at a time from a descriptor of the
+/// one before, never following a symbolic link: what a host's processes put in their /tmp or /run cannot lead the
+/// lab (root, on the machine) anywhere else. The last component is a directory, or an empty file if `dir` is false.
+fn make_beneath(base: &Path, inside: &Path, dir: bool) -> io::Result<()> {
+    use nix::fcntl::{openat, OFlag};
+    use nix::sys::stat::{mkdirat, Mode};
+    let directory = OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_RDONLY;
+    let mut at: std::os::fd::OwnedFd = openat(nix::fcntl::AT_FDCWD, base, directory, Mode::empty())?;
+    let components: Vec<&std::ffi::OsStr> = inside.iter().collect();
+    for (n, name) in components.iter().enumerate() {
+        let last = n + 1 == components.len();
+        if last && !dir {
+            // One that exists is left alone (opening it to write would copy the machine's file up into the layer).
+            let flags = nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW;
+            if nix::sys::stat::fstatat(&at, *name, flags).is_ok() {
+                return Ok(());
             }
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&place)?;
+            let file = OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+            openat(&at, *name, file, Mode::from_bits_truncate(0o644))?;
+            return Ok(());
         }
+        match mkdirat(&at, *name, Mode::from_bits_truncate(0o755)) {
+            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+            Err(e) => return Err(e.into()),
+        }
+        // A symbolic link in the way makes this fail (ELOOP, ENOTDIR) rather than be followed.
+        at = openat(&at, *name, directory, Mode::empty())?;
     }
     Ok(())
 }
@@ -198,13 +227,13 @@ pub fn build_host(host: &Host, fs: &HostFsPaths, view: &View, facts: &Facts) -> 
         return Err(io::Error::other("the lab's paths are needed to build a host"));
     };
     if !host.filesystem.shared {
-        let dir = |path: &Path, mode: u32| -> io::Result<()> {
-            std::fs::DirBuilder::new().recursive(true).mode(mode).create(path)?;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        };
+        // The run directory is root's alone (0700) and the lab sets no umask: 0755 is what these are made with.
+        let dir = |path: &Path| std::fs::DirBuilder::new().mode(0o755).create(path);
+        dir(&fs.root)?;
+        dir(fs.etc_upper.parent().expect("the layers' directory"))?;
         for path in [
-            &fs.root,
             &fs.run,
+            &fs.tmp,
             &fs.etc,
             &fs.etc_upper,
             &fs.etc_work,
@@ -212,26 +241,28 @@ pub fn build_host(host: &Host, fs: &HostFsPaths, view: &View, facts: &Facts) -> 
             &fs.var_upper,
             &fs.var_work,
         ] {
-            dir(path, 0o755)?;
+            dir(path)?;
         }
-        dir(&fs.tmp, 0o1777)?;
+        std::fs::set_permissions(&fs.tmp, std::fs::Permissions::from_mode(0o1777))?;
+        if !host.filesystem.private.is_empty() {
+            dir(&fs.private)?;
+        }
         for n in 0..host.filesystem.private.len() {
-            dir(&fs.private_dir(n), 0o755)?;
+            dir(&fs.private_dir(n))?;
         }
+        // Straight into the upper layer before it is mounted: the host's own /etc/hostname, with no copy-up.
+        let mut hostname = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(fs.etc_upper.join("hostname"))?;
+        hostname.write_all(format!("{}\n", host.hostname).as_bytes())?;
         let var_lower = match host.filesystem.var {
             VarSeed::Empty => paths.var_skeleton(),
             VarSeed::Machine => PathBuf::from("/var"),
         };
         overlay(Path::new("/etc"), &fs.etc_upper, &fs.etc_work, &fs.etc)?;
         overlay(&var_lower, &fs.var_upper, &fs.var_work, &fs.var)?;
-        place(
-            view,
-            paths,
-            Path::new("/etc/hostname"),
-            format!("{}\n", host.hostname).as_bytes(),
-            0o644,
-            (0, 0),
-        )?;
     }
     for file in &host.files {
         place_file(file, view, facts, paths)?;

@@ -217,13 +217,14 @@ impl LabPaths {
 
     /// The machine's directories under /var, none of their files: the lower layer of the hosts' /var.
     pub fn var_skeleton(&self) -> PathBuf {
-        self.run_dir().join("var-skeleton")
+        // Inside the hosts' directory, which no host sees: a host could not write into another's lower layer.
+        self.hosts_dir().join(".var-skeleton")
     }
 
     /// An empty directory, shown read-only over [`LabPaths::hosts_dir`] inside hosts so that none sees another's
     /// files.
     pub fn empty_dir(&self) -> PathBuf {
-        self.run_dir().join("empty")
+        self.hosts_dir().join(".empty")
     }
 
     /// Where the hosts file every host's /etc/netns directory links is written first, on file systems that cannot

@@ -205,6 +205,8 @@ impl RunningService {
             child = match self.spawn() {
                 Ok(child) => child,
                 Err(e) => {
+                    // No restart is coming any more: the service has ended.
+                    run.restarts = u32::MAX;
                     self.events.push(
                         Some(&self.host),
                         EventKind::ServiceOutput {
@@ -277,15 +279,16 @@ impl RunningService {
         guard.exit
     }
 
-    /// Whether the service has exited with a failure its restart policy will start it again after.
-    fn restart_coming(&self) -> bool {
+    /// How the service ended, if it has and its restart policy will not start it again (read under one lock, so a
+    /// restart in between is never taken for an end).
+    fn ended(&self) -> Option<ExitStatus> {
         let run = self.lock();
-        match (self.spec.restart, run.exit) {
-            (Restart::OnFailure { limit }, Some(status)) => {
-                !run.held && status != ExitStatus::Code(0) && run.restarts < limit
-            }
-            _ => false,
-        }
+        let status = run.exit?;
+        let restart_coming = match self.spec.restart {
+            Restart::OnFailure { limit } => !run.held && status != ExitStatus::Code(0) && run.restarts < limit,
+            Restart::No => false,
+        };
+        (!restart_coming).then_some(status)
     }
 
     /// Waits for the service's readiness check; a service without one is ready once started (see
@@ -303,10 +306,8 @@ impl RunningService {
             if cancelled() {
                 return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"));
             }
-            if let Some(status) = self.exit_status() {
-                if !self.restart_coming() {
-                    return Err(self.failed_to_start(&format!("exited before it was ready: {status}")));
-                }
+            if let Some(status) = self.ended() {
+                return Err(self.failed_to_start(&format!("exited before it was ready: {status}")));
             }
             // A restarted run's readiness line counts from its own start.
             let output_from = self.lock().output_from;
@@ -358,12 +359,12 @@ impl RunningService {
         }
         let started = self.lock().started;
         std::thread::sleep((started + self.spec.settle).saturating_duration_since(Instant::now()));
-        match self.exit_status() {
-            Some(status) if !self.restart_coming() => Err(self.failed_to_start(&format!(
+        match self.ended() {
+            Some(status) => Err(self.failed_to_start(&format!(
                 "exited while the lab was starting ({status}, within its settle time of {:?})",
                 self.spec.settle
             ))),
-            _ => Ok(()),
+            None => Ok(()),
         }
     }
 

@@ -161,7 +161,7 @@ www = "10.0.0.100"
 [[hosts]]
 name = "web1"
 hostname = "www1"
-interfaces = [{ segment = "lan", address = "10.0.0.11" }, { name = "eth1", segment = "lan", address = "10.0.0.12/25" }]
+interfaces = [{ segment = "lan", address = "10.0.0.11" }, { name = "eth1", segment = "lan", address = "10.0.0.12/24" }]
 [[hosts]]
 name = "web2"
 interfaces = [{ segment = "lan", address = "10.0.0.21" }]
@@ -181,7 +181,7 @@ interfaces = [{ segment = "lan", address = "10.0.0.21" }]
                     {ip:www} {dir} {run} {tls} ${VAR} {unknown} {address:bad name} {";
         assert_eq!(
             facts.expand(text).unwrap(),
-            "server { listen 10.0.0.11:80; } # web1 www1 10.0.0.12/25 10.0.0.21 10.0.0.100 /srv/lab /run/lab/t \
+            "server { listen 10.0.0.11:80; } # web1 www1 10.0.0.12/24 10.0.0.21 10.0.0.100 /srv/lab /run/lab/t \
              /run/lab/t/tls ${VAR} {unknown} {address:bad name} {"
         );
         assert_eq!(
@@ -192,7 +192,7 @@ interfaces = [{ segment = "lan", address = "10.0.0.21" }]
                     "`nowhere` is not a name of this lab (a host, a hostname, an alias or an entry of [names])".into()
                 ),
                 (17, "host web1 has no interface `eth7`".into()),
-                (33, "`{host}` takes no argument (`:x`)".into()),
+                (32, "`{host}` takes no argument (`:x`)".into()),
                 (
                     42,
                     "`{ip}` needs a name: `{ip:NAME}`, NAME a host or an entry of [names]".into()

@@ -145,6 +145,7 @@ impl Checker<'_> {
                 let field = format!("hosts[{h}].services[{s}].argv");
                 let problems: Vec<String> = (raw_service.argv.get_ref().iter())
                     .chain(raw_service.env.values())
+                    .chain(raw_service.cwd.iter())
                     .flat_map(|text| facts.problems(text))
                     .map(|(_, why)| why)
                     .collect();
