@@ -194,7 +194,7 @@ interfaces = [{ segment = "lan", address = "10.0.0.21" }]
                 (17, "host web1 has no interface `eth7`".into()),
                 (32, "`{host}` takes no argument (`:x`)".into()),
                 (
-                    42,
+                    41,
                     "`{ip}` needs a name: `{ip:NAME}`, NAME a host or an entry of [names]".into()
                 ),
             ]
