@@ -71,12 +71,15 @@ impl View {
             }
             show(&paths.run_dir(), &paths.run_dir(), false);
             show(&paths.hosts_dir(), &paths.empty_dir(), true);
-            // Strictly below one of the host's own directories: a topology in /tmp itself leaves the host's /tmp its
-            // own (its files are then not seen in hosts).
-            let covered = filesystem.is_private(topology_dir)
-                && !Filesystem::AREAS.iter().any(|area| topology_dir == Path::new(area));
-            if covered {
-                show(topology_dir, topology_dir, false);
+            // The directories the lab was started from stay visible at their own paths when they lie strictly below
+            // one of the host's own directories (a checkout in /tmp, say): the topology's, the current one, the
+            // lab's own executable's and the search path's, where services' programs are found.
+            for dir in machine_dirs_in_use(topology_dir) {
+                let covered =
+                    filesystem.is_private(&dir) && !Filesystem::AREAS.iter().any(|area| dir == Path::new(area));
+                if covered {
+                    show(&dir, &dir, false);
+                }
             }
         }
         if !host.files.iter().any(|f| f.path == Path::new("/etc/hosts")) {
@@ -139,6 +142,28 @@ impl View {
         }
         Ok(self.machine_path(&resolved))
     }
+}
+
+/// The topology's directory, the current directory, the lab's executable's and the PATH's, outermost only.
+fn machine_dirs_in_use(topology_dir: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = vec![topology_dir.to_path_buf()];
+    dirs.extend(std::env::current_dir().ok());
+    dirs.extend(
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(Path::to_path_buf)),
+    );
+    dirs.extend(std::env::var_os("PATH").iter().flat_map(std::env::split_paths));
+    let mut dirs: Vec<PathBuf> = dirs
+        .into_iter()
+        .filter(|d| d.is_absolute() && d.is_dir())
+        .filter_map(|d| d.canonicalize().ok())
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    let all = dirs.clone();
+    dirs.retain(|d| !all.iter().any(|outer| outer != d && d.starts_with(outer)));
+    dirs
 }
 
 fn machine_path(mounts: &[ViewMount], path: &Path) -> PathBuf {
