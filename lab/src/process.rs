@@ -47,7 +47,9 @@ struct Machine {
 struct PreparedMount {
     source: CString,
     target: CString,
-    read_only: bool,
+    /// For a read-only mount: the flags of the remount that makes it so, with those of the mount it shows (a
+    /// remount without nosuid, nodev or noexec would drop them).
+    read_only: Option<MsFlags>,
 }
 
 impl HostCommand {
@@ -149,10 +151,26 @@ fn prepare_mounts(view: &View, paths: &LabPaths) -> io::Result<Vec<PreparedMount
             Ok(PreparedMount {
                 source: cstring(&mount.source.to_string_lossy())?,
                 target: cstring(&mount.target.to_string_lossy())?,
-                read_only: mount.read_only,
+                read_only: mount.read_only.then(|| read_only_remount(&mount.source)).transpose()?,
             })
         })
         .collect()
+}
+
+fn read_only_remount(source: &Path) -> io::Result<MsFlags> {
+    use nix::sys::statvfs::{statvfs, FsFlags};
+    let kept = statvfs(source)?.flags();
+    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    for (statvfs_flag, mount_flag) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+    ] {
+        if kept.contains(statvfs_flag) {
+            flags |= mount_flag;
+        }
+    }
+    Ok(flags)
 }
 
 /// `/proc/self/fd/<fd>` as a C string in `buffer`, without allocating.
@@ -215,8 +233,7 @@ fn enter_host(netns_fd: &OwnedFd, entering: &mut Entering) -> io::Result<()> {
         let mut buffer = [0u8; 32];
         let source = proc_fd_path(*fd, &mut buffer);
         mount(Some(source), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)?;
-        if step.read_only {
-            let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+        if let Some(flags) = step.read_only {
             mount(None::<&str>, target, None::<&str>, flags, None::<&str>)?;
         }
     }

@@ -14,6 +14,7 @@ fn lab_topology(name: &str, hosts: &str, extra: &[(&str, &str)]) -> (Topology, P
     let dir = std::env::temp_dir().join(format!("{name}.d"));
     std::fs::create_dir_all(&dir).unwrap();
     for (file, text) in extra {
+        std::fs::create_dir_all(dir.join(file).parent().unwrap()).unwrap();
         std::fs::write(dir.join(file), text).unwrap();
     }
     let text = format!(
@@ -280,6 +281,49 @@ ready = { file = "/run/daemon.pid" }
     let pid = lab.service("a", "daemon").unwrap().pid();
     assert_eq!(sh(&lab, "a", "cat /run/daemon.pid"), format!("{pid}\n"));
     assert!(!Path::new("/run/daemon.pid").exists());
+    lab.down().unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn private_directories_and_binds_are_the_topologys() {
+    let name = unique("fsbind");
+    let hosts = r#"
+[[hosts]]
+name = "a"
+interfaces = [{ segment = "lan", address = "10.9.0.1" }]
+filesystem = { private = ["/srv", "/etc/app"], binds = [{ source = "www", target = "/var/www/html", read_only = true }, { source = "data", target = "/opt" }] }
+[[hosts]]
+name = "b"
+interfaces = [{ segment = "lan", address = "10.9.0.2" }]
+"#;
+    let extra = [("www/index.html", "from the machine\n"), ("data/.keep", "")];
+    let (topology, dir) = lab_topology(&name, hosts, &extra);
+    let lab = Lab::up(&topology).unwrap();
+    // A read-only bind: readable, not writable, even by root.
+    assert_eq!(sh(&lab, "a", "cat /var/www/html/index.html"), "from the machine\n");
+    assert_eq!(
+        sh(
+            &lab,
+            "a",
+            "echo x > /var/www/html/new 2>/dev/null && echo wrote || echo refused"
+        ),
+        "refused\n"
+    );
+    // A writable bind writes the machine's directory.
+    sh(&lab, "a", "echo a > /opt/out");
+    assert_eq!(std::fs::read_to_string(dir.join("data/out")).unwrap(), "a\n");
+    // Private directories start empty, are a's own, and /srv hides the machine's.
+    sh(&lab, "a", "echo a > /srv/mine; echo a > /etc/app/mine");
+    assert_eq!(
+        sh(
+            &lab,
+            "b",
+            "ls -A /etc/app 2>/dev/null; test -e /srv/mine && echo seen || echo unseen"
+        ),
+        "unseen\n"
+    );
+    assert!(!Path::new("/srv/mine").exists());
     lab.down().unwrap();
     std::fs::remove_dir_all(dir).unwrap();
 }
