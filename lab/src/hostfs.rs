@@ -40,11 +40,30 @@ pub struct View {
     pub mounts: Vec<ViewMount>,
 }
 
+/// What a view depends on in the machine the lab runs on, read once per plan rather than once per host.
+#[derive(Debug, Clone)]
+pub struct MachineLayout {
+    /// /var/run is the usual symbolic link to /run.
+    var_run_is_link: bool,
+    /// The directories the lab was started from: the topology's, the current one, the lab's executable's and the
+    /// search path's (outermost only, resolved).
+    dirs_in_use: Vec<PathBuf>,
+}
+
+impl MachineLayout {
+    pub fn read(topology_dir: &Path) -> MachineLayout {
+        MachineLayout {
+            var_run_is_link: std::fs::symlink_metadata("/var/run").is_ok_and(|m| m.file_type().is_symlink()),
+            dirs_in_use: machine_dirs_in_use(topology_dir),
+        }
+    }
+}
+
 impl View {
     /// The view of `host`: its own directories, the topology's private directories and binds, the lab's run
-    /// directory and topology directory at their own paths (so `{run}`, `{tls}` and `{dir}` work inside), and the
-    /// lab's /etc/hosts unless the topology places one.
-    pub fn of(host: &Host, fs: &HostFsPaths, paths: &LabPaths, etc: &EtcPaths, topology_dir: &Path) -> View {
+    /// directory and the directories the lab was started from at their own paths (so `{run}`, `{tls}`, `{dir}` and
+    /// programs found on the search path work inside), and the lab's /etc/hosts unless the topology places one.
+    pub fn of(host: &Host, fs: &HostFsPaths, paths: &LabPaths, etc: &EtcPaths, machine: &MachineLayout) -> View {
         let mut view = View::default();
         let mut show = |target: &Path, source: &Path, read_only: bool| {
             view.mounts.push(ViewMount {
@@ -60,7 +79,7 @@ impl View {
             show(Path::new("/tmp"), &fs.tmp, false);
             show(Path::new("/run"), &fs.run, false);
             // A machine whose /var/run is not the usual link to /run.
-            if !std::fs::symlink_metadata("/var/run").is_ok_and(|m| m.file_type().is_symlink()) {
+            if !machine.var_run_is_link {
                 show(Path::new("/var/run"), &fs.run, false);
             }
             for (n, dir) in filesystem.private.iter().enumerate() {
@@ -74,11 +93,11 @@ impl View {
             // The directories the lab was started from stay visible at their own paths when they lie strictly below
             // one of the host's own directories (a checkout in /tmp, say): the topology's, the current one, the
             // lab's own executable's and the search path's, where services' programs are found.
-            for dir in machine_dirs_in_use(topology_dir) {
+            for dir in &machine.dirs_in_use {
                 let covered =
-                    filesystem.is_private(&dir) && !Filesystem::AREAS.iter().any(|area| dir == Path::new(area));
+                    filesystem.is_private(dir) && !Filesystem::AREAS.iter().any(|area| dir == Path::new(area));
                 if covered {
-                    show(&dir, &dir, false);
+                    show(dir, dir, false);
                 }
             }
         }

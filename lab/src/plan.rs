@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use crate::hostfs::View;
+use crate::hostfs::{MachineLayout, View};
 use crate::names::{self, EtcPaths, HostFsPaths, LabPaths, NameError, NamespacePaths, SWITCH_HOST};
 use crate::topology::Topology;
 
@@ -74,7 +74,7 @@ impl Plan {
             })
             .collect();
         let mut next_port_index = FIRST_INDEX + segments.len() as u32;
-        let topology_dir = topology.directory();
+        let machine = MachineLayout::read(&topology.directory());
         let mut hosts = Vec::with_capacity(topology.hosts.len());
         for host in &topology.hosts {
             names::check_host(&host.name)?;
@@ -110,7 +110,7 @@ impl Plan {
             hosts.push(HostPlan {
                 name: host.name.clone(),
                 namespace: paths.namespace(&host.name),
-                view: View::of(host, &fs, &paths, &etc, &topology_dir),
+                view: View::of(host, &fs, &paths, &etc, &machine),
                 etc,
                 fs,
                 interfaces,
