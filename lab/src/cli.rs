@@ -86,8 +86,12 @@ enum Verb {
     /// Print a lab's merged timeline: kernel, wire, daemons, probes and faults, in time order.
     Timeline {
         lab: String,
-        /// One JSON object per line.
-        #[arg(long)]
+        /// text (default), json (one object per line), or perfetto (a Chrome/Perfetto trace: open it in
+        /// ui.perfetto.dev).
+        #[arg(long, value_enum, default_value_t = TimelineFormat::Text)]
+        format: TimelineFormat,
+        /// The same as `--format json`.
+        #[arg(long, conflicts_with = "format")]
         json: bool,
         /// Keep printing new events until interrupted.
         #[arg(short, long)]
@@ -145,7 +149,12 @@ pub fn main() -> ExitCode {
         Verb::Status { lab, json } => status(lab.as_deref(), json),
         Verb::Exec { lab, host, command } => exec(&lab, &host, command),
         Verb::Fault { lab, hosts, fault } => fault_command(&lab, &hosts, fault),
-        Verb::Timeline { lab, json, follow } => timeline(&lab, json, follow),
+        Verb::Timeline {
+            lab,
+            format,
+            json,
+            follow,
+        } => timeline(&lab, if json { TimelineFormat::Json } else { format }, follow),
         Verb::Capture {
             lab,
             segment,
@@ -478,7 +487,19 @@ fn fault_command(lab: &str, hosts: &str, fault: Fault) -> anyhow::Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-fn timeline(lab: &str, json: bool, follow: bool) -> anyhow::Result<ExitCode> {
+/// How `lab timeline` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TimelineFormat {
+    Text,
+    Json,
+    Perfetto,
+}
+
+fn timeline(lab: &str, format: TimelineFormat, follow: bool) -> anyhow::Result<ExitCode> {
+    if follow && format == TimelineFormat::Perfetto {
+        anyhow::bail!("a Perfetto trace is one document: --follow prints text or JSON lines");
+    }
+    let json = format == TimelineFormat::Json;
     let client = connect(lab)?;
     let mut out = io::stdout().lock();
     if !follow {
@@ -489,7 +510,11 @@ fn timeline(lab: &str, json: bool, follow: bool) -> anyhow::Result<ExitCode> {
         })?;
         report_missed(missed);
         let timeline = crate::timeline::Timeline::new(events);
-        let text = if json { timeline.json_lines() } else { timeline.text() };
+        let text = match format {
+            TimelineFormat::Text => timeline.text(),
+            TimelineFormat::Json => timeline.json_lines(),
+            TimelineFormat::Perfetto => timeline.perfetto(),
+        };
         out.write_all(text.as_bytes())?;
         return Ok(ExitCode::SUCCESS);
     }

@@ -16,6 +16,7 @@ pub mod lab;
 pub mod names;
 pub mod net;
 pub mod observe;
+pub mod perfetto;
 pub mod pidfd;
 pub mod plan;
 pub mod process;
