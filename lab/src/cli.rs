@@ -83,6 +83,14 @@ enum Verb {
         #[command(subcommand)]
         fault: Fault,
     },
+    /// Draw a topology (a file, or a lab that is up): segments, hosts, addresses, services and extra names.
+    Graph {
+        /// A topology file (found as `lab up` finds it) or the name of a lab that is up.
+        topology: String,
+        /// mermaid (default), dot (Graphviz), or svg (drawn here, no Graphviz needed).
+        #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
+        format: GraphFormat,
+    },
     /// Print a lab's merged timeline: kernel, wire, daemons, probes and faults, in time order.
     Timeline {
         lab: String,
@@ -149,6 +157,7 @@ pub fn main() -> ExitCode {
         Verb::Status { lab, json } => status(lab.as_deref(), json),
         Verb::Exec { lab, host, command } => exec(&lab, &host, command),
         Verb::Fault { lab, hosts, fault } => fault_command(&lab, &hosts, fault),
+        Verb::Graph { topology, format } => graph(&topology, format),
         Verb::Timeline {
             lab,
             format,
@@ -484,6 +493,34 @@ fn fault_command(lab: &str, hosts: &str, fault: Fault) -> anyhow::Result<ExitCod
     let hosts = hosts.split(',').map(str::to_string).collect();
     let reply = connect(lab)?.request(Action::Fault { hosts, fault }, None)?;
     control::done(reply)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `lab graph` draws in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GraphFormat {
+    Mermaid,
+    Dot,
+    Svg,
+}
+
+fn graph(argument: &str, format: GraphFormat) -> anyhow::Result<ExitCode> {
+    let topology = match search::find(Path::new(argument)) {
+        Ok(file) => Topology::load(&file).map_err(LabError::from)?,
+        // A lab that is up: the topology file it was built from, under the lab's name.
+        Err(not_found) => {
+            let paths = LabPaths::new(argument).map_err(|_| anyhow::Error::msg(not_found))?;
+            let state = LabState::load(&paths).map_err(|e| anyhow::anyhow!("lab {argument}: {e}"))?;
+            let topology = Topology::load(&state.topology).map_err(LabError::from)?;
+            topology.renamed(&state.name).map_err(LabError::from)?
+        }
+    };
+    let text = match format {
+        GraphFormat::Mermaid => crate::graph::mermaid(&topology),
+        GraphFormat::Dot => crate::graph::dot(&topology),
+        GraphFormat::Svg => crate::graph::svg(&topology),
+    };
+    io::stdout().lock().write_all(text.as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }
 

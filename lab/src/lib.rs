@@ -11,6 +11,7 @@ pub mod cli;
 pub mod control;
 pub mod events;
 pub mod fault;
+pub mod graph;
 pub mod hostfs;
 pub mod lab;
 pub mod names;
