@@ -58,6 +58,8 @@ pub struct Scenario {
     pub backup_priority: u8,
     /// The snapshot shows only the VIP's gratuitous ARPs.
     pub only_vip_arps: bool,
+    /// The least slack of the snapshot's figures: 50 ms, more for stacks whose daemons take longer to start.
+    pub margin_floor: Duration,
     /// The services whose output and events the snapshot shows (all when `None`): a whole stack's Redis servers and
     /// Sentinels tell another story than the VIP's.
     pub shown_services: Option<&'static [&'static str]>,
@@ -122,6 +124,7 @@ impl Scenario {
             vip: vip.to_string(),
             backup_priority,
             only_vip_arps: false,
+            margin_floor: Duration::from_millis(50),
             shown_services: None,
             first_fault_ns: None,
             _configs: None,
@@ -240,10 +243,10 @@ impl Scenario {
             .collect()
     }
 
-    /// The snapshot's slack on every figure: a tenth of the interval, and never under 50 ms (starting a process or
-    /// waking a thread on a machine running every scenario at once can take tens of milliseconds).
+    /// The snapshot's slack on every figure: a tenth of the interval, and never under `margin_floor` (starting a
+    /// process or waking a thread on a machine running every scenario at once can take tens of milliseconds).
     pub fn margin(&self) -> Duration {
-        (self.vrrp.interval / 10).max(Duration::from_millis(50))
+        (self.vrrp.interval / 10).max(self.margin_floor)
     }
 
     /// The timeline so far (from the first fault on, if there was one), as the snapshot shows it.
