@@ -48,8 +48,8 @@ fn web(prefix: &str) -> Scenario {
     scenario
 }
 
-fn snapshot(name: &str, scenario: &Scenario) {
-    let text = scenario.snapshot();
+/// `text`, a snapshot of the scenario's timeline, compared with tests/snapshots/web__NAME.snap.
+fn snapshot(name: &str, text: String) {
     insta::with_settings!({ snapshot_path => "snapshots", prepend_module_to_snapshot => false }, {
         insta::assert_snapshot!(format!("web__{name}"), text);
     });
@@ -156,10 +156,7 @@ fn side_by_side() {
     // The order of events without figures: a snapshot counts the time after "lab up" from the lab's first event,
     // and how long two nginx and two keepalived take to start on a busy machine is no protocol figure. The code
     // above holds web1's election to its Master_Down_Interval.
-    let text = scenario.snapshot_with(Vec::new());
-    insta::with_settings!({ snapshot_path => "snapshots", prepend_module_to_snapshot => false }, {
-        insta::assert_snapshot!("web__1_start", text);
-    });
+    snapshot("1_start", scenario.snapshot_with(Vec::new()));
     scenario.finish();
 }
 
@@ -210,7 +207,7 @@ fn nginx_stop_and_start() {
     assert!(!scenario.holds_vip("web2"), "web2 kept the VIP after web1 preempted");
     assert_eq!(served_by(&scenario), "web1");
     takeover_settles(&scenario, "web1", backup);
-    snapshot("2_nginx_stop_and_start", &scenario);
+    snapshot("2_nginx_stop_and_start", scenario.snapshot());
     scenario.finish();
 }
 
@@ -238,7 +235,7 @@ fn crash_of_the_master() {
     scenario.wait_vip("web2", crash, vrrp.master_down(BACKUP_PRIORITY) + vrrp.slack());
     assert_eq!(served_by(&scenario), "web2");
     takeover_settles(&scenario, "web2", crash);
-    snapshot("3_crash", &scenario);
+    snapshot("3_crash", scenario.snapshot());
     scenario.finish();
 }
 
@@ -298,10 +295,7 @@ fn reboot_of_the_master() {
             vrrp.master_down(BACKUP_PRIORITY) + vrrp.interval,
         ),
     ];
-    let text = scenario.snapshot_with(figures);
-    insta::with_settings!({ snapshot_path => "snapshots", prepend_module_to_snapshot => false }, {
-        insta::assert_snapshot!("web__4_reboot", text);
-    });
+    snapshot("4_reboot", scenario.snapshot_with(figures));
     scenario.finish();
 }
 
@@ -388,7 +382,7 @@ fn seed_with_keepalived() {
         since(rebooted, took_over),
         since(took_over, back)
     );
-    snapshot("5_seed_reboot", &scenario);
+    snapshot("5_seed_reboot", scenario.snapshot());
     scenario.finish();
 }
 

@@ -365,6 +365,29 @@ impl EventLog {
     }
 }
 
+/// Events for the renderings' tests.
+#[cfg(test)]
+pub(crate) mod samples {
+    use super::{Event, EventKind, Stream};
+
+    pub(crate) fn event(at_ms: u64, host: &str, kind: EventKind) -> Event {
+        Event {
+            at_ns: at_ms * 1_000_000,
+            host: Some(host.into()),
+            kind,
+        }
+    }
+
+    /// A line vrrpd wrote.
+    pub(crate) fn output(line: &str) -> EventKind {
+        EventKind::ServiceOutput {
+            service: "vrrpd".into(),
+            stream: Stream::Stderr,
+            line: line.into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -213,7 +213,7 @@ impl Lab {
             }
         }
         names.push((self.paths().run_dir().display().to_string(), "{run}".into()));
-        names.push((self.topology.directory().display().to_string(), "{dir}".into()));
+        names.push((self.plan.topology_dir.display().to_string(), "{dir}".into()));
         names.push((self.topology.name.clone(), "LAB".into()));
         Ok(names)
     }
@@ -445,9 +445,8 @@ impl Lab {
     /// Every host's own filesystem, and the files the topology places into them.
     fn build_filesystems(&self) -> io::Result<()> {
         crate::hostfs::build_lab(&self.topology, &self.plan.paths)?;
-        let dir = self.topology.directory();
         for (host, host_plan) in self.topology.hosts.iter().zip(&self.plan.hosts) {
-            let facts = self.facts(host, &dir);
+            let facts = self.facts(host);
             crate::hostfs::build_host(host, &host_plan.fs, &host_plan.view, &facts)
                 .map_err(|e| io::Error::new(e.kind(), format!("host {}: {e}", host.name)))?;
         }
@@ -455,11 +454,11 @@ impl Lab {
     }
 
     /// What the placeholders of `host`'s services and files stand for.
-    fn facts<'a>(&'a self, host: &'a crate::topology::Host, dir: &'a Path) -> Facts<'a> {
+    fn facts<'a>(&'a self, host: &'a crate::topology::Host) -> Facts<'a> {
         Facts {
             topology: &self.topology,
             host,
-            dir,
+            dir: &self.plan.topology_dir,
             paths: Some(&self.plan.paths),
         }
     }
@@ -511,7 +510,6 @@ impl Lab {
     /// a readiness check are still running after their settle time.
     fn start_services(&mut self, cancel: &Cancel) -> Result<(), LabError> {
         let topology = self.topology.clone();
-        let topology_dir = topology.directory();
         for (host, host_plan) in topology.hosts.iter().zip(self.plan.hosts.clone()) {
             if host.services.is_empty() {
                 continue;
@@ -522,7 +520,7 @@ impl Lab {
                 if cancel.is_cancelled() {
                     return Err(LabError::Interrupted(topology.name.clone()));
                 }
-                let spec = &spec.with_placeholders(&self.facts(host, &topology_dir));
+                let spec = &spec.with_placeholders(&self.facts(host));
                 let service = RunningService::start(&host.name, spec, &identity, &service_plan.log, &self.events)?;
                 let ready = service.wait_ready(&host_plan.namespace.mount, &self.events, &|| cancel.is_cancelled());
                 self.services.push(service);

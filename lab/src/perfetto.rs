@@ -215,23 +215,8 @@ fn vrrp_state(line: &str) -> Option<(&str, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::{ExitStatus, Stream};
-
-    fn event(at_ms: u64, host: &str, kind: EventKind) -> Event {
-        Event {
-            at_ns: at_ms * 1_000_000,
-            host: Some(host.into()),
-            kind,
-        }
-    }
-
-    fn line(text: &str) -> EventKind {
-        EventKind::ServiceOutput {
-            service: "vrrpd".into(),
-            stream: Stream::Stderr,
-            line: text.into(),
-        }
-    }
+    use crate::events::samples::{event, output as line};
+    use crate::events::ExitStatus;
 
     #[test]
     fn states_outages_and_addresses_are_spans_and_faults_instants() {

@@ -15,6 +15,8 @@ pub const FIRST_INDEX: u32 = 2;
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub paths: LabPaths,
+    /// The topology file's directory, resolved: what `{dir}` stands for.
+    pub topology_dir: PathBuf,
     /// The namespace holding every bridge.
     pub switch: NamespacePaths,
     pub segments: Vec<SegmentPlan>,
@@ -74,7 +76,8 @@ impl Plan {
             })
             .collect();
         let mut next_port_index = FIRST_INDEX + segments.len() as u32;
-        let machine = MachineLayout::read(&topology.directory());
+        let topology_dir = topology.directory();
+        let machine = MachineLayout::read(&topology_dir);
         let mut hosts = Vec::with_capacity(topology.hosts.len());
         for host in &topology.hosts {
             names::check_host(&host.name)?;
@@ -119,6 +122,7 @@ impl Plan {
         }
         Ok(Plan {
             switch: paths.namespace(SWITCH_HOST),
+            topology_dir,
             paths,
             segments,
             hosts,

@@ -44,6 +44,18 @@ struct Run {
     held: bool,
 }
 
+impl Run {
+    /// Whether the process has exited with a failure that `policy` starts it again after.
+    fn restart_coming(&self, policy: Restart) -> bool {
+        match (policy, self.exit) {
+            (Restart::OnFailure { limit }, Some(status)) => {
+                !self.held && status != ExitStatus::Code(0) && self.restarts < limit
+            }
+            _ => false,
+        }
+    }
+}
+
 /// How long a failed service waits before it is started again (systemd's RestartSec default).
 const RESTART_DELAY: Duration = Duration::from_millis(100);
 
@@ -180,10 +192,7 @@ impl RunningService {
             let mut run = self.lock();
             let status: ExitStatus = child.wait().map(Into::into).unwrap_or(ExitStatus::Code(-1));
             run.exit = Some(status);
-            let restart = match self.spec.restart {
-                Restart::OnFailure { limit } => !run.held && status != ExitStatus::Code(0) && run.restarts < limit,
-                Restart::No => false,
-            };
+            let restart = run.restart_coming(self.spec.restart);
             drop(run);
             self.run.1.notify_all();
             self.events.push(
@@ -284,11 +293,7 @@ impl RunningService {
     fn ended(&self) -> Option<ExitStatus> {
         let run = self.lock();
         let status = run.exit?;
-        let restart_coming = match self.spec.restart {
-            Restart::OnFailure { limit } => !run.held && status != ExitStatus::Code(0) && run.restarts < limit,
-            Restart::No => false,
-        };
-        (!restart_coming).then_some(status)
+        (!run.restart_coming(self.spec.restart)).then_some(status)
     }
 
     /// Waits for the service's readiness check; a service without one is ready once started (see

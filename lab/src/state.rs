@@ -254,14 +254,26 @@ pub fn recorded_instance(paths: &LabPaths) -> Option<String> {
 /// When a live process started (clock ticks after boot), or `None` if there is no such process or it has exited
 /// (a zombie has released everything; it just has not been reaped).
 pub fn process_started(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: the fields that follow start after the last `)`.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    if fields.first() == Some(&"Z") {
+    let fields = stat_fields(pid as i32)?;
+    if fields.first().map(String::as_str) == Some("Z") {
         return None;
     }
-    // Field 22 of proc(5); the first field after the name is field 3.
+    // Field 22 of proc(5).
     fields.get(19)?.parse().ok()
+}
+
+/// The fields of /proc/<pid>/stat after the command name, from field 3 of proc(5) (the state) on; `None` if there
+/// is no such process.
+pub fn stat_fields(pid: i32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: the fields that follow start after the last `)`.
+    Some(
+        stat.rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .map(str::to_string)
+            .collect(),
+    )
 }
 
 /// Whether `pid` is a live process.

@@ -434,10 +434,8 @@ pub fn kill_processes_in(namespaces: &[Identity]) {
 
 /// How many ancestors `pid` has (at most 64 are counted).
 fn depth(pid: i32) -> usize {
-    let parent = |pid: i32| -> Option<i32> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
-    };
+    // Field 4 of proc(5), the parent's pid.
+    let parent = |pid: i32| -> Option<i32> { crate::state::stat_fields(pid)?.get(1)?.parse().ok() };
     let (mut depth, mut current) = (0, pid);
     while let Some(next) = parent(current).filter(|p| *p > 1) {
         depth += 1;
@@ -451,13 +449,8 @@ fn depth(pid: i32) -> usize {
 
 /// Whether `pid` is a process that is not stopped (nor gone).
 fn running(pid: i32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    let state = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().next());
-    !matches!(state, None | Some("T" | "t" | "Z" | "X"))
+    let state = crate::state::stat_fields(pid).and_then(|fields| fields.into_iter().next());
+    !matches!(state.as_deref(), None | Some("T" | "t" | "Z" | "X"))
 }
 
 /// Processes (not zombies: those have released their namespaces) whose network namespace is one of `namespaces`.

@@ -329,22 +329,7 @@ pub fn without_console_date(line: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn event(at_ms: u64, host: &str, kind: EventKind) -> Event {
-        Event {
-            at_ns: at_ms * 1_000_000,
-            host: Some(host.into()),
-            kind,
-        }
-    }
-
-    fn output(line: &str) -> EventKind {
-        EventKind::ServiceOutput {
-            service: "vrrpd".into(),
-            stream: crate::events::Stream::Stderr,
-            line: line.into(),
-        }
-    }
+    use crate::events::samples::{event, output};
 
     fn style() -> SnapshotStyle {
         SnapshotStyle {

@@ -26,6 +26,11 @@ fn lab_topology(name: &str, hosts: &str, extra: &[(&str, &str)]) -> (Topology, P
     (topology, dir)
 }
 
+/// Host `a` at 10.9.0.1 with `more` (its services) after it.
+fn host_a_with(more: &str) -> String {
+    format!("[[hosts]]\nname = \"a\"\ninterfaces = [{{ segment = \"lan\", address = \"10.9.0.1\" }}]\n{more}")
+}
+
 const TWO_HOSTS: &str = r#"
 [[hosts]]
 name = "a"
@@ -204,17 +209,15 @@ argv = ["sh", "-c", "echo starting; echo 'daemon is already running' >&2; exit 3
 fn restart_on_failure_starts_a_service_again_up_to_its_limit() {
     let name = unique("fsrest");
     // Fails twice (counting its runs in its host's /var/lib), then stays up.
-    let hosts = r#"
-[[hosts]]
-name = "a"
-interfaces = [{ segment = "lan", address = "10.9.0.1" }]
-[[hosts.services]]
+    let hosts = host_a_with(
+        r#"[[hosts.services]]
 name = "flaky"
 argv = ["sh", "-c", "n=$(cat /var/lib/runs 2>/dev/null || echo 0); echo $((n+1)) > /var/lib/runs; [ $n -ge 2 ] || exit 1; exec sleep 1000"]
 restart = "on-failure"
 restart_limit = 3
-"#;
-    let (topology, dir) = lab_topology(&name, hosts, &[]);
+"#,
+    );
+    let (topology, dir) = lab_topology(&name, &hosts, &[]);
     let mut lab = Lab::up(&topology).unwrap();
     let restarts = |lab: &Lab| -> Vec<u32> {
         lab.timeline()
@@ -245,17 +248,15 @@ restart_limit = 3
 
     // Past its limit, a service that keeps failing fails the lab's start.
     let name = unique("fsrest");
-    let hosts = r#"
-[[hosts]]
-name = "a"
-interfaces = [{ segment = "lan", address = "10.9.0.1" }]
-[[hosts.services]]
+    let hosts = host_a_with(
+        r#"[[hosts.services]]
 name = "broken"
 argv = ["sh", "-c", "echo broken; exit 1"]
 restart = "on-failure"
 restart_limit = 2
-"#;
-    let (topology, dir) = lab_topology(&name, hosts, &[]);
+"#,
+    );
+    let (topology, dir) = lab_topology(&name, &hosts, &[]);
     let error = Lab::up(&topology).err().expect("the lab came up").to_string();
     assert!(
         error.contains("service a/broken exited while the lab was starting (exit code 1"),
@@ -267,16 +268,14 @@ restart_limit = 2
 #[test]
 fn a_file_readiness_check_looks_in_the_hosts_own_run() {
     let name = unique("fsready");
-    let hosts = r#"
-[[hosts]]
-name = "a"
-interfaces = [{ segment = "lan", address = "10.9.0.1" }]
-[[hosts.services]]
+    let hosts = host_a_with(
+        r#"[[hosts.services]]
 name = "daemon"
 argv = ["sh", "-c", "sleep 0.2; echo $$ > /run/daemon.pid; exec sleep 1000"]
 ready = { file = "/run/daemon.pid" }
-"#;
-    let (topology, dir) = lab_topology(&name, hosts, &[]);
+"#,
+    );
+    let (topology, dir) = lab_topology(&name, &hosts, &[]);
     let lab = Lab::up(&topology).unwrap();
     let pid = lab.service("a", "daemon").unwrap().pid();
     assert_eq!(sh(&lab, "a", "cat /run/daemon.pid"), format!("{pid}\n"));
@@ -288,17 +287,15 @@ ready = { file = "/run/daemon.pid" }
 #[test]
 fn private_directories_and_binds_are_the_topologys() {
     let name = unique("fsbind");
-    let hosts = r#"
-[[hosts]]
-name = "a"
-interfaces = [{ segment = "lan", address = "10.9.0.1" }]
-filesystem = { private = ["/srv", "/etc/app"], binds = [{ source = "www", target = "/var/www/html", read_only = true }, { source = "data", target = "/opt" }] }
+    let hosts = host_a_with(
+        r#"filesystem = { private = ["/srv", "/etc/app"], binds = [{ source = "www", target = "/var/www/html", read_only = true }, { source = "data", target = "/opt" }] }
 [[hosts]]
 name = "b"
 interfaces = [{ segment = "lan", address = "10.9.0.2" }]
-"#;
+"#,
+    );
     let extra = [("www/index.html", "from the machine\n"), ("data/.keep", "")];
-    let (topology, dir) = lab_topology(&name, hosts, &extra);
+    let (topology, dir) = lab_topology(&name, &hosts, &extra);
     let lab = Lab::up(&topology).unwrap();
     // A read-only bind: readable, not writable, even by root.
     assert_eq!(sh(&lab, "a", "cat /var/www/html/index.html"), "from the machine\n");
