@@ -41,7 +41,7 @@ pub fn keep(paths: &LabPaths, lab: &str, timeline: &Timeline) -> io::Result<()> 
 }
 
 /// Writes a file, replacing a regular file of that name but never following a symlink.
-fn write_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()

@@ -91,6 +91,38 @@ enum Verb {
         #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
         format: GraphFormat,
     },
+    /// Run scenario files: each in a lab of its own, in parallel; exit 0 when all pass, 1 when one fails, 2 for a
+    /// bad scenario file (every problem is listed before any lab is built).
+    Test {
+        /// Scenario files, or directories whose `*.toml` files are scenarios.
+        #[arg(required = true)]
+        scenarios: Vec<PathBuf>,
+        /// How many scenarios run at once (they mostly wait on protocol timers); all of them by default.
+        #[arg(short, long)]
+        jobs: Option<usize>,
+        /// Accept snapshots that are new or differ: write them instead of failing.
+        #[arg(long)]
+        update: bool,
+        /// Write the results as JUnit XML to this file.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+        /// Print each scenario's result as a JSON line instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Leave the first failed scenario's lab up (until Ctrl-C or `lab down`) and say how to enter it.
+        #[arg(long)]
+        keep_on_failure: bool,
+        /// Where each scenario's timeline, pcaps, logs and report.html go (a directory per scenario).
+        #[arg(long, value_name = "DIR", default_value = "lab-test-results")]
+        artifacts: PathBuf,
+    },
+    /// Write the report of a lab that is up: its timeline as a swimlane chart, one self-contained HTML file.
+    Report {
+        lab: String,
+        /// The output file, `-` for standard output.
+        #[arg(short, long, default_value = "report.html")]
+        output: PathBuf,
+    },
     /// Print a lab's merged timeline: kernel, wire, daemons, probes and faults, in time order.
     Timeline {
         lab: String,
@@ -164,6 +196,24 @@ pub fn main() -> ExitCode {
             json,
             follow,
         } => timeline(&lab, if json { TimelineFormat::Json } else { format }, follow),
+        Verb::Test {
+            scenarios,
+            jobs,
+            update,
+            junit,
+            json,
+            keep_on_failure,
+            artifacts,
+        } => crate::cli_test::test(crate::cli_test::TestArguments {
+            scenarios,
+            jobs,
+            update,
+            junit,
+            json,
+            keep_on_failure,
+            artifacts,
+        }),
+        Verb::Report { lab, output } => report(&lab, &output),
         Verb::Capture {
             lab,
             segment,
@@ -521,6 +571,34 @@ fn graph(argument: &str, format: GraphFormat) -> anyhow::Result<ExitCode> {
         GraphFormat::Svg => crate::graph::svg(&topology),
     };
     io::stdout().lock().write_all(text.as_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn report(lab: &str, output: &Path) -> anyhow::Result<ExitCode> {
+    let paths = LabPaths::new(lab).map_err(LabError::Name)?;
+    let state = LabState::load(&paths).map_err(|e| anyhow::anyhow!("lab {lab}: {e}"))?;
+    let topology = Topology::load(&state.topology).map_err(LabError::from)?;
+    let client = connect(lab)?;
+    let mut events = Vec::new();
+    let missed = client.timeline(false, |event| {
+        events.push(event);
+        true
+    })?;
+    report_missed(missed);
+    let timeline = crate::timeline::Timeline::new(events);
+    let report = crate::report::Report {
+        title: format!("lab {lab}"),
+        timeline: &timeline,
+        topology: &topology,
+        steps: None,
+    };
+    let html = report.html();
+    if output == Path::new("-") {
+        io::stdout().lock().write_all(html.as_bytes())?;
+    } else {
+        std::fs::write(output, html).map_err(|e| anyhow::anyhow!("{}: {e}", output.display()))?;
+        eprintln!("report of lab {lab} written to {}", output.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -453,6 +453,15 @@ impl Lab {
         Ok(())
     }
 
+    /// What placeholders stand for in `host` (`{address}`, `{tls}`, ...), for commands run there.
+    pub fn placeholder_facts(&self, host: &str) -> io::Result<Facts<'_>> {
+        let host = self
+            .topology
+            .host(host)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no host `{host}`")))?;
+        Ok(self.facts(host))
+    }
+
     /// What the placeholders of `host`'s services and files stand for.
     fn facts<'a>(&'a self, host: &'a crate::topology::Host) -> Facts<'a> {
         Facts {

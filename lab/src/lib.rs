@@ -8,12 +8,14 @@
 
 pub mod artifacts;
 pub mod cli;
+mod cli_test;
 pub mod control;
 pub mod events;
 pub mod fault;
 pub mod graph;
 pub mod hostfs;
 pub mod lab;
+pub mod lanes;
 pub mod names;
 pub mod net;
 pub mod observe;
@@ -21,6 +23,8 @@ pub mod perfetto;
 pub mod pidfd;
 pub mod plan;
 pub mod process;
+pub mod report;
+pub mod scenario;
 pub mod service;
 pub mod state;
 pub mod supervisor;

@@ -51,16 +51,16 @@ impl std::error::Error for TopologyError {}
 
 /// Collects the problems of one topology; the checks (in [`super::check`]) keep going after a problem, so that a
 /// single run reports them all.
-pub(super) struct Checker<'a> {
+pub(crate) struct Checker<'a> {
     /// The topology text the spans point into; empty when there is none (a renamed topology), and then problems
     /// carry no line or column.
     text: &'a str,
-    pub(super) file: String,
-    pub(super) problems: Vec<Problem>,
+    pub(crate) file: String,
+    pub(crate) problems: Vec<Problem>,
 }
 
 impl<'a> Checker<'a> {
-    pub(super) fn new(text: &'a str, file: String) -> Checker<'a> {
+    pub(crate) fn new(text: &'a str, file: String) -> Checker<'a> {
         Checker {
             text,
             file,
@@ -70,7 +70,7 @@ impl<'a> Checker<'a> {
 }
 
 impl Checker<'_> {
-    pub(super) fn report(&mut self, span: Range<usize>, field: &str, message: impl Into<String>) {
+    pub(crate) fn report(&mut self, span: Range<usize>, field: &str, message: impl Into<String>) {
         let (line, column) = if self.text.is_empty() {
             (0, 0)
         } else {
@@ -87,7 +87,7 @@ impl Checker<'_> {
 
     /// A problem in another file the topology names (a file it places into a host), at a byte offset of `text`,
     /// that file's content.
-    pub(super) fn report_in(
+    pub(crate) fn report_in(
         &mut self,
         file: &Path,
         text: &str,
@@ -106,12 +106,12 @@ impl Checker<'_> {
     }
 
     /// The directory of the topology file, against which it names other files.
-    pub(super) fn directory(&self) -> PathBuf {
+    pub(crate) fn directory(&self) -> PathBuf {
         let parent = Path::new(&self.file).parent().filter(|p| !p.as_os_str().is_empty());
         parent.unwrap_or(Path::new(".")).to_path_buf()
     }
 
-    pub(super) fn finish(self) -> TopologyError {
+    pub(crate) fn finish(self) -> TopologyError {
         TopologyError {
             problems: self.problems,
         }

@@ -22,7 +22,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 mod check;
-mod diagnostics;
+pub(crate) mod diagnostics;
 pub mod placeholders;
 mod raw;
 pub mod search;
