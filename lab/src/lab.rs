@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags};
 
 use crate::events::{EventKind, EventLog, ExitStatus};
@@ -281,6 +282,21 @@ impl Lab {
             .interfaces
             .iter()
             .map(|i| (i.name.clone(), i.address, i.prefix))
+            .collect())
+    }
+
+    /// The IPv4 addresses `host`'s kernel has now, on any interface (the topology's and those daemons added).
+    pub fn kernel_addresses(&self, host: &str) -> io::Result<Vec<Ipv4Addr>> {
+        self.ensure_current()?;
+        let namespace = self.state.open_namespace(&self.plan.paths, host)?;
+        let messages = netns::run_in_file(namespace, || Netlink::open()?.addresses())?;
+        Ok(messages
+            .into_iter()
+            .flat_map(|m| m.attributes)
+            .filter_map(|a| match a {
+                AddressAttribute::Local(std::net::IpAddr::V4(address)) => Some(address),
+                _ => None,
+            })
             .collect())
     }
 

@@ -13,8 +13,20 @@ pub(super) struct RawScenario {
     /// Added to deadlines that say `+ slack`; an expression without `slack` itself.
     pub(super) slack: Option<Spanned<String>>,
     pub(super) snapshot: Option<RawSnapshotSettings>,
+    /// Services of the topology run differently in this scenario (another configuration file).
+    #[serde(default, rename = "override")]
+    pub(super) overrides: Vec<Spanned<RawOverride>>,
     #[serde(default)]
     pub(super) steps: Vec<Spanned<RawStep>>,
+}
+
+/// `[[override]] host = "haproxy1", service = "vrrpd", argv = [...]`: `{dir}` is the scenario's directory.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOverride {
+    pub(super) host: Spanned<String>,
+    pub(super) service: Spanned<String>,
+    pub(super) argv: Vec<String>,
 }
 
 #[derive(Deserialize)]

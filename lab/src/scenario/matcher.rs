@@ -79,6 +79,8 @@ pub struct Matcher {
     fields: BTreeMap<String, Value>,
     state: Option<String>,
     log: Option<Regex>,
+    /// MAC fields that name a host: its MAC is known once the lab is up (see [`Matcher::with_macs`]).
+    mac_of_host: Vec<(String, String)>,
     /// The text the scenario wrote, for messages.
     pub text: String,
 }
@@ -94,6 +96,7 @@ impl Matcher {
         let mut fields = BTreeMap::new();
         let mut state = None;
         let mut log = None;
+        let mut mac_of_host = Vec::new();
         for (key, value) in table {
             let mut problem = |message: String| problems.push((key.clone(), message));
             match key.as_str() {
@@ -118,6 +121,9 @@ impl Matcher {
                     }
                     _ => problem(format!("`{value}` is not a host of topology `{}`", topology.name)),
                 },
+                "mac" | "sender_mac" if value.as_str().is_some_and(|v| topology.host(v).is_some()) => {
+                    mac_of_host.push((key.clone(), value.as_str().unwrap_or_default().to_string()));
+                }
                 _ if FIELD_NAMES.contains(&key.as_str()) => match wanted_value(key, value, topology) {
                     Ok(value) => {
                         fields.insert(key.clone(), value);
@@ -141,8 +147,20 @@ impl Matcher {
             fields,
             state,
             log,
+            mac_of_host,
             text: toml::Value::Table(table.clone()).to_string().replace('\n', " "),
         })
+    }
+
+    /// The matcher with the MACs of the hosts it names filled in (`sender_mac = "haproxy1"`).
+    pub fn with_macs(&self, mac_of: impl Fn(&str) -> Option<String>) -> Result<Matcher, String> {
+        let mut bound = self.clone();
+        for (key, host) in self.mac_of_host.iter() {
+            let mac = mac_of(host).ok_or_else(|| format!("no MAC for host `{host}`"))?;
+            bound.fields.insert(key.clone(), Value::from(mac));
+        }
+        bound.mac_of_host.clear();
+        Ok(bound)
     }
 
     pub fn matches(&self, event: &Event) -> bool {

@@ -62,8 +62,9 @@ pub struct Step {
     /// One line saying what the step does, as the file says it.
     pub label: String,
     pub name: Option<String>,
-    /// The moment the step measures from: a named step, `start`, or (when `None`) the last fault or wait.
-    pub after: Option<String>,
+    /// The moment the step measures from: a named step (or `start`, `up`) and a delay after it (`elected + 5s`);
+    /// when `None`, the last fault's or found event's moment.
+    pub after: Option<(String, Duration)>,
     pub action: Action,
 }
 
@@ -182,13 +183,20 @@ pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
         }
     };
     let topology_path = topology_file(&checker.directory(), raw.topology.get_ref());
-    let topology = match topology_path.and_then(|p| Topology::load(&p).map_err(|e| e.to_string())) {
+    let mut topology = match topology_path.and_then(|p| Topology::load(&p).map_err(|e| e.to_string())) {
         Ok(topology) => topology,
         Err(why) => {
             checker.report(raw.topology.span(), "topology", why);
             return Err(checker.finish());
         }
     };
+    let directory = checker.directory();
+    let directory = directory.canonicalize().unwrap_or(directory);
+    for (i, replacement) in raw.overrides.iter().enumerate() {
+        if let Err((span, why)) = apply_override(&mut topology, replacement.get_ref(), &directory) {
+            checker.report(span, &format!("override[{i}]"), why);
+        }
+    }
     let (figures, figure_problems) = Figures::of(&topology);
     let mut check = Check {
         checker,
@@ -196,7 +204,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
         figures: &figures,
         figure_problems,
         slack: None,
-        marks: vec!["start".to_string()],
+        marks: vec!["start".to_string(), "up".to_string()],
     };
     let slack = match &raw.slack {
         Some(text) => check.expression(text, "slack").map(|e| e.value).unwrap_or_default(),
@@ -229,6 +237,42 @@ pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
         snapshot,
         steps,
     })
+}
+
+/// Runs a service of the topology with other arguments; `{dir}` in them is the scenario's directory, which every
+/// host is shown at its own path.
+fn apply_override(
+    topology: &mut Topology,
+    replacement: &file::RawOverride,
+    directory: &Path,
+) -> Result<(), (Range<usize>, String)> {
+    let host_name = replacement.host.get_ref();
+    let Some(host) = topology.hosts.iter_mut().find(|h| &h.name == host_name) else {
+        return Err((replacement.host.span(), format!("no host `{host_name}` in the topology")));
+    };
+    let service_name = replacement.service.get_ref();
+    let Some(service) = host.services.iter_mut().find(|s| &s.name == service_name) else {
+        return Err((
+            replacement.service.span(),
+            format!("host `{host_name}` runs no service `{service_name}`"),
+        ));
+    };
+    if replacement.argv.is_empty() {
+        return Err((replacement.service.span(), "argv is empty".into()));
+    }
+    let here = directory.display().to_string();
+    service.argv = replacement.argv.iter().map(|a| a.replace("{dir}", &here)).collect();
+    for host in topology.hosts.iter_mut() {
+        let shown = host.filesystem.binds.iter().any(|b| b.target == directory);
+        if host.filesystem.is_private(directory) && !shown {
+            host.filesystem.binds.push(crate::topology::Bind {
+                source: directory.to_path_buf(),
+                target: directory.to_path_buf(),
+                read_only: true,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The topology a scenario names: relative to the scenario's directory, else a name `lab up` would find.
@@ -308,6 +352,20 @@ impl Check<'_> {
             format!("`{}` names no earlier step (known: {known})", name.get_ref()),
         );
         None
+    }
+
+    /// `NAME` or `NAME + DURATION`.
+    fn mark_and_delay(&mut self, text: &Spanned<String>, field: &str) -> Option<(String, Duration)> {
+        let (name, delay) = match text.get_ref().split_once('+') {
+            Some((name, delay)) => (name.trim(), Some(delay.trim())),
+            None => (text.get_ref().trim(), None),
+        };
+        let mark = self.mark(&Spanned::new(text.span(), name.to_string()), field)?;
+        let delay = match delay {
+            Some(delay) => self.expression(&Spanned::new(text.span(), delay.to_string()), field)?.value,
+            None => Duration::ZERO,
+        };
+        Some((mark, delay))
     }
 
     fn matcher(&mut self, table: &Spanned<toml::Table>, field: &str) -> Option<Matcher> {
@@ -397,7 +455,7 @@ impl Check<'_> {
             }
         };
         let field = format!("{field}.{action_name}");
-        let after = raw.after.as_ref().and_then(|m| self.mark(m, &format!("{field}.after")));
+        let after = raw.after.as_ref().and_then(|m| self.mark_and_delay(m, &format!("{field}.after")));
         let action = self.action(raw, &field);
         self.check_unused(raw, action_name, &field);
         let name = raw.name.as_ref().map(|n| n.get_ref().clone());

@@ -217,18 +217,22 @@ pub struct Session<'a> {
 /// answer is written): a deadline waits this much longer for events stamped within it.
 const DELIVERY: Duration = Duration::from_millis(250);
 
+/// How long events of one moment take to arrive from the observers' threads.
+const SAME_MOMENT: Duration = Duration::from_millis(30);
+
 impl<'a> Session<'a> {
     pub fn new(lab: &'a mut Lab, scenario: &'a Scenario, update_snapshots: bool) -> Session<'a> {
-        let start = lab
-            .timeline()
+        let timeline = lab.timeline();
+        let start = timeline.events().first().map_or_else(monotonic_ns, |e| e.at_ns);
+        let up = timeline
             .events()
             .iter()
             .find(|e| matches!(e.kind, EventKind::LabUp { .. }))
-            .map_or_else(monotonic_ns, |e| e.at_ns);
+            .map_or(start, |e| e.at_ns);
         Session {
             lab,
             scenario,
-            marks: HashMap::from([("start".to_string(), start)]),
+            marks: HashMap::from([("start".to_string(), start), ("up".to_string(), up)]),
             anchor: start,
             first_fault: None,
             update_snapshots,
@@ -242,11 +246,10 @@ impl<'a> Session<'a> {
 
     /// Runs one step: what it saw, or why it failed.
     pub fn step(&mut self, step: &Step) -> Result<String, String> {
-        let from = step
-            .after
-            .as_ref()
-            .and_then(|m| self.marks.get(m).copied())
-            .unwrap_or(self.anchor);
+        let from = match &step.after {
+            Some((mark, delay)) => self.marks.get(mark).copied().unwrap_or(self.anchor) + delay.as_nanos() as u64,
+            None => self.anchor,
+        };
         let (moment, detail) = self.act(&step.action, from)?;
         if let Some(name) = &step.name {
             self.marks.insert(name.clone(), moment.unwrap_or_else(monotonic_ns));
@@ -276,12 +279,14 @@ impl<'a> Session<'a> {
                 Ok((Some(event.at_ns), format!("at {}", self.clock(event.at_ns))))
             }
             Action::Wait { matcher, within } => {
+                let matcher = &self.bound(matcher)?;
                 let deadline = from + within.value.as_nanos() as u64;
                 let timeout = Duration::from_nanos(deadline.saturating_sub(monotonic_ns())) + DELIVERY;
                 let found = self
                     .lab
                     .events()
-                    .wait_for(timeout, |e| e.at_ns >= from && matcher.matches(e));
+                    .wait_for(timeout, |e| e.at_ns >= from && matcher.matches(e))
+                    .map(|first| self.earliest(matcher, from).unwrap_or(first));
                 match found {
                     Some(event) if event.at_ns <= deadline => Ok((
                         Some(event.at_ns),
@@ -305,6 +310,7 @@ impl<'a> Session<'a> {
                 }
             }
             Action::Last { matcher, before } => {
+                let matcher = &self.bound(matcher)?;
                 let before = before.as_ref().and_then(|m| self.mark(m)).unwrap_or_else(monotonic_ns);
                 let timeline = self.lab.timeline();
                 let event = timeline
@@ -316,6 +322,7 @@ impl<'a> Session<'a> {
                 Ok((Some(event.at_ns), format!("at {}: {event}", self.clock(event.at_ns))))
             }
             Action::Absent { matcher, window } => {
+                let matcher = &self.bound(matcher)?;
                 let until = match window {
                     Some(window) => {
                         let until = from + window.value.as_nanos() as u64;
@@ -344,6 +351,7 @@ impl<'a> Session<'a> {
                 at_least,
                 at_most,
             } => {
+                let matcher = &self.bound(matcher)?;
                 let until = before.as_ref().and_then(|m| self.mark(m)).unwrap_or_else(monotonic_ns);
                 let timeline = self.lab.timeline();
                 let count = timeline.find(|e| e.at_ns >= from && e.at_ns <= until && matcher.matches(e)).count() as u32;
@@ -457,6 +465,24 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// The earliest matching event at or after `from`. Observers deliver on their own threads (a daemon's stdout
+    /// events and its log lines are two pipes), so the first match to arrive need not be the first that happened:
+    /// once one has, the others of that moment get a little time to arrive too.
+    fn earliest(&self, matcher: &super::Matcher, from: u64) -> Option<Event> {
+        std::thread::sleep(SAME_MOMENT);
+        let timeline = self.lab.timeline();
+        let found = timeline.find(|e| e.at_ns >= from && matcher.matches(e)).next().cloned();
+        found
+    }
+
+    /// `matcher` with the MACs of the hosts it names.
+    fn bound(&self, matcher: &super::Matcher) -> Result<super::Matcher, String> {
+        matcher.with_macs(|host| {
+            let interface = self.scenario.topology.host(host)?.interfaces.first()?.name.clone();
+            self.lab.mac(host, &interface).ok().map(|mac| crate::net::format_mac(&mac))
+        })
+    }
+
     /// Seconds since the lab was up, for messages.
     fn clock(&self, at_ns: u64) -> String {
         format!("+{}", seconds(at_ns.saturating_sub(self.marks["start"])))
@@ -492,8 +518,8 @@ impl<'a> Session<'a> {
     fn holders(&self, address: Ipv4Addr) -> Result<Vec<String>, String> {
         let mut holders = Vec::new();
         for host in &self.scenario.topology.hosts {
-            let addresses = self.lab.addresses(&host.name).map_err(|e| format!("{}: {e}", host.name))?;
-            if addresses.iter().any(|(_, a, _)| *a == address) {
+            let addresses = self.lab.kernel_addresses(&host.name).map_err(|e| format!("{}: {e}", host.name))?;
+            if addresses.contains(&address) {
                 holders.push(host.name.clone());
             }
         }
