@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use lab::events::monotonic_ns;
-use lab::timeline::DaemonEvent;
 use lab::{Event, EventKind, Fault, Lab, SnapshotStyle};
 
 use crate::{vrrp_topology, workspace_file};
@@ -370,38 +369,7 @@ impl Scenario {
     }
 }
 
-/// The output lines a snapshot shows: all of vrrpd's (it logs as keepalived does, without a banner), and of
-/// keepalived's those about its state, its adverts and its scripts, not its start-up banner (version, pids).
-pub fn protocol_line(service: &str, line: &str) -> bool {
-    service != "keepalived"
-        || ["Entering", "advert", "VRRP_Script(", "priority 0"]
-            .iter()
-            .any(|w| line.contains(w))
-}
-
-/// vrrpd's state changes in a snapshot (`from`, `to`, `reason`); its other events (advert counters and the like)
-/// are left out, the wire shows the packets themselves.
-pub fn vrrpd_state_change(event: &DaemonEvent) -> Option<String> {
-    if event.kind != "state" {
-        return None;
-    }
-    let field = |name: &str| {
-        event
-            .detail
-            .get(name)
-            .and_then(|v| v.as_str())
-            .unwrap_or("?")
-            .to_string()
-    };
-    Some(format!(
-        "{}/{} event: {} -> {} ({})",
-        event.host,
-        event.service,
-        field("from"),
-        field("to"),
-        field("reason")
-    ))
-}
+pub use lab::scenario::snapshot::{protocol_line, vrrpd_state_change};
 
 pub fn is_state(event: &Event, host: &str, state: &str) -> bool {
     event.host.as_deref() == Some(host)

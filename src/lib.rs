@@ -9,6 +9,7 @@ use lab::state::Identity;
 use lab::Topology;
 
 pub mod failover;
+pub mod scenarios;
 pub mod stack;
 pub mod vrrp;
 
@@ -60,6 +61,16 @@ pub fn use_workspace_binaries() {
         // Set once, before any lab of this process starts a program.
         std::env::set_var("PATH", joined);
     });
+}
+
+/// A program the workspace builds (`lab`, `vrrpd`), from the target directory this test was built in.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    use_workspace_binaries();
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>")
+        .join(name)
 }
 
 /// The seed's topology under a unique lab name.

@@ -44,7 +44,10 @@ pub fn test(arguments: TestArguments) -> anyhow::Result<ExitCode> {
     // Before any thread exists: every thread inherits the blocked mask, and Ctrl-C cancels bring-ups and ends a
     // kept lab.
     let signals = StopSignals::block()?;
-    let jobs = arguments.jobs.unwrap_or(scenarios.len()).clamp(1, scenarios.len().max(1));
+    let jobs = arguments
+        .jobs
+        .unwrap_or(scenarios.len())
+        .clamp(1, scenarios.len().max(1));
     let outcomes = run_all(&scenarios, jobs, &arguments, &signals.cancel);
     let mut kept: Option<Lab> = None;
     let mut results = Vec::new();
@@ -107,6 +110,9 @@ fn duplicate_names(scenarios: &[Scenario]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A scenario's outcome, and its lab when a failure keeps it up.
+type Played = (Outcome, Option<Lab>);
+
 fn run_all(
     scenarios: &[Scenario],
     jobs: usize,
@@ -114,7 +120,7 @@ fn run_all(
     cancel: &lab::Cancel,
 ) -> Vec<(Outcome, Option<Lab>)> {
     let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<(Outcome, Option<Lab>)>>> = Mutex::new((0..scenarios.len()).map(|_| None).collect());
+    let results: Mutex<Vec<Option<Played>>> = Mutex::new((0..scenarios.len()).map(|_| None).collect());
     let print = Mutex::new(());
     let width = scenarios.iter().map(|s| s.name.len()).max().unwrap_or(0);
     std::thread::scope(|scope| {
@@ -219,4 +225,3 @@ fn keep(lab: Lab, signals: StopSignals) -> anyhow::Result<()> {
     supervisor::supervise(lab, signals, EventSink::new(Box::new(std::io::sink()), false))?;
     Ok(())
 }
-

@@ -152,7 +152,11 @@ impl Lanes {
             self.groups[group].faults.push(mark("fault"));
             return;
         }
-        let kind = if host_name == LAB_GROUP { GroupKind::Lab } else { GroupKind::Host };
+        let kind = if host_name == LAB_GROUP {
+            GroupKind::Lab
+        } else {
+            GroupKind::Host
+        };
         let group = self.group(&host_name, kind);
         match &event.kind {
             EventKind::ServiceStarted { service, .. } | EventKind::ServiceRestarted { service, .. } => {
@@ -165,7 +169,11 @@ impl Lanes {
                 track.instants.push(mark("exited"));
                 // A daemon that is gone believes nothing: its instances' states end with it.
                 let prefix = format!("vrrp {service} ");
-                for track in self.groups[group].tracks.iter_mut().filter(|t| t.name.starts_with(&prefix)) {
+                for track in self.groups[group]
+                    .tracks
+                    .iter_mut()
+                    .filter(|t| t.name.starts_with(&prefix))
+                {
                     track.close(at, false);
                 }
             }
@@ -200,7 +208,9 @@ impl Lanes {
                     .ok()
                     .and_then(|v| v.get("event").and_then(Value::as_str).map(str::to_string))
                     .unwrap_or_else(|| "event".into());
-                self.track(group, "events", TrackKind::Events).instants.push(mark(&name));
+                self.track(group, "events", TrackKind::Events)
+                    .instants
+                    .push(mark(&name));
             }
         }
     }

@@ -25,10 +25,13 @@ impl Timeline {
             }
             for (index, track) in group.tracks.iter().enumerate() {
                 let tid = 1 + index as u32;
-                events.push(json!({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid, "args": {"name": track.name}}));
+                events.push(
+                    json!({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid, "args": {"name": track.name}}),
+                );
                 for span in &track.spans {
                     let (ts, end) = (micros(span.from_ns), micros(span.to_ns));
-                    events.push(json!({"ph": "X", "name": span.name, "pid": pid, "tid": tid, "ts": ts, "dur": end - ts}));
+                    events
+                        .push(json!({"ph": "X", "name": span.name, "pid": pid, "tid": tid, "ts": ts, "dur": end - ts}));
                 }
                 for mark in &track.instants {
                     events.push(json!({

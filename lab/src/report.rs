@@ -89,11 +89,20 @@ impl<'a> Chart<'a> {
             .host(host)
             .map(|h| h.interfaces.iter().map(|i| i.address.to_string()).collect())
             .unwrap_or_default();
-        let order = [TrackKind::Vrrp, TrackKind::Address, TrackKind::Probe, TrackKind::Service, TrackKind::Wire];
+        let order = [
+            TrackKind::Vrrp,
+            TrackKind::Address,
+            TrackKind::Probe,
+            TrackKind::Service,
+            TrackKind::Wire,
+        ];
         let mut rows = Vec::new();
         for kind in order {
             for track in tracks.iter().filter(|t| t.kind == kind) {
-                let address = track.name.strip_prefix("address ").map(|a| a.split('/').next().unwrap_or(a));
+                let address = track
+                    .name
+                    .strip_prefix("address ")
+                    .map(|a| a.split('/').next().unwrap_or(a));
                 if address.is_some_and(|a| own.iter().any(|o| o == a)) {
                     continue;
                 }
@@ -119,7 +128,10 @@ impl<'a> Chart<'a> {
                 continue;
             }
             let (class, data) = match group.kind {
-                GroupKind::Segment => ("lane segment", format!("data-segment=\"{}\"", escape(group.name.trim_start_matches("wire ")))),
+                GroupKind::Segment => (
+                    "lane segment",
+                    format!("data-segment=\"{}\"", escape(group.name.trim_start_matches("wire "))),
+                ),
                 GroupKind::Host => ("lane host", format!("data-host=\"{}\"", escape(&group.name))),
                 GroupKind::Lab => ("lane lab", String::new()),
             };
@@ -132,12 +144,19 @@ impl<'a> Chart<'a> {
                 escape(&group.name)
             );
             y += HEADER;
+            let mut marks = String::new();
             for row in rows {
-                let _ = write!(body, "<text class=\"row-name\" x=\"14\" y=\"{}\">{}</text>", y + 12.0, escape(&row.label));
-                self.row(&mut body, &group.name, row.track, y);
+                let _ = write!(
+                    body,
+                    "<text class=\"row-name\" x=\"14\" y=\"{}\">{}</text>",
+                    y + 12.0,
+                    escape(&row.label)
+                );
+                self.row(&mut marks, &group.name, row.track, y);
                 y += ROW;
             }
-            body.push_str("</g>\n");
+            // Marks are clipped to the plot when zoomed; the names in the gutter are not.
+            let _ = writeln!(body, "<g clip-path=\"url(#plot)\">{marks}</g></g>");
         }
         let height = y + 8.0;
         let mut markers = String::new();
@@ -156,7 +175,7 @@ impl<'a> Chart<'a> {
             );
         }
         format!(
-            "<svg id=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {} {height}\" width=\"{}\" height=\"{height}\" data-duration=\"{:.6}\">\n<defs><clipPath id=\"plot\"><rect x=\"{GUTTER}\" y=\"0\" width=\"{PLOT}\" height=\"{height}\"/></clipPath></defs>\n<g id=\"axis\">{}</g>\n<g clip-path=\"url(#plot)\" id=\"marks\">\n{body}{markers}</g>\n<rect id=\"selection\" x=\"0\" y=\"0\" width=\"0\" height=\"{height}\"/>\n</svg>\n",
+            "<svg id=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {} {height}\" width=\"{}\" height=\"{height}\" data-duration=\"{:.6}\">\n<defs><clipPath id=\"plot\"><rect x=\"{GUTTER}\" y=\"0\" width=\"{PLOT}\" height=\"{height}\"/></clipPath></defs>\n<g id=\"axis\">{}</g>\n<g id=\"marks\">\n{body}<g clip-path=\"url(#plot)\">{markers}</g></g>\n<rect id=\"selection\" x=\"0\" y=\"0\" width=\"0\" height=\"{height}\"/>\n</svg>\n",
             GUTTER + PLOT + 10.0,
             GUTTER + PLOT + 10.0,
             self.duration_ns as f64 / 1e9,
@@ -191,7 +210,10 @@ impl<'a> Chart<'a> {
             TrackKind::Service => "service",
             _ => "wire",
         };
-        let address = track.name.strip_prefix("address ").map(|a| a.split('/').next().unwrap_or(a));
+        let address = track
+            .name
+            .strip_prefix("address ")
+            .map(|a| a.split('/').next().unwrap_or(a));
         let extra = match address {
             Some(address) => format!(" data-address=\"{}\"", escape(address)),
             None => String::new(),
@@ -199,8 +221,16 @@ impl<'a> Chart<'a> {
         for (span, merged) in self.merged(&track.spans) {
             let (x0, x1) = (self.x(span.from_ns), self.x(span.to_ns));
             let (t0, t1) = (self.seconds(span.from_ns), self.seconds(span.to_ns));
-            let state = if track.kind == TrackKind::Vrrp { format!(" {}", span.name) } else { String::new() };
-            let note = if merged > 1 { format!(" ({merged} spans merged)") } else { String::new() };
+            let state = if track.kind == TrackKind::Vrrp {
+                format!(" {}", span.name)
+            } else {
+                String::new()
+            };
+            let note = if merged > 1 {
+                format!(" ({merged} spans merged)")
+            } else {
+                String::new()
+            };
             let _ = write!(
                 out,
                 "<rect class=\"band {class}{state}\" data-host=\"{}\"{extra} data-t0=\"{t0:.6}\" data-t1=\"{t1:.6}\" x=\"{x0:.2}\" y=\"{:.1}\" width=\"{:.2}\" height=\"{:.1}\"><title>{}</title></rect>",
@@ -221,7 +251,9 @@ impl<'a> Chart<'a> {
         for span in spans {
             match merged.last_mut() {
                 Some((last, count))
-                    if last.name == span.name && span.from_ns.saturating_sub(last.to_ns) < bin && span.to_ns - span.from_ns < bin =>
+                    if last.name == span.name
+                        && span.from_ns.saturating_sub(last.to_ns) < bin
+                        && span.to_ns - span.from_ns < bin =>
                 {
                     last.to_ns = span.to_ns;
                     *count += 1;
@@ -238,7 +270,11 @@ impl<'a> Chart<'a> {
         let mut bins: Vec<(u64, &str, &Mark, usize)> = Vec::new();
         for mark in &track.instants {
             let bin = (mark.at_ns - self.lanes.start_ns.min(mark.at_ns)) / bin_ns;
-            match bins.iter_mut().rev().find(|(b, name, _, _)| *b == bin && *name == mark.name) {
+            match bins
+                .iter_mut()
+                .rev()
+                .find(|(b, name, _, _)| *b == bin && *name == mark.name)
+            {
                 Some((_, _, _, count)) => *count += 1,
                 None => bins.push((bin, &mark.name, mark, 1)),
             }
@@ -247,8 +283,16 @@ impl<'a> Chart<'a> {
             let x = self.x(mark.at_ns);
             let t = self.seconds(mark.at_ns);
             let kind = name.replace(' ', "-");
-            let more = if count > 1 { format!(" (and {} more here)", count - 1) } else { String::new() };
-            let (top, height) = if kind == "gratuitous-arp" { (y + 1.0, ROW - 2.0) } else { (y + 5.0, ROW - 10.0) };
+            let more = if count > 1 {
+                format!(" (and {} more here)", count - 1)
+            } else {
+                String::new()
+            };
+            let (top, height) = if kind == "gratuitous-arp" {
+                (y + 1.0, ROW - 2.0)
+            } else {
+                (y + 5.0, ROW - 10.0)
+            };
             let _ = write!(
                 out,
                 "<rect class=\"tick {kind}\" data-t0=\"{t:.6}\" x=\"{x:.2}\" y=\"{top:.1}\" width=\"1.5\" height=\"{height:.1}\"><title>{}</title></rect>",
@@ -263,7 +307,11 @@ fn steps_table(steps: &[StepOutcome]) -> String {
         "<h2>Steps</h2>\n<table class=\"steps\"><tr><th>#</th><th>step</th><th>at</th><th>took</th><th>result</th><th>seen</th></tr>\n",
     );
     for step in steps {
-        let (class, word) = if step.passed { ("passed", "pass") } else { ("failed", "FAIL") };
+        let (class, word) = if step.passed {
+            ("passed", "pass")
+        } else {
+            ("failed", "FAIL")
+        };
         let _ = writeln!(
             out,
             "<tr class=\"step {class}\"><td>{}</td><td>{}</td><td>{:.3} s</td><td>{:.3} s</td><td class=\"result\">{word}</td><td><pre>{}</pre></td></tr>",
@@ -285,7 +333,15 @@ fn nice_step(raw: f64) -> f64 {
     }
     let power = 10f64.powf(raw.log10().floor());
     let scaled = raw / power;
-    let nice = if scaled < 1.5 { 1.0 } else if scaled < 3.5 { 2.0 } else if scaled < 7.5 { 5.0 } else { 10.0 };
+    let nice = if scaled < 1.5 {
+        1.0
+    } else if scaled < 3.5 {
+        2.0
+    } else if scaled < 7.5 {
+        5.0
+    } else {
+        10.0
+    };
     nice * power
 }
 
@@ -295,7 +351,10 @@ fn trim_float(value: f64) -> String {
 }
 
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 const STYLE: &str = r#"

@@ -26,7 +26,10 @@ pub(crate) fn write(dir: &Path, lab: &Lab, scenario: &Scenario, outcome: &Outcom
     write("timeline.txt", timeline.text().as_bytes())?;
     write("timeline.jsonl", timeline.json_lines().as_bytes())?;
     write("timeline.perfetto.json", timeline.perfetto().as_bytes())?;
-    write("outcome.json", serde_json::to_string_pretty(outcome).unwrap_or_default().as_bytes())?;
+    write(
+        "outcome.json",
+        serde_json::to_string_pretty(outcome).unwrap_or_default().as_bytes(),
+    )?;
     let report = crate::report::Report {
         title: format!("{} ({})", scenario.name, outcome.status_word()),
         timeline: &timeline,

@@ -60,16 +60,16 @@ impl Figures {
             for config in vrrp_configs(host) {
                 match read_config(&facts, host, &config) {
                     Ok(text) => match agent::config::parse(&text, &config, agent::config::Options::default()) {
-                        Ok(loaded) => figures.instances.extend(loaded.config.instances.iter().map(|i| {
-                            VrrpInstance {
+                        Ok(loaded) => figures
+                            .instances
+                            .extend(loaded.config.instances.iter().map(|i| VrrpInstance {
                                 host: host.name.clone(),
                                 name: i.name.clone(),
                                 priority: i.priority,
                                 advert_int: i.advert_interval,
                                 down_adverts: i.down_timer_adverts,
                                 addresses: i.virtual_addresses.iter().map(|v| v.address).collect(),
-                            }
-                        })),
+                            })),
                         Err(e) => problems.push((host.name.clone(), format!("{}: {e}", config.display()))),
                     },
                     Err(why) => problems.push((host.name.clone(), why)),
@@ -112,7 +112,10 @@ impl Figures {
 fn vrrp_configs(host: &Host) -> Vec<PathBuf> {
     let mut configs = Vec::new();
     for service in &host.services {
-        let program = service.argv.first().map(|p| Path::new(p).file_name().unwrap_or_default());
+        let program = service
+            .argv
+            .first()
+            .map(|p| Path::new(p).file_name().unwrap_or_default());
         let Some(program) = program.and_then(|p| p.to_str()) else {
             continue;
         };
@@ -146,7 +149,9 @@ fn read_config(facts: &Facts, host: &Host, path: &Path) -> Result<String, String
                 .map_err(|e| format!("{} (placed at {}): {e}", source.display(), path.display()))?,
         };
         return if placed.template {
-            facts.expand(&text).map_err(|(_, why)| format!("{}: {why}", path.display()))
+            facts
+                .expand(&text)
+                .map_err(|(_, why)| format!("{}: {why}", path.display()))
         } else {
             Ok(text)
         };
@@ -171,11 +176,7 @@ pub struct Scope<'a> {
 impl Expression {
     pub fn parse(text: &str, scope: &Scope) -> Result<Expression, String> {
         let tokens = tokens(text)?;
-        let mut parser = Parser {
-            tokens,
-            at: 0,
-            scope,
-        };
+        let mut parser = Parser { tokens, at: 0, scope };
         let value = parser.sum()?;
         if let Some(token) = parser.tokens.get(parser.at) {
             return Err(format!("unexpected `{}` in `{text}`", token.text()));
@@ -213,7 +214,9 @@ fn tokens(text: &str) -> Result<Vec<Token>, String> {
     let mut rest = text.trim_start();
     while let Some(c) = rest.chars().next() {
         if c.is_ascii_digit() || c == '.' {
-            let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+            let end = rest
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .unwrap_or(rest.len());
             let number: f64 = rest[..end]
                 .parse()
                 .map_err(|_| format!("`{}` is not a number", &rest[..end]))?;
@@ -419,7 +422,10 @@ mod tests {
     #[test]
     fn figures_follow_the_rfc() {
         // 3 x 1 s + (256 - 99) / 256 s = 3.61328125 s.
-        assert_eq!(value("master_down_interval(haproxy2)"), Ok(Duration::from_nanos(3_613_281_250)));
+        assert_eq!(
+            value("master_down_interval(haproxy2)"),
+            Ok(Duration::from_nanos(3_613_281_250))
+        );
         assert_eq!(value("skew_time(haproxy1)"), Ok(Duration::from_nanos(609_375_000)));
         assert_eq!(value("advert_int"), Ok(Duration::from_secs(1)));
         assert_eq!(
@@ -433,7 +439,9 @@ mod tests {
 
     #[test]
     fn mistakes_are_named() {
-        assert!(value("master_down_interval(haproxy3)").unwrap_err().contains("haproxy3"));
+        assert!(value("master_down_interval(haproxy3)")
+            .unwrap_err()
+            .contains("haproxy3"));
         assert!(value("master_down_interval").unwrap_err().contains("needs a host"));
         assert!(value("3").unwrap_err().contains("unit"));
         assert!(value("1s - 2s").unwrap_err().contains("negative"));

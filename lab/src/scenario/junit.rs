@@ -25,7 +25,13 @@ pub fn xml(outcomes: &[Outcome]) -> String {
             out,
             "    <testcase name=\"{}\" classname=\"{}\" file=\"{}\" time=\"{:.3}\"",
             escape(&outcome.scenario),
-            escape(&outcome.file.parent().map(|p| p.display().to_string()).unwrap_or_default()),
+            escape(
+                &outcome
+                    .file
+                    .parent()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            ),
             escape(&outcome.file.display().to_string()),
             outcome.took_s
         );
@@ -51,7 +57,11 @@ pub fn xml(outcomes: &[Outcome]) -> String {
                 );
             }
         }
-        let _ = writeln!(out, "      <system-out>{}</system-out>\n    </testcase>", escape(&steps));
+        let _ = writeln!(
+            out,
+            "      <system-out>{}</system-out>\n    </testcase>",
+            escape(&steps)
+        );
     }
     out.push_str("  </testsuite>\n</testsuites>\n");
     out

@@ -106,7 +106,7 @@ impl Matcher {
                 },
                 "log" => match value.as_str().map(Regex::new) {
                     Some(Ok(regex)) => log = Some(regex),
-                    Some(Err(e)) => problem(format!("is not a regular expression: {e}")),
+                    Some(Err(e)) => problem(super::regex_problem(&e)),
                     None => problem("is a regular expression, as a string".into()),
                 },
                 "event" => match value.as_str() {
@@ -119,7 +119,11 @@ impl Matcher {
                     Some(host) if topology.host(host).is_some() => {
                         fields.insert(key.clone(), Value::from(host));
                     }
-                    _ => problem(format!("`{value}` is not a host of topology `{}`", topology.name)),
+                    _ => problem(format!(
+                        "`{}` is not a host of topology `{}`",
+                        value.as_str().unwrap_or("?"),
+                        topology.name
+                    )),
                 },
                 "mac" | "sender_mac" if value.as_str().is_some_and(|v| topology.host(v).is_some()) => {
                     mac_of_host.push((key.clone(), value.as_str().unwrap_or_default().to_string()));
@@ -171,7 +175,10 @@ impl Matcher {
             && self.state.as_deref().is_none_or(|state| entered_state(&json, state))
             && self.log.as_ref().is_none_or(|log| {
                 json.get("event").and_then(Value::as_str) == Some("service_output")
-                    && json.get("line").and_then(Value::as_str).is_some_and(|line| log.is_match(line))
+                    && json
+                        .get("line")
+                        .and_then(Value::as_str)
+                        .is_some_and(|line| log.is_match(line))
             })
     }
 }
@@ -180,9 +187,12 @@ impl Matcher {
 fn wanted_value(key: &str, value: &toml::Value, topology: &Topology) -> Result<Value, String> {
     if ADDRESS_FIELDS.contains(&key) {
         if let Some(name) = value.as_str() {
-            let address = topology
-                .resolve(name)
-                .ok_or_else(|| format!("`{name}` is neither an address nor a name in topology `{}`", topology.name))?;
+            let address = topology.resolve(name).ok_or_else(|| {
+                format!(
+                    "`{name}` is neither an address nor a name in topology `{}`",
+                    topology.name
+                )
+            })?;
             return Ok(Value::from(address.to_string()));
         }
     }
@@ -215,7 +225,10 @@ fn contains(seen: &Value, wanted: &Value) -> bool {
             .iter()
             .all(|(key, wanted)| seen.get(key).is_some_and(|seen| contains(seen, wanted))),
         (Value::String(seen), Value::String(wanted)) => {
-            seen == wanted || seen.strip_prefix(wanted.as_str()).is_some_and(|rest| rest.starts_with('/'))
+            seen == wanted
+                || seen
+                    .strip_prefix(wanted.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'))
         }
         (Value::Number(seen), Value::Number(wanted)) => seen.as_f64() == wanted.as_f64(),
         _ => seen == wanted,
@@ -240,9 +253,12 @@ fn entered_state(json: &Value, state: &str) -> bool {
 
 /// An address a matcher names, for steps that look at the kernel's addresses.
 pub fn resolve_address(name: &str, topology: &Topology) -> Result<Ipv4Addr, String> {
-    topology
-        .resolve(name)
-        .ok_or_else(|| format!("`{name}` is neither an address nor a name in topology `{}`", topology.name))
+    topology.resolve(name).ok_or_else(|| {
+        format!(
+            "`{name}` is neither an address nor a name in topology `{}`",
+            topology.name
+        )
+    })
 }
 
 #[cfg(test)]
@@ -272,7 +288,9 @@ mod tests {
             interface: "eth0".into(),
             address: "10.0.0.31/24".into(),
         });
-        assert!(matcher("event = 'address_added'\naddress = '10.0.0.31'").unwrap().matches(&added));
+        assert!(matcher("event = 'address_added'\naddress = '10.0.0.31'")
+            .unwrap()
+            .matches(&added));
         assert!(!matcher("event = 'address_removed'").unwrap().matches(&added));
         assert!(!matcher("address = '10.0.0.3'").unwrap().matches(&added));
         let line = |line: &str| {
@@ -282,9 +300,15 @@ mod tests {
                 line: line.into(),
             })
         };
-        assert!(matcher("state = 'MASTER'").unwrap().matches(&line("(VI_1) Entering MASTER STATE")));
-        assert!(!matcher("state = 'BACKUP'").unwrap().matches(&line("(VI_1) Entering MASTER STATE")));
-        assert!(matcher("log = 'MASTER ST'").unwrap().matches(&line("(VI_1) Entering MASTER STATE")));
+        assert!(matcher("state = 'MASTER'")
+            .unwrap()
+            .matches(&line("(VI_1) Entering MASTER STATE")));
+        assert!(!matcher("state = 'BACKUP'")
+            .unwrap()
+            .matches(&line("(VI_1) Entering MASTER STATE")));
+        assert!(matcher("log = 'MASTER ST'")
+            .unwrap()
+            .matches(&line("(VI_1) Entering MASTER STATE")));
         let daemon = event(EventKind::Daemon {
             service: "vrrpd".into(),
             kind: "state".into(),
@@ -297,8 +321,8 @@ mod tests {
 
     #[test]
     fn every_mistake_is_named() {
-        let problems = matcher("event = 'adress_added'\nhost = 'h9'\nlog = '('\ncolour = 1\nstate = 'master'")
-            .unwrap_err();
+        let problems =
+            matcher("event = 'adress_added'\nhost = 'h9'\nlog = '('\ncolour = 1\nstate = 'master'").unwrap_err();
         let fields: Vec<&str> = problems.iter().map(|(field, _)| field.as_str()).collect();
         assert_eq!(fields, ["colour", "event", "host", "log", "state"]);
     }

@@ -21,8 +21,8 @@ use crate::topology::diagnostics::Checker;
 use crate::topology::{search, Topology, TopologyError};
 
 mod artifacts;
-mod file;
 pub mod figures;
+mod file;
 pub mod junit;
 pub mod matcher;
 pub mod run;
@@ -248,7 +248,10 @@ fn apply_override(
 ) -> Result<(), (Range<usize>, String)> {
     let host_name = replacement.host.get_ref();
     let Some(host) = topology.hosts.iter_mut().find(|h| &h.name == host_name) else {
-        return Err((replacement.host.span(), format!("no host `{host_name}` in the topology")));
+        return Err((
+            replacement.host.span(),
+            format!("no host `{host_name}` in the topology"),
+        ));
     };
     let service_name = replacement.service.get_ref();
     let Some(service) = host.services.iter_mut().find(|s| &s.name == service_name) else {
@@ -330,7 +333,12 @@ impl Check<'_> {
         self.report(
             name.span(),
             field,
-            format!("no host `{}` in topology `{}` (hosts: {})", name.get_ref(), self.topology.name, known.join(", ")),
+            format!(
+                "no host `{}` in topology `{}` (hosts: {})",
+                name.get_ref(),
+                self.topology.name,
+                known.join(", ")
+            ),
         );
         None
     }
@@ -345,7 +353,9 @@ impl Check<'_> {
         if self.marks.contains(name.get_ref()) {
             return Some(name.get_ref().clone());
         }
-        let known = self.marks.join(", ");
+        let mut known = self.marks.clone();
+        known.dedup();
+        let known = known.join(", ");
         self.report(
             name.span(),
             field,
@@ -362,7 +372,10 @@ impl Check<'_> {
         };
         let mark = self.mark(&Spanned::new(text.span(), name.to_string()), field)?;
         let delay = match delay {
-            Some(delay) => self.expression(&Spanned::new(text.span(), delay.to_string()), field)?.value,
+            Some(delay) => {
+                self.expression(&Spanned::new(text.span(), delay.to_string()), field)?
+                    .value
+            }
             None => Duration::ZERO,
         };
         Some((mark, delay))
@@ -373,7 +386,11 @@ impl Check<'_> {
             Ok(matcher) => Some(matcher),
             Err(problems) => {
                 for (key, message) in problems {
-                    let field = if key.is_empty() { field.to_string() } else { format!("{field}.{key}") };
+                    let field = if key.is_empty() {
+                        field.to_string()
+                    } else {
+                        format!("{field}.{key}")
+                    };
                     self.report(table.span(), &field, message);
                 }
                 None
@@ -413,9 +430,17 @@ impl Check<'_> {
             services
                 .iter()
                 .filter(|s| {
-                    let known = self.topology.hosts.iter().any(|h| h.services.iter().any(|x| &x.name == s.get_ref()));
+                    let known = self
+                        .topology
+                        .hosts
+                        .iter()
+                        .any(|h| h.services.iter().any(|x| &x.name == s.get_ref()));
                     if !known {
-                        self.report(s.span(), "snapshot.services", format!("no host runs a service `{}`", s.get_ref()));
+                        self.report(
+                            s.span(),
+                            "snapshot.services",
+                            format!("no host runs a service `{}`", s.get_ref()),
+                        );
                     }
                     known
                 })
@@ -434,15 +459,15 @@ impl Check<'_> {
     fn step(&mut self, index: usize, step: &Spanned<RawStep>) -> Option<Step> {
         let field = format!("steps[{index}]");
         let raw = step.get_ref();
-        let present: Vec<&str> = ACTIONS
-            .iter()
-            .copied()
-            .filter(|action| raw.has(action))
-            .collect();
+        let present: Vec<&str> = ACTIONS.iter().copied().filter(|action| raw.has(action)).collect();
         let action_name = match present.as_slice() {
             [one] => *one,
             [] => {
-                self.report(step.span(), &field, format!("a step needs one action: {}", ACTIONS.join(", ")));
+                self.report(
+                    step.span(),
+                    &field,
+                    format!("a step needs one action: {}", ACTIONS.join(", ")),
+                );
                 return None;
             }
             several => {
@@ -455,13 +480,20 @@ impl Check<'_> {
             }
         };
         let field = format!("{field}.{action_name}");
-        let after = raw.after.as_ref().and_then(|m| self.mark_and_delay(m, &format!("{field}.after")));
+        let after = raw
+            .after
+            .as_ref()
+            .and_then(|m| self.mark_and_delay(m, &format!("{field}.after")));
         let action = self.action(raw, &field);
         self.check_unused(raw, action_name, &field);
         let name = raw.name.as_ref().map(|n| n.get_ref().clone());
         if let Some(name) = &raw.name {
             if self.marks.contains(name.get_ref()) {
-                self.report(name.span(), &format!("steps[{index}].name"), format!("`{}` names an earlier step too", name.get_ref()));
+                self.report(
+                    name.span(),
+                    &format!("steps[{index}].name"),
+                    format!("`{}` names an earlier step too", name.get_ref()),
+                );
             }
             self.marks.push(name.get_ref().clone());
         }
@@ -500,7 +532,7 @@ impl Check<'_> {
         for (setting, span) in settings {
             if let Some(span) = span {
                 if !takes.contains(&setting) {
-                    self.report(span, &format!("{field}"), format!("`{action}` does not take `{setting}`"));
+                    self.report(span, field, format!("`{action}` does not take `{setting}`"));
                 }
             }
         }
@@ -515,9 +547,16 @@ impl Check<'_> {
         let duration = |check: &mut Self, value: &Option<Spanned<toml::Value>>, name: &str| {
             let value = value.as_ref()?;
             match value.get_ref().as_str() {
-                Some(text) => check.expression(&Spanned::new(value.span(), text.to_string()), &format!("{field}.{name}")),
+                Some(text) => check.expression(
+                    &Spanned::new(value.span(), text.to_string()),
+                    &format!("{field}.{name}"),
+                ),
                 None => {
-                    check.report(value.span(), &format!("{field}.{name}"), "a duration such as \"3s\" or \"skew_time(HOST)\"");
+                    check.report(
+                        value.span(),
+                        &format!("{field}.{name}"),
+                        "a duration such as \"3s\" or \"skew_time(HOST)\"",
+                    );
                     None
                 }
             }
@@ -532,7 +571,11 @@ impl Check<'_> {
                 }
             }
         };
-        let before = |check: &mut Self| raw.before.as_ref().and_then(|m| check.mark(m, &format!("{field}.before")));
+        let before = |check: &mut Self| {
+            raw.before
+                .as_ref()
+                .and_then(|m| check.mark(m, &format!("{field}.before")))
+        };
         if let Some(words) = &raw.fault {
             return self.fault(words, field);
         }
@@ -551,17 +594,29 @@ impl Check<'_> {
         if let Some(table) = &raw.last {
             let matcher = self.matcher(table, field);
             let before = before(self);
-            return Some(Action::Last { matcher: matcher?, before });
+            return Some(Action::Last {
+                matcher: matcher?,
+                before,
+            });
         }
         if let Some(table) = &raw.absent {
             let matcher = self.matcher(table, field);
-            let window = raw.window.as_ref().and_then(|w| self.expression(w, &format!("{field}.for")));
-            return Some(Action::Absent { matcher: matcher?, window });
+            let window = raw
+                .window
+                .as_ref()
+                .and_then(|w| self.expression(w, &format!("{field}.for")));
+            return Some(Action::Absent {
+                matcher: matcher?,
+                window,
+            });
         }
         if let Some(table) = &raw.count {
             let matcher = self.matcher(table, field);
             let before = before(self);
-            let (at_least, at_most) = (count(self, &raw.at_least, "at_least"), count(self, &raw.at_most, "at_most"));
+            let (at_least, at_most) = (
+                count(self, &raw.at_least, "at_least"),
+                count(self, &raw.at_most, "at_most"),
+            );
             if raw.at_least.is_none() && raw.at_most.is_none() {
                 self.report(table.span(), field, "a count needs `at_least`, `at_most` or both");
             }
@@ -575,7 +630,11 @@ impl Check<'_> {
         if let Some(holds) = &raw.holds {
             let holds = holds.get_ref();
             let address = self.address(&holds.address, &format!("{field}.address"));
-            let hosts: Vec<Option<String>> = holds.hosts.iter().map(|h| self.host(h, &format!("{field}.hosts"))).collect();
+            let hosts: Vec<Option<String>> = holds
+                .hosts
+                .iter()
+                .map(|h| self.host(h, &format!("{field}.hosts")))
+                .collect();
             let within = within(self);
             return Some(Action::Holds {
                 address: address?,
@@ -584,9 +643,17 @@ impl Check<'_> {
             });
         }
         if let Some(probe) = &raw.outage {
-            let known = self.topology.hosts.iter().any(|h| h.probes.iter().any(|p| &p.name == probe.get_ref()));
+            let known = self
+                .topology
+                .hosts
+                .iter()
+                .any(|h| h.probes.iter().any(|p| &p.name == probe.get_ref()));
             if !known {
-                self.report(probe.span(), field, format!("no host has a probe `{}`", probe.get_ref()));
+                self.report(
+                    probe.span(),
+                    field,
+                    format!("no host has a probe `{}`", probe.get_ref()),
+                );
             }
             let at_least = duration(self, &raw.at_least, "at_least");
             let at_most = duration(self, &raw.at_most, "at_most");
@@ -610,7 +677,7 @@ impl Check<'_> {
             }
             let stdout = run.stdout.as_ref().and_then(|s| {
                 Regex::new(s.get_ref())
-                    .map_err(|e| self.report(s.span(), &format!("{field}.stdout"), format!("not a regular expression: {e}")))
+                    .map_err(|e| self.report(s.span(), &format!("{field}.stdout"), regex_problem(&e)))
                     .ok()
             });
             let within = within(self);
@@ -642,7 +709,11 @@ impl Check<'_> {
         if let Some(address) = &raw.overlap {
             let address = self.address(address, field);
             let Some(at_most) = duration(self, &raw.at_most, "at_most") else {
-                self.report(raw.overlap.as_ref().map_or(0..0, Spanned::span), field, "an overlap needs `at_most`");
+                self.report(
+                    raw.overlap.as_ref().map_or(0..0, Spanned::span),
+                    field,
+                    "an overlap needs `at_most`",
+                );
                 return None;
             };
             return Some(Action::Overlap {
@@ -658,7 +729,12 @@ impl Check<'_> {
         }
         if let Some(probes) = &raw.settle {
             for probe in probes.get_ref() {
-                if !self.topology.hosts.iter().any(|h| h.probes.iter().any(|p| &p.name == probe)) {
+                if !self
+                    .topology
+                    .hosts
+                    .iter()
+                    .any(|h| h.probes.iter().any(|p| &p.name == probe))
+                {
                     self.report(probes.span(), field, format!("no host has a probe `{probe}`"));
                 }
             }
@@ -696,7 +772,14 @@ impl Check<'_> {
             if self.topology.host(host).is_some() {
                 hosts.push(host.to_string());
             } else {
-                self.report(words.span(), field, format!("no host `{host}` in topology `{}`: write `HOSTS FAULT...`, as `lab fault` takes them", self.topology.name));
+                self.report(
+                    words.span(),
+                    field,
+                    format!(
+                        "no host `{host}` in topology `{}`: write `HOSTS FAULT...`, as `lab fault` takes them",
+                        self.topology.name
+                    ),
+                );
                 return None;
             }
         }
@@ -710,7 +793,9 @@ impl Check<'_> {
                 Some(Action::Fault { hosts, fault })
             }
             Err(why) => {
-                self.report(words.span(), field, why);
+                // clap's message: its first line, without its `error: ` and usage.
+                let first = why.lines().next().unwrap_or_default().trim_start_matches("error: ");
+                self.report(words.span(), field, format!("{first} (the faults are `lab fault`'s)"));
                 None
             }
         }
@@ -723,7 +808,15 @@ impl Check<'_> {
             .and_then(|h| self.topology.host(h))
             .is_some_and(|h| h.services.iter().any(|s| &s.name == sequence.service.get_ref()));
         if host.is_some() && !runs {
-            self.report(sequence.service.span(), &format!("{field}.service"), format!("`{}` runs no service `{}`", sequence.host.get_ref(), sequence.service.get_ref()));
+            self.report(
+                sequence.service.span(),
+                &format!("{field}.service"),
+                format!(
+                    "`{}` runs no service `{}`",
+                    sequence.host.get_ref(),
+                    sequence.service.get_ref()
+                ),
+            );
         }
         let mut lines = Vec::new();
         for line in &sequence.lines {
@@ -732,9 +825,13 @@ impl Check<'_> {
                 RawLine::Repeated(r) => (&r.line, r.at_least.unwrap_or(1), r.at_most.unwrap_or(u32::MAX)),
             };
             match Regex::new(text) {
-                Ok(regex) if at_least <= at_most => lines.push(LinePattern { regex, at_least, at_most }),
+                Ok(regex) if at_least <= at_most => lines.push(LinePattern {
+                    regex,
+                    at_least,
+                    at_most,
+                }),
                 Ok(_) => self.report(line.span(), &format!("{field}.lines"), "at_least is more than at_most"),
-                Err(e) => self.report(line.span(), &format!("{field}.lines"), format!("not a regular expression: {e}")),
+                Err(e) => self.report(line.span(), &format!("{field}.lines"), regex_problem(&e)),
             }
         }
         (runs && lines.len() == sequence.lines.len()).then(|| Action::Sequence {
@@ -780,7 +877,11 @@ fn label(raw: &RawStep, action: &str) -> String {
     let text = |s: &Option<Spanned<String>>| s.as_ref().map(|s| s.get_ref().clone()).unwrap_or_default();
     let mut label = match action {
         "fault" => format!("fault {}", text(&raw.fault)),
-        "wait" => format!("wait {} within {}", raw.wait.as_ref().map(table).unwrap_or_default(), text(&raw.within)),
+        "wait" => format!(
+            "wait {} within {}",
+            raw.wait.as_ref().map(table).unwrap_or_default(),
+            text(&raw.within)
+        ),
         "last" => format!("last {}", raw.last.as_ref().map(table).unwrap_or_default()),
         "absent" => format!("absent {}", raw.absent.as_ref().map(table).unwrap_or_default()),
         "count" => format!("count {}", raw.count.as_ref().map(table).unwrap_or_default()),
@@ -790,17 +891,28 @@ fn label(raw: &RawStep, action: &str) -> String {
         }),
         "outage" => format!("outage {}", text(&raw.outage)),
         "run" => raw.run.as_ref().map_or_else(String::new, |r| {
-            format!("run on {}: {}", r.get_ref().host.get_ref(), r.get_ref().argv.get_ref().join(" "))
+            format!(
+                "run on {}: {}",
+                r.get_ref().host.get_ref(),
+                r.get_ref().argv.get_ref().join(" ")
+            )
         }),
         "elapsed" => raw.elapsed.as_ref().map_or_else(String::new, |e| {
             format!("elapsed {} -> {}", e.get_ref().from.get_ref(), e.get_ref().to.get_ref())
         }),
         "overlap" => format!("overlap {}", text(&raw.overlap)),
         "sequence" => raw.sequence.as_ref().map_or_else(String::new, |s| {
-            format!("sequence {}/{}", s.get_ref().host.get_ref(), s.get_ref().service.get_ref())
+            format!(
+                "sequence {}/{}",
+                s.get_ref().host.get_ref(),
+                s.get_ref().service.get_ref()
+            )
         }),
         "sleep" => format!("sleep {}", text(&raw.sleep)),
-        "settle" => format!("settle {}", raw.settle.as_ref().map(|s| s.get_ref().join(", ")).unwrap_or_default()),
+        "settle" => format!(
+            "settle {}",
+            raw.settle.as_ref().map(|s| s.get_ref().join(", ")).unwrap_or_default()
+        ),
         "align" => format!("align to {}'s adverts", text(&raw.align)),
         _ => format!("snapshot {}", text(&raw.snapshot)),
     };
@@ -809,9 +921,21 @@ fn label(raw: &RawStep, action: &str) -> String {
     }
     for (name, value) in [("at_least", &raw.at_least), ("at_most", &raw.at_most)] {
         if let Some(value) = value {
-            let shown = value.get_ref().as_str().map_or_else(|| value.get_ref().to_string(), str::to_string);
+            let shown = value
+                .get_ref()
+                .as_str()
+                .map_or_else(|| value.get_ref().to_string(), str::to_string);
             label.push_str(&format!(" {name} {shown}"));
         }
     }
     label
+}
+
+/// A regular expression's error on one line: the regex crate's last line says what is wrong.
+pub(crate) fn regex_problem(error: &regex::Error) -> String {
+    let text = error.to_string();
+    format!(
+        "not a regular expression: {}",
+        text.lines().last().unwrap_or_default().trim_start_matches("error: ")
+    )
 }

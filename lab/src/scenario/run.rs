@@ -342,7 +342,10 @@ impl<'a> Session<'a> {
                         seconds(event.at_ns - from),
                         self.name_of(from)
                     )),
-                    None => Ok((None, format!("not seen in the {} after {}", seconds(until - from), self.name_of(from)))),
+                    None => Ok((
+                        None,
+                        format!("not seen in the {} after {}", seconds(until - from), self.name_of(from)),
+                    )),
                 }
             }
             Action::Count {
@@ -354,7 +357,9 @@ impl<'a> Session<'a> {
                 let matcher = &self.bound(matcher)?;
                 let until = before.as_ref().and_then(|m| self.mark(m)).unwrap_or_else(monotonic_ns);
                 let timeline = self.lab.timeline();
-                let count = timeline.find(|e| e.at_ns >= from && e.at_ns <= until && matcher.matches(e)).count() as u32;
+                let count = timeline
+                    .find(|e| e.at_ns >= from && e.at_ns <= until && matcher.matches(e))
+                    .count() as u32;
                 let fits = at_least.is_none_or(|n| count >= n) && at_most.is_none_or(|n| count <= n);
                 let text = format!("{count} since {}", self.name_of(from));
                 if fits {
@@ -372,7 +377,11 @@ impl<'a> Session<'a> {
                         return Ok((None, format!("{address} on [{}]", holders.join(", "))));
                     }
                     if began.elapsed() >= limit {
-                        return Err(format!("{address} is on [{}], expected [{}]", holders.join(", "), hosts.join(", ")));
+                        return Err(format!(
+                            "{address} is on [{}], expected [{}]",
+                            holders.join(", "),
+                            hosts.join(", ")
+                        ));
                     }
                     std::thread::sleep(Duration::from_millis(20));
                 }
@@ -383,7 +392,14 @@ impl<'a> Session<'a> {
                 at_most,
                 ends_within,
                 outages,
-            } => self.outage(probe, from, at_least.as_ref(), at_most.as_ref(), ends_within.as_ref(), *outages),
+            } => self.outage(
+                probe,
+                from,
+                at_least.as_ref(),
+                at_most.as_ref(),
+                ends_within.as_ref(),
+                *outages,
+            ),
             Action::Run {
                 host,
                 argv,
@@ -417,18 +433,33 @@ impl<'a> Session<'a> {
                     ),
                     Bound::Range { at_least, at_most } => format!(
                         "{text}; expected at least {} and at most {}",
-                        at_least.as_ref().map_or("0 s".into(), |b| format!("{} = {}", b.text, seconds(b.value.as_nanos() as u64))),
-                        at_most.as_ref().map_or("any".into(), |b| format!("{} = {}", b.text, seconds(b.value.as_nanos() as u64)))
+                        at_least.as_ref().map_or("0 s".into(), |b| format!(
+                            "{} = {}",
+                            b.text,
+                            seconds(b.value.as_nanos() as u64)
+                        )),
+                        at_most.as_ref().map_or("any".into(), |b| format!(
+                            "{} = {}",
+                            b.text,
+                            seconds(b.value.as_nanos() as u64)
+                        ))
                     ),
                 })
             }
             Action::Overlap { address, at_most } => {
-                let overlap = overlap(&self.lab.timeline().events(), *address, from)?;
-                let text = format!("{address} on two hosts at once for {}", seconds(overlap.as_nanos() as u64));
+                let overlap = overlap(self.lab.timeline().events(), *address, from)?;
+                let text = format!(
+                    "{address} on two hosts at once for {}",
+                    seconds(overlap.as_nanos() as u64)
+                );
                 if overlap <= at_most.value {
                     Ok((None, text))
                 } else {
-                    Err(format!("{text}, more than {} = {}", at_most.text, seconds(at_most.value.as_nanos() as u64)))
+                    Err(format!(
+                        "{text}, more than {} = {}",
+                        at_most.text,
+                        seconds(at_most.value.as_nanos() as u64)
+                    ))
                 }
             }
             Action::Sequence { host, service, lines } => {
@@ -447,7 +478,10 @@ impl<'a> Session<'a> {
                     .collect();
                 match follows(&seen, lines) {
                     Ok(()) => Ok((None, format!("{} lines in order", seen.len()))),
-                    Err(why) => Err(format!("{why}; the matching lines of {host}/{service} were:\n  {}", seen.join("\n  "))),
+                    Err(why) => Err(format!(
+                        "{why}; the matching lines of {host}/{service} were:\n  {}",
+                        seen.join("\n  ")
+                    )),
                 }
             }
             Action::Sleep(duration) => {
@@ -479,7 +513,10 @@ impl<'a> Session<'a> {
     fn bound(&self, matcher: &super::Matcher) -> Result<super::Matcher, String> {
         matcher.with_macs(|host| {
             let interface = self.scenario.topology.host(host)?.interfaces.first()?.name.clone();
-            self.lab.mac(host, &interface).ok().map(|mac| crate::net::format_mac(&mac))
+            self.lab
+                .mac(host, &interface)
+                .ok()
+                .map(|mac| crate::net::format_mac(&mac))
         })
     }
 
@@ -490,7 +527,12 @@ impl<'a> Session<'a> {
 
     /// The name of a moment, for messages: a named step, or its clock.
     fn name_of(&self, at_ns: u64) -> String {
-        let named = self.marks.iter().filter(|(_, t)| **t == at_ns).map(|(n, _)| n.as_str()).min();
+        let named = self
+            .marks
+            .iter()
+            .filter(|(_, t)| **t == at_ns)
+            .map(|(n, _)| n.as_str())
+            .min();
         match named {
             Some(name) => format!("`{name}` ({})", self.clock(at_ns)),
             None => self.clock(at_ns),
@@ -511,14 +553,20 @@ impl<'a> Session<'a> {
         if shown.is_empty() {
             return "; nothing happened since".into();
         }
-        format!("; the last events since:\n{}", shown.into_iter().rev().collect::<Vec<_>>().join("\n"))
+        format!(
+            "; the last events since:\n{}",
+            shown.into_iter().rev().collect::<Vec<_>>().join("\n")
+        )
     }
 
     /// The hosts whose kernel has `address` now, in topology order.
     fn holders(&self, address: Ipv4Addr) -> Result<Vec<String>, String> {
         let mut holders = Vec::new();
         for host in &self.scenario.topology.hosts {
-            let addresses = self.lab.kernel_addresses(&host.name).map_err(|e| format!("{}: {e}", host.name))?;
+            let addresses = self
+                .lab
+                .kernel_addresses(&host.name)
+                .map_err(|e| format!("{}: {e}", host.name))?;
             if addresses.contains(&address) {
                 holders.push(host.name.clone());
             }
@@ -540,7 +588,9 @@ impl<'a> Session<'a> {
             .events()
             .iter()
             .filter_map(|e| match &e.kind {
-                EventKind::ProbeUp { probe: p, outage_ms, .. } if p == probe => {
+                EventKind::ProbeUp {
+                    probe: p, outage_ms, ..
+                } if p == probe => {
                     let length = Duration::from_secs_f64(outage_ms / 1e3);
                     Some((e.at_ns.saturating_sub(length.as_nanos() as u64), length))
                 }
@@ -558,16 +608,29 @@ impl<'a> Session<'a> {
             return Err(format!("{probe} has had no answer since {}", self.clock(down)));
         }
         let lengths: Vec<String> = outages.iter().map(|(_, l)| seconds(l.as_nanos() as u64)).collect();
-        let text = format!("{} outage(s) since {}: [{}]", outages.len(), self.name_of(from), lengths.join(", "));
+        let text = format!(
+            "{} outage(s) since {}: [{}]",
+            outages.len(),
+            self.name_of(from),
+            lengths.join(", ")
+        );
         if expected.is_some_and(|n| n as usize != outages.len()) {
             return Err(format!("{text}, expected {}", expected.unwrap_or_default()));
         }
         let longest = outages.iter().map(|(_, l)| *l).max().unwrap_or_default();
         if let Some(bound) = at_least.filter(|b| longest < b.value) {
-            return Err(format!("{text}; none lasted {} = {}", bound.text, seconds(bound.value.as_nanos() as u64)));
+            return Err(format!(
+                "{text}; none lasted {} = {}",
+                bound.text,
+                seconds(bound.value.as_nanos() as u64)
+            ));
         }
         if let Some(bound) = at_most.filter(|b| longest > b.value) {
-            return Err(format!("{text}; longer than {} = {}", bound.text, seconds(bound.value.as_nanos() as u64)));
+            return Err(format!(
+                "{text}; longer than {} = {}",
+                bound.text,
+                seconds(bound.value.as_nanos() as u64)
+            ));
         }
         if let Some(bound) = ends_within {
             let limit = from + bound.value.as_nanos() as u64;
@@ -612,7 +675,10 @@ impl<'a> Session<'a> {
                     String::from_utf8_lossy(&output.stderr).trim_end()
                 ))
             } else if stdout.is_some_and(|r| !r.is_match(&text)) {
-                Some(format!("printed `{text}`, which does not match `{}`", stdout.map(|r| r.as_str()).unwrap_or("")))
+                Some(format!(
+                    "printed `{text}`, which does not match `{}`",
+                    stdout.map(|r| r.as_str()).unwrap_or("")
+                ))
             } else {
                 None
             };
@@ -681,7 +747,11 @@ impl<'a> Session<'a> {
             .ok_or_else(|| format!("{host} has sent no advert"))?;
         let interval = instance.advert_int.as_nanos() as u64;
         let margin = self.scenario.snapshot.margin.as_nanos() as u64;
-        let skew = self.scenario.figures.backup().map_or(0, |b| b.skew_time().as_nanos() as u64);
+        let skew = self
+            .scenario
+            .figures
+            .backup()
+            .map_or(0, |b| b.skew_time().as_nanos() as u64);
         let next_advert_in = (margin + skew + margin) / 2;
         let mut target = last + interval - next_advert_in.min(interval);
         while target <= now {
@@ -782,7 +852,9 @@ mod tests {
         };
         assert!(follows(&lines(3), &patterns).is_ok());
         assert!(follows(&lines(4), &patterns).is_ok());
-        assert!(follows(&lines(2), &patterns).unwrap_err().contains("found it 2 time(s)"));
+        assert!(follows(&lines(2), &patterns)
+            .unwrap_err()
+            .contains("found it 2 time(s)"));
         assert!(follows(&lines(5), &patterns).is_err());
         assert!(follows(&["MASTER", "init"], &[pattern("init", 1, 1), pattern("MASTER", 1, 1)]).is_err());
     }
@@ -799,7 +871,12 @@ mod tests {
             crate::events::samples::event(ms, host, kind)
         };
         let vip = "10.0.0.31".parse().unwrap();
-        let events = [event(0, "a", true), event(10, "b", true), event(15, "a", false), event(40, "a", true)];
+        let events = [
+            event(0, "a", true),
+            event(10, "b", true),
+            event(15, "a", false),
+            event(40, "a", true),
+        ];
         assert!(overlap(&events, vip, 0).is_err());
         let mut healed = events.to_vec();
         healed.push(event(47, "b", false));

@@ -84,7 +84,10 @@ pub fn style(settings: &SnapshotSettings, lab: &Lab, since_ns: Option<u64>, unti
 /// Where a scenario's snapshot `name` is stored.
 pub fn stored_path(scenario: &Path, name: &str) -> PathBuf {
     let stem = scenario.file_stem().unwrap_or_default().to_string_lossy();
-    let dir = scenario.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = scenario
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     dir.join("snapshots").join(format!("{stem}.{name}.snap"))
 }
 
