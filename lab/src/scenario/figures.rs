@@ -296,7 +296,9 @@ impl Parser<'_> {
     fn product(&mut self) -> Result<Value, String> {
         let (mut value, mut duration) = self.atom()?;
         if let (false, Some(Token::Name(unit))) = (duration, self.tokens.get(self.at)) {
-            return Err(format!("unknown unit `{unit}` (s, ms, us or min, right after the number)"));
+            return Err(format!(
+                "unknown unit `{unit}` (s, ms, us or min, right after the number)"
+            ));
         }
         while let Some(op) = self.peek_symbol("*/") {
             self.at += 1;
