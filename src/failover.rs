@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use lab::events::monotonic_ns;
-use lab::{Event, EventKind, Fault, Lab, SnapshotStyle};
+use lab::{Event, EventKind, Fault, Lab};
 
 use crate::{vrrp_topology, workspace_file};
 
@@ -225,21 +225,12 @@ impl Scenario {
 
     /// Outage windows of a client probe that began at or after `after_ns`: (start, length).
     pub fn outages(&self, probe: &str, after_ns: u64) -> Vec<(u64, Duration)> {
-        self.lab
-            .timeline()
-            .events()
-            .iter()
-            .filter_map(|e| match &e.kind {
-                EventKind::ProbeUp {
-                    probe: p, outage_ms, ..
-                } if p == probe => {
-                    let length = Duration::from_secs_f64(outage_ms / 1e3);
-                    let start = e.at_ns - length.as_nanos() as u64;
-                    (start >= after_ns).then_some((start, length))
-                }
-                _ => None,
-            })
-            .collect()
+        let timeline = self.lab.timeline();
+        let outages = timeline
+            .outages(probe)
+            .filter(|(start, _)| *start >= after_ns)
+            .collect();
+        outages
     }
 
     /// The snapshot's slack on every figure: a tenth of the interval, and never under `margin_floor` (starting a
@@ -262,21 +253,16 @@ impl Scenario {
 
     /// [`Scenario::snapshot`] with other figures (shortest first) to label the delays.
     pub fn snapshot_with(&self, figures: Vec<(String, Duration)>) -> String {
-        let margin = self.margin();
-        let style = SnapshotStyle {
+        let settings = lab::scenario::SnapshotSettings {
             figures,
-            margin,
-            together: margin / 2,
+            margin: self.margin(),
             period: self.vrrp.interval,
-            replacements: self.lab.volatile_names().unwrap(),
-            // A probe attempt lost while two hosts swap the VIP costs one timeout plus one interval, ~150 ms here;
-            // a failover without the VIP anywhere costs at least Skew_Time (0.61 s in the seed).
-            min_outage: Duration::from_millis(300),
-            since_ns: self.first_fault_ns,
-            until_ns: Some(monotonic_ns()),
-            daemon_text: vrrpd_state_change,
-            hides: self.hidden(),
+            arps_for: self
+                .only_vip_arps
+                .then(|| self.vip.parse().expect("the VIP is an address")),
+            services: self.shown_services.map(|s| s.iter().map(|s| s.to_string()).collect()),
         };
+        let style = lab::scenario::snapshot::style(&settings, &self.lab, self.first_fault_ns, monotonic_ns());
         self.lab.timeline().snapshot(&style)
     }
 
@@ -310,57 +296,17 @@ impl Scenario {
     /// half-way between the snapshot's "at once" and "≤ Skew_Time" labels: a fault injected then meets the
     /// protocol's period at the same phase in every run, so no label depends on luck.
     pub fn mid_phase(&self, address: &str) {
-        let now = monotonic_ns();
-        let interval = self.vrrp.interval.as_nanos() as u64;
-        let margin = self.margin().as_nanos() as u64;
-        let next_advert_in = (margin + self.vrrp.skew(self.backup_priority).as_nanos() as u64 + margin) / 2;
-        let (last, _) = *self.adverts(address, 0, now).last().expect("the master advertises");
-        let mut target = last + interval - next_advert_in.min(interval);
-        while target <= now {
-            target += interval;
-        }
-        std::thread::sleep(Duration::from_nanos(target - now));
+        let source = address.parse().expect("an IPv4 address");
+        let (interval, skew) = (self.vrrp.interval, self.vrrp.skew(self.backup_priority));
+        lab::scenario::run::align_to_adverts(&self.lab, &[source], interval, self.margin(), skew)
+            .unwrap_or_else(|why| panic!("{address} {why}"));
     }
 
     /// Lets the client's probes finish what is in flight (an attempt waits up to 100 ms), then waits until each
     /// probe that stopped answering answers again, so the snapshot ends on a settled client.
     pub fn client_settles(&self, probes: &[&str]) {
-        std::thread::sleep(Duration::from_millis(250));
-        for probe in probes {
-            let last = self.lab.timeline().events().iter().rev().find_map(|e| match &e.kind {
-                EventKind::ProbeDown { probe: p, .. } if p == probe => Some((e.at_ns, false)),
-                EventKind::ProbeUp { probe: p, .. } if p == probe => Some((e.at_ns, true)),
-                _ => None,
-            });
-            if let Some((at_ns, false)) = last {
-                self.wait_after(
-                    at_ns,
-                    Duration::from_secs(3),
-                    &format!("probe {probe} answering again"),
-                    |e| matches!(&e.kind, EventKind::ProbeUp { probe: p, .. } if p == probe),
-                );
-            }
-        }
-    }
-
-    /// What the snapshot leaves out: keepalived's banner, the services not shown, and, with `only_vip_arps`,
-    /// gratuitous ARPs for anything but the VIP (keepalived announces its host's own address as it starts, at a
-    /// moment no protocol figure fixes).
-    fn hidden(&self) -> std::sync::Arc<dyn Fn(&Event) -> bool + Send + Sync> {
-        let (vip, only_vip_arps, shown) = (self.vip.clone(), self.only_vip_arps, self.shown_services);
-        let hidden_service = move |service: &str| shown.is_some_and(|shown| !shown.contains(&service));
-        std::sync::Arc::new(move |event: &Event| match &event.kind {
-            EventKind::ServiceOutput { service, line, .. } => {
-                hidden_service(service) || !protocol_line(service, lab::timeline::without_console_date(line))
-            }
-            EventKind::Daemon { service, .. } => hidden_service(service),
-            EventKind::Arp {
-                gratuitous: true,
-                sender_ip,
-                ..
-            } => only_vip_arps && sender_ip.to_string() != vip,
-            _ => false,
-        })
+        let probes: Vec<String> = probes.iter().map(|p| p.to_string()).collect();
+        lab::scenario::run::settle(&self.lab, &probes).unwrap_or_else(|why| panic!("{why}"));
     }
 
     /// Takes the lab down and checks nothing of it is left.

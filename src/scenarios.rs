@@ -32,9 +32,6 @@ pub fn play_with(file: &Path, prefix: &str, artifacts: Option<PathBuf>) -> Outco
             .filter(|d| !d.is_empty())
             .map(|d| PathBuf::from(d).join(&scenario.name))
     });
-    if let Some(dir) = &artifacts {
-        std::fs::create_dir_all(dir).unwrap();
-    }
     let name = scenario.name.clone();
     let progress = move |step: &run::StepOutcome| {
         let mark = if step.passed { "ok  " } else { "FAIL" };

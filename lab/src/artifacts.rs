@@ -21,18 +21,18 @@ pub fn keep(paths: &LabPaths, lab: &str, timeline: &Timeline) -> io::Result<()> 
     let Some(dir) = destination(lab) else {
         return Ok(());
     };
-    std::fs::create_dir_all(&dir)?;
-    // The directory may be someone else's (a CI runner's): root writes nothing through a symlink found there.
-    if std::fs::symlink_metadata(&dir)?.file_type().is_symlink() {
-        return Err(io::Error::other(format!("{} is a symlink", dir.display())));
-    }
+    prepare_dir(&dir)?;
     write_file(&dir.join("timeline.txt"), timeline.text().as_bytes())?;
     write_file(&dir.join("timeline.jsonl"), timeline.json_lines().as_bytes())?;
+    copy_logs(paths, &dir)
+}
+
+/// Copies the lab's service logs into `dir` (regular files only, never through a symlink).
+pub(crate) fn copy_logs(paths: &LabPaths, dir: &Path) -> io::Result<()> {
     let Ok(logs) = std::fs::read_dir(paths.logs_dir()) else {
         return Ok(());
     };
     for entry in logs.filter_map(Result::ok) {
-        // Regular files only, never through a symlink.
         if entry.file_type().is_ok_and(|kind| kind.is_file()) {
             write_file(&dir.join(entry.file_name()), &std::fs::read(entry.path())?)?;
         }
@@ -40,15 +40,29 @@ pub fn keep(paths: &LabPaths, lab: &str, timeline: &Timeline) -> io::Result<()> 
     Ok(())
 }
 
-/// Writes a file, replacing a regular file of that name but never following a symlink.
-pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    use std::io::Write;
+/// Makes an artifacts directory. It may be someone else's (a CI runner's): root writes nothing through a symlink
+/// found there.
+pub(crate) fn prepare_dir(dir: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    if std::fs::symlink_metadata(dir)?.file_type().is_symlink() {
+        return Err(io::Error::other(format!("{} is a symlink", dir.display())));
+    }
+    Ok(())
+}
+
+/// Creates (or truncates) a regular file, never through a symlink.
+pub(crate) fn create(path: &Path) -> io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .custom_flags(libc::O_NOFOLLOW)
-        .open(path)?
-        .write_all(bytes)
+        .open(path)
+}
+
+/// Writes a file, replacing a regular file of that name but never following a symlink.
+pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    create(path)?.write_all(bytes)
 }

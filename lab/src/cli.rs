@@ -93,29 +93,7 @@ enum Verb {
     },
     /// Run scenario files: each in a lab of its own, in parallel; exit 0 when all pass, 1 when one fails, 2 for a
     /// bad scenario file (every problem is listed before any lab is built).
-    Test {
-        /// Scenario files, or directories whose `*.toml` files are scenarios.
-        #[arg(required = true)]
-        scenarios: Vec<PathBuf>,
-        /// How many scenarios run at once (they mostly wait on protocol timers); all of them by default.
-        #[arg(short, long)]
-        jobs: Option<usize>,
-        /// Accept snapshots that are new or differ: write them instead of failing.
-        #[arg(long)]
-        update: bool,
-        /// Write the results as JUnit XML to this file.
-        #[arg(long, value_name = "FILE")]
-        junit: Option<PathBuf>,
-        /// Print each scenario's result as a JSON line instead of text.
-        #[arg(long)]
-        json: bool,
-        /// Leave the first failed scenario's lab up (until Ctrl-C or `lab down`) and say how to enter it.
-        #[arg(long)]
-        keep_on_failure: bool,
-        /// Where each scenario's timeline, pcaps, logs and report.html go (a directory per scenario).
-        #[arg(long, value_name = "DIR", default_value = "lab-test-results")]
-        artifacts: PathBuf,
-    },
+    Test(crate::cli_test::TestArguments),
     /// Write the report of a lab that is up: its timeline as a swimlane chart, one self-contained HTML file.
     Report {
         lab: String,
@@ -196,23 +174,7 @@ pub fn main() -> ExitCode {
             json,
             follow,
         } => timeline(&lab, if json { TimelineFormat::Json } else { format }, follow),
-        Verb::Test {
-            scenarios,
-            jobs,
-            update,
-            junit,
-            json,
-            keep_on_failure,
-            artifacts,
-        } => crate::cli_test::test(crate::cli_test::TestArguments {
-            scenarios,
-            jobs,
-            update,
-            junit,
-            json,
-            keep_on_failure,
-            artifacts,
-        }),
+        Verb::Test(arguments) => crate::cli_test::test(arguments),
         Verb::Report { lab, output } => report(&lab, &output),
         Verb::Capture {
             lab,

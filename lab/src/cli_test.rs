@@ -13,13 +13,29 @@ use crate::scenario::run::{self, Outcome, Status, StepOutcome};
 use crate::scenario::{self, Scenario};
 use crate::supervisor::{self, EventSink, StopSignals};
 
+/// `lab test`'s arguments: the command line's one definition.
+#[derive(clap::Args)]
 pub struct TestArguments {
+    /// Scenario files, or directories whose `*.toml` files are scenarios.
+    #[arg(required = true)]
     pub scenarios: Vec<PathBuf>,
+    /// How many scenarios run at once (they mostly wait on protocol timers); all of them by default.
+    #[arg(short, long)]
     pub jobs: Option<usize>,
+    /// Accept snapshots that are new or differ: write them instead of failing.
+    #[arg(long)]
     pub update: bool,
+    /// Write the results as JUnit XML to this file.
+    #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Print each scenario's result as a JSON line instead of text.
+    #[arg(long)]
     pub json: bool,
+    /// Leave the first failed scenario's lab up (until Ctrl-C or `lab down`) and say how to enter it.
+    #[arg(long)]
     pub keep_on_failure: bool,
+    /// Where each scenario's timeline, pcaps, logs and report.html go (a directory per scenario).
+    #[arg(long, value_name = "DIR", default_value = "lab-test-results")]
     pub artifacts: PathBuf,
 }
 
@@ -153,7 +169,7 @@ fn run_all(
                 let options = run::Options {
                     lab_name: lab_name(index),
                     update_snapshots: arguments.update,
-                    artifacts: std::fs::create_dir_all(&artifacts).ok().map(|_| artifacts),
+                    artifacts: Some(artifacts),
                     keep_on_failure: arguments.keep_on_failure,
                     progress: &progress,
                     cancel: cancel.clone(),

@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use crate::markup::escape;
 use crate::topology::{Host, Topology};
 
 /// Mermaid flowchart text (GitHub and many wikis render it).
@@ -97,9 +98,9 @@ pub fn svg(topology: &Topology) -> String {
          font-family=\"sans-serif\" font-size=\"11\">\n<title>{}</title>\n\
          <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
          <text x=\"{MARGIN}\" y=\"{}\" font-size=\"14\" font-weight=\"bold\">lab {}</text>\n",
-        xml(&topology.name),
+        escape(&topology.name),
         MARGIN + 12.0,
-        xml(&topology.name)
+        escape(&topology.name)
     );
     for (s, segment) in topology.segments.iter().enumerate() {
         let y = bus_y(s);
@@ -108,7 +109,7 @@ pub fn svg(topology: &Topology) -> String {
             "<g class=\"segment\" data-name=\"{name}\"><line x1=\"{MARGIN}\" y1=\"{y}\" x2=\"{x2}\" y2=\"{y}\" \
              stroke=\"#2b5797\" stroke-width=\"4\"/><text x=\"{MARGIN}\" y=\"{ty}\" fill=\"#2b5797\">{name} \
              {subnet}</text></g>",
-            name = xml(&segment.name),
+            name = escape(&segment.name),
             x2 = width - MARGIN,
             ty = y - 8.0,
             subnet = segment.subnet
@@ -117,7 +118,7 @@ pub fn svg(topology: &Topology) -> String {
     let box_y = MARGIN + 24.0;
     for (h, host) in topology.hosts.iter().enumerate() {
         let x = column_x(h);
-        let _ = write!(out, "<g class=\"host\" data-name=\"{}\">", xml(&host.name));
+        let _ = write!(out, "<g class=\"host\" data-name=\"{}\">", escape(&host.name));
         for interface in &host.interfaces {
             let s = segment_index(topology, &interface.segment);
             let (x1, y2) = (x + BOX_WIDTH / 2.0, bus_y(s));
@@ -129,7 +130,7 @@ pub fn svg(topology: &Topology) -> String {
                 box_y + box_height,
                 x1 + 6.0,
                 y2 - 6.0,
-                xml(&interface.name),
+                escape(&interface.name),
                 interface.address
             );
         }
@@ -146,14 +147,14 @@ pub fn svg(topology: &Topology) -> String {
                 x + 8.0,
                 box_y + 15.0 + l as f64 * LINE,
                 fit(text),
-                xml(text)
+                escape(text)
             );
         }
         out.push_str("</g>\n");
     }
     for (n, (name, address)) in topology.names.iter().enumerate() {
         let x = column_x(topology.hosts.len() + n);
-        let _ = write!(out, "<g class=\"name\" data-name=\"{}\">", xml(name));
+        let _ = write!(out, "<g class=\"name\" data-name=\"{}\">", escape(name));
         if let Some(s) = segment_of(topology, *address) {
             let x1 = x + BOX_WIDTH / 2.0;
             let _ = write!(
@@ -171,7 +172,7 @@ pub fn svg(topology: &Topology) -> String {
             2.0 * LINE + 10.0,
             box_y + 15.0,
             fit(name),
-            xml(name),
+            escape(name),
             box_y + 15.0 + LINE,
             tx = x + 8.0
         );
@@ -206,13 +207,6 @@ fn fit(text: &str) -> String {
     } else {
         String::new()
     }
-}
-
-fn xml(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 fn dot_string(text: &str) -> String {

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::names::{EtcPaths, HostFsPaths, LabPaths};
 use crate::topology::placeholders::Facts;
-use crate::topology::{FileContent, Filesystem, Host, PlacedFile, Topology, VarSeed};
+use crate::topology::{Filesystem, Host, PlacedFile, Topology, VarSeed};
 
 /// One directory (or file) of the machine shown at `target` in the host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -353,26 +353,7 @@ fn overlay(lower: &Path, upper: &Path, work: &Path, merged: &Path) -> io::Result
 }
 
 fn place_file(file: &PlacedFile, view: &View, facts: &Facts, paths: &LabPaths) -> io::Result<()> {
-    let bytes = match &file.content {
-        FileContent::Text(text) => text.clone().into_bytes(),
-        FileContent::Source(source) => {
-            std::fs::read(source).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", source.display())))?
-        }
-    };
-    let bytes = if file.template {
-        let text = String::from_utf8(bytes).map_err(|_| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{}: not UTF-8 text", file.path.display()),
-            )
-        })?;
-        facts
-            .expand(&text)
-            .map_err(|(_, why)| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {why}", file.path.display())))?
-            .into_bytes()
-    } else {
-        bytes
-    };
+    let bytes = file.content(facts)?;
     place(view, paths, &file.path, &bytes, file.mode, file.owner)
 }
 

@@ -31,6 +31,7 @@ pub struct Group {
     pub name: String,
     pub kind: GroupKind,
     pub tracks: Vec<Track>,
+    /// Named by the fault's words (`crash vrrpd`).
     pub faults: Vec<Mark>,
 }
 
@@ -142,14 +143,14 @@ impl Lanes {
             self.track(group, segment, TrackKind::Wire).instants.push(mark(name));
             return;
         }
-        if let EventKind::Fault { .. } = &event.kind {
+        if let EventKind::Fault { fault } = &event.kind {
             // A fault on several hosts (a partition) is the lab's; on one host, that host's.
             let group = if host_name.contains(',') {
                 0
             } else {
                 self.group(&host_name, GroupKind::Host)
             };
-            self.groups[group].faults.push(mark("fault"));
+            self.groups[group].faults.push(mark(fault));
             return;
         }
         let kind = if host_name == LAB_GROUP {

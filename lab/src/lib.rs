@@ -16,6 +16,7 @@ pub mod graph;
 pub mod hostfs;
 pub mod lab;
 pub mod lanes;
+mod markup;
 pub mod names;
 pub mod net;
 pub mod observe;

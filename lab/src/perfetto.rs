@@ -19,7 +19,7 @@ impl Timeline {
             events.push(json!({"ph": "M", "name": "process_sort_index", "pid": pid, "args": {"sort_index": pid}}));
             for fault in &group.faults {
                 events.push(json!({
-                    "ph": "i", "s": "p", "name": format!("fault: {}", fault_words(&fault.text)), "pid": pid,
+                    "ph": "i", "s": "p", "name": format!("fault: {}", fault.name), "pid": pid,
                     "tid": 0, "ts": micros(fault.at_ns), "args": {"event": fault.text}
                 }));
             }
@@ -43,11 +43,6 @@ impl Timeline {
         }
         json!({"traceEvents": events, "displayTimeUnit": "ms"}).to_string()
     }
-}
-
-/// A fault event's words (`host: fault: crash vrrpd` → `crash vrrpd`).
-fn fault_words(text: &str) -> &str {
-    text.split_once("fault: ").map_or(text, |(_, words)| words)
 }
 
 #[cfg(test)]

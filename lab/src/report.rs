@@ -11,6 +11,7 @@
 use std::fmt::Write as _;
 
 use crate::lanes::{GroupKind, Lanes, Mark, Span, Track, TrackKind};
+use crate::markup::escape;
 use crate::scenario::run::StepOutcome;
 use crate::timeline::Timeline;
 use crate::topology::Topology;
@@ -170,7 +171,7 @@ impl<'a> Chart<'a> {
                 AXIS - 4.0,
                 x + 2.0,
                 AXIS - 6.0,
-                escape(fault.text.split_once("fault: ").map_or(&fault.text, |(_, w)| w)),
+                escape(&fault.name),
                 escape(&format!("{t:.3} s  {}", fault.text))
             );
         }
@@ -348,13 +349,6 @@ fn nice_step(raw: f64) -> f64 {
 fn trim_float(value: f64) -> String {
     let text = format!("{value:.3}");
     text.trim_end_matches('0').trim_end_matches('.').to_string()
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 const STYLE: &str = r#"

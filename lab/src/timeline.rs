@@ -81,6 +81,20 @@ impl Timeline {
         self.events.iter().filter(move |e| wanted(e))
     }
 
+    /// The outages of client probe `probe` that ended: when the first unanswered attempt was sent (ns) and how
+    /// long until an answer, in time order of their ends.
+    pub fn outages<'a>(&'a self, probe: &'a str) -> impl Iterator<Item = (u64, Duration)> + 'a {
+        self.events.iter().filter_map(move |e| match &e.kind {
+            EventKind::ProbeUp {
+                probe: p, outage_ms, ..
+            } if p == probe => {
+                let length = Duration::from_secs_f64(outage_ms / 1e3);
+                Some((e.at_ns.saturating_sub(length.as_nanos() as u64), length))
+            }
+            _ => None,
+        })
+    }
+
     /// Human-readable: seconds since the first event, then the event.
     pub fn text(&self) -> String {
         let start = self.events.first().map_or(0, |e| e.at_ns);

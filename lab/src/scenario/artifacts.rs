@@ -9,17 +9,6 @@ use crate::lab::Lab;
 use super::run::Outcome;
 use super::Scenario;
 
-/// Creates a file in an artifacts directory, never through a symlink.
-pub(crate) fn create(path: &Path) -> io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-}
-
 pub(crate) fn write(dir: &Path, lab: &Lab, scenario: &Scenario, outcome: &Outcome) -> io::Result<()> {
     let timeline = lab.timeline();
     let write = |name: &str, bytes: &[u8]| crate::artifacts::write_file(&dir.join(name), bytes);
@@ -38,11 +27,6 @@ pub(crate) fn write(dir: &Path, lab: &Lab, scenario: &Scenario, outcome: &Outcom
     };
     write("report.html", report.html().as_bytes())?;
     let logs = dir.join("logs");
-    std::fs::create_dir_all(&logs)?;
-    for entry in std::fs::read_dir(lab.paths().logs_dir())?.filter_map(Result::ok) {
-        if entry.file_type().is_ok_and(|kind| kind.is_file()) {
-            crate::artifacts::write_file(&logs.join(entry.file_name()), &std::fs::read(entry.path())?)?;
-        }
-    }
-    Ok(())
+    crate::artifacts::prepare_dir(&logs)?;
+    crate::artifacts::copy_logs(lab.paths(), &logs)
 }

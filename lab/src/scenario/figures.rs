@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::topology::placeholders::Facts;
-use crate::topology::{FileContent, Host, Topology};
+use crate::topology::{Host, Topology};
 
 /// keepalived's configuration file when no `-f` names one.
 const KEEPALIVED_DEFAULT: &str = "/etc/keepalived/keepalived.conf";
@@ -143,18 +143,10 @@ fn read_config(facts: &Facts, host: &Host, path: &Path) -> Result<String, String
         .map_err(|(_, why)| format!("{}: {why}", path.display()))?;
     let path = PathBuf::from(expanded);
     if let Some(placed) = host.files.iter().find(|f| f.path == path) {
-        let text = match &placed.content {
-            FileContent::Text(text) => text.clone(),
-            FileContent::Source(source) => std::fs::read_to_string(source)
-                .map_err(|e| format!("{} (placed at {}): {e}", source.display(), path.display()))?,
-        };
-        return if placed.template {
-            facts
-                .expand(&text)
-                .map_err(|(_, why)| format!("{}: {why}", path.display()))
-        } else {
-            Ok(text)
-        };
+        let bytes = placed
+            .content(facts)
+            .map_err(|e| format!("placed at {}: {e}", path.display()))?;
+        return String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8 text", path.display()));
     }
     std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))
 }

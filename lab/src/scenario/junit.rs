@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use super::run::{Outcome, Status};
+use crate::markup::escape;
 
 pub fn xml(outcomes: &[Outcome]) -> String {
     let failures = outcomes.iter().filter(|o| o.status == Status::Failed).count();
@@ -64,23 +65,5 @@ pub fn xml(outcomes: &[Outcome]) -> String {
         );
     }
     out.push_str("  </testsuite>\n</testsuites>\n");
-    out
-}
-
-/// XML text: the five special characters, and control characters XML 1.0 cannot carry dropped.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\n' | '\t' | '\r' => out.push(c),
-            c if (c as u32) < 0x20 => {}
-            c => out.push(c),
-        }
-    }
     out
 }

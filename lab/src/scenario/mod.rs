@@ -160,15 +160,7 @@ const ACTIONS: &[&str] = &[
 
 /// Reads and checks a scenario file and the topology it names.
 pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
-    let text = std::fs::read_to_string(path).map_err(|e| TopologyError {
-        problems: vec![crate::topology::Problem {
-            file: path.display().to_string(),
-            line: 0,
-            column: 0,
-            field: String::new(),
-            message: format!("cannot read the scenario: {e}"),
-        }],
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|e| TopologyError::unreadable(path, "the scenario", &e))?;
     parse(&text, path)
 }
 

@@ -80,7 +80,7 @@ pub struct Options<'a> {
     pub lab_name: String,
     /// Snapshots that differ or are missing are written instead of failing.
     pub update_snapshots: bool,
-    /// This scenario's artifacts directory: timeline, pcaps, logs, report.
+    /// This scenario's artifacts directory (made if need be): timeline, pcaps, logs, report.
     pub artifacts: Option<PathBuf>,
     /// A failed scenario's lab is returned up instead of being taken down.
     pub keep_on_failure: bool,
@@ -104,6 +104,11 @@ pub fn run(scenario: &Scenario, options: &Options) -> (Outcome, Option<Lab>) {
         error: None,
         artifacts: options.artifacts.clone(),
     };
+    if let Some(Err(e)) = options.artifacts.as_deref().map(crate::artifacts::prepare_dir) {
+        outcome.error = Some(format!("artifacts: {e}"));
+        outcome.artifacts = None;
+        return (outcome, None);
+    }
     let lab = scenario
         .topology
         .clone()
@@ -183,7 +188,7 @@ impl Captures {
         for segment in &lab.topology().segments {
             let path = dir.join(format!("{}.pcap", segment.name));
             let (stop, switch, segment) = (stop.clone(), switch.clone(), segment.name.clone());
-            let file = match super::artifacts::create(&path) {
+            let file = match crate::artifacts::create(&path) {
                 Ok(file) => file,
                 Err(_) => continue,
             };
@@ -488,7 +493,7 @@ impl<'a> Session<'a> {
                 std::thread::sleep(duration.value);
                 Ok((None, String::new()))
             }
-            Action::Settle(probes) => self.settle(probes).map(|text| (None, text)),
+            Action::Settle(probes) => settle(self.lab, probes).map(|text| (None, text)),
             Action::Align(host) => self.align(host).map(|text| (None, text)),
             Action::Snapshot(name) => {
                 let style = snapshot::style(&self.scenario.snapshot, self.lab, self.first_fault, monotonic_ns());
@@ -584,20 +589,7 @@ impl<'a> Session<'a> {
         expected: Option<u32>,
     ) -> Result<(Option<u64>, String), String> {
         let timeline = self.lab.timeline();
-        let mut outages: Vec<(u64, Duration)> = timeline
-            .events()
-            .iter()
-            .filter_map(|e| match &e.kind {
-                EventKind::ProbeUp {
-                    probe: p, outage_ms, ..
-                } if p == probe => {
-                    let length = Duration::from_secs_f64(outage_ms / 1e3);
-                    Some((e.at_ns.saturating_sub(length.as_nanos() as u64), length))
-                }
-                _ => None,
-            })
-            .filter(|(start, _)| *start >= from)
-            .collect();
+        let mut outages: Vec<(u64, Duration)> = timeline.outages(probe).filter(|(start, _)| *start >= from).collect();
         outages.sort();
         let ongoing = timeline.events().iter().rev().find_map(|e| match &e.kind {
             EventKind::ProbeDown { probe: p, .. } if p == probe => Some(e.at_ns),
@@ -690,41 +682,7 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Lets the probes finish what is in flight (an attempt waits up to its timeout), then waits until each probe
-    /// that stopped answering answers again.
-    fn settle(&self, probes: &[String]) -> Result<String, String> {
-        let longest_timeout = self
-            .scenario
-            .topology
-            .hosts
-            .iter()
-            .flat_map(|h| &h.probes)
-            .filter(|p| probes.contains(&p.name))
-            .map(|p| p.timeout + p.interval)
-            .max()
-            .unwrap_or_default();
-        std::thread::sleep(longest_timeout + Duration::from_millis(100));
-        for probe in probes {
-            let last = self.lab.timeline().events().iter().rev().find_map(|e| match &e.kind {
-                EventKind::ProbeDown { probe: p, .. } if p == probe => Some((e.at_ns, false)),
-                EventKind::ProbeUp { probe: p, .. } if p == probe => Some((e.at_ns, true)),
-                _ => None,
-            });
-            if let Some((at_ns, false)) = last {
-                self.lab
-                    .events()
-                    .wait_for(Duration::from_secs(3), |e| {
-                        e.at_ns >= at_ns && matches!(&e.kind, EventKind::ProbeUp { probe: p, .. } if p == probe)
-                    })
-                    .ok_or_else(|| format!("probe {probe} did not answer again within 3 s"))?;
-            }
-        }
-        Ok(format!("{} answering", probes.join(", ")))
-    }
-
-    /// Sleeps until the moment of `host`'s advert period that puts its next advert half-way between a snapshot's
-    /// "at once" and "≤ Skew_Time": a fault injected then meets the period at the same phase in every run, so no
-    /// label of the snapshot depends on luck.
+    /// [`align_to_adverts`] on `host`'s adverts, with the snapshot's margin and the backup's Skew_Time.
     fn align(&self, host: &str) -> Result<String, String> {
         let instance = self.scenario.figures.instance(host, None)?;
         let sources: Vec<Ipv4Addr> = self
@@ -733,33 +691,79 @@ impl<'a> Session<'a> {
             .host(host)
             .map(|h| h.interfaces.iter().map(|i| i.address).collect())
             .unwrap_or_default();
-        let now = monotonic_ns();
-        let last = self
-            .lab
-            .timeline()
-            .events()
-            .iter()
-            .rev()
-            .find_map(|e| match &e.kind {
-                EventKind::Vrrp { from, .. } if sources.contains(from) => Some(e.at_ns),
-                _ => None,
-            })
-            .ok_or_else(|| format!("{host} has sent no advert"))?;
-        let interval = instance.advert_int.as_nanos() as u64;
-        let margin = self.scenario.snapshot.margin.as_nanos() as u64;
-        let skew = self
-            .scenario
-            .figures
-            .backup()
-            .map_or(0, |b| b.skew_time().as_nanos() as u64);
-        let next_advert_in = (margin + skew + margin) / 2;
-        let mut target = last + interval - next_advert_in.min(interval);
-        while target <= now {
-            target += interval;
-        }
-        std::thread::sleep(Duration::from_nanos(target - now));
-        Ok(format!("{host}'s next advert in {}", seconds(next_advert_in)))
+        let skew = self.scenario.figures.backup().map_or(Duration::ZERO, |b| b.skew_time());
+        let lead = align_to_adverts(
+            self.lab,
+            &sources,
+            instance.advert_int,
+            self.scenario.snapshot.margin,
+            skew,
+        )
+        .map_err(|why| format!("{host} {why}"))?;
+        Ok(format!("{host}'s next advert in {}", seconds(lead.as_nanos() as u64)))
     }
+}
+
+/// Sleeps until the moment of the advert period (adverts from `sources`, every `interval`) that puts the next
+/// advert half-way between a snapshot's "at once" (`margin`) and "≤ Skew_Time" (`skew` + `margin`) labels: a fault
+/// injected then meets the protocol's period at the same phase in every run, so no label depends on luck. Returns
+/// how long before the next advert it woke.
+pub fn align_to_adverts(
+    lab: &Lab,
+    sources: &[Ipv4Addr],
+    interval: Duration,
+    margin: Duration,
+    skew: Duration,
+) -> Result<Duration, String> {
+    let now = monotonic_ns();
+    let last = lab
+        .timeline()
+        .events()
+        .iter()
+        .rev()
+        .find_map(|e| match &e.kind {
+            EventKind::Vrrp { from, .. } if sources.contains(from) => Some(e.at_ns),
+            _ => None,
+        })
+        .ok_or("has sent no advert")?;
+    let interval = interval.as_nanos() as u64;
+    let lead = ((margin * 2 + skew) / 2).as_nanos() as u64;
+    let mut target = last + interval - lead.min(interval);
+    while target <= now {
+        target += interval;
+    }
+    std::thread::sleep(Duration::from_nanos(target - now));
+    Ok(Duration::from_nanos(lead))
+}
+
+/// Lets the probes finish what is in flight (an attempt waits up to its timeout), then waits until each probe
+/// that stopped answering answers again.
+pub fn settle(lab: &Lab, probes: &[String]) -> Result<String, String> {
+    let longest_timeout = lab
+        .topology()
+        .hosts
+        .iter()
+        .flat_map(|h| &h.probes)
+        .filter(|p| probes.contains(&p.name))
+        .map(|p| p.timeout + p.interval)
+        .max()
+        .unwrap_or_default();
+    std::thread::sleep(longest_timeout + Duration::from_millis(100));
+    for probe in probes {
+        let last = lab.timeline().events().iter().rev().find_map(|e| match &e.kind {
+            EventKind::ProbeDown { probe: p, .. } if p == probe => Some((e.at_ns, false)),
+            EventKind::ProbeUp { probe: p, .. } if p == probe => Some((e.at_ns, true)),
+            _ => None,
+        });
+        if let Some((at_ns, false)) = last {
+            lab.events()
+                .wait_for(Duration::from_secs(3), |e| {
+                    e.at_ns >= at_ns && matches!(&e.kind, EventKind::ProbeUp { probe: p, .. } if p == probe.as_str())
+                })
+                .ok_or_else(|| format!("probe {probe} did not answer again within 3 s"))?;
+        }
+    }
+    Ok(format!("{} answering", probes.join(", ")))
 }
 
 /// How long two or more hosts' kernels had `address` at once, from the kernel monitors' events after `from`.

@@ -103,7 +103,7 @@ pub fn compare(path: &Path, seen: &str, update: bool) -> Result<String, String> 
         if let Some(dir) = target.parent() {
             std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         }
-        std::fs::write(target, seen).map_err(|e| format!("{}: {e}", target.display()))
+        crate::artifacts::write_file(target, seen.as_bytes()).map_err(|e| format!("{}: {e}", target.display()))
     };
     if update {
         write(path)?;

@@ -49,6 +49,21 @@ impl fmt::Display for TopologyError {
 
 impl std::error::Error for TopologyError {}
 
+impl TopologyError {
+    /// A file (`what`: "the topology file", "the scenario") that could not be read: a problem without a line.
+    pub fn unreadable(path: &Path, what: &str, error: &std::io::Error) -> TopologyError {
+        TopologyError {
+            problems: vec![Problem {
+                file: path.display().to_string(),
+                line: 0,
+                column: 0,
+                field: String::new(),
+                message: format!("cannot read {what}: {error}"),
+            }],
+        }
+    }
+}
+
 /// Collects the problems of one topology; the checks (in [`super::check`]) keep going after a problem, so that a
 /// single run reports them all.
 pub(crate) struct Checker<'a> {

@@ -130,6 +130,33 @@ pub struct PlacedFile {
     pub template: bool,
 }
 
+impl PlacedFile {
+    /// What the file holds in the host: its text or its source's bytes, with placeholders filled in when it is a
+    /// template.
+    pub fn content(&self, facts: &placeholders::Facts) -> std::io::Result<Vec<u8>> {
+        use std::io::{Error, ErrorKind};
+        let bytes = match &self.content {
+            FileContent::Text(text) => text.clone().into_bytes(),
+            FileContent::Source(source) => {
+                std::fs::read(source).map_err(|e| Error::new(e.kind(), format!("{}: {e}", source.display())))?
+            }
+        };
+        if !self.template {
+            return Ok(bytes);
+        }
+        let text = String::from_utf8(bytes).map_err(|_| {
+            Error::new(
+                ErrorKind::InvalidData,
+                format!("{}: not UTF-8 text", self.path.display()),
+            )
+        })?;
+        facts
+            .expand(&text)
+            .map(String::into_bytes)
+            .map_err(|(_, why)| Error::new(ErrorKind::InvalidData, format!("{}: {why}", self.path.display())))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileContent {
     /// A file on the machine (absolute), read when the lab is built.
@@ -289,15 +316,8 @@ impl Topology {
     /// Reads and validates a topology file.
     pub fn load(path: impl AsRef<Path>) -> Result<Topology, TopologyError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| TopologyError {
-            problems: vec![Problem {
-                file: path.display().to_string(),
-                line: 0,
-                column: 0,
-                field: String::new(),
-                message: format!("cannot read the topology file: {e}"),
-            }],
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| TopologyError::unreadable(path, "the topology file", &e))?;
         Topology::parse(&text, path)
     }
 
