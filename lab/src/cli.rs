@@ -540,14 +540,7 @@ fn report(lab: &str, output: &Path) -> anyhow::Result<ExitCode> {
     let paths = LabPaths::new(lab).map_err(LabError::Name)?;
     let state = LabState::load(&paths).map_err(|e| anyhow::anyhow!("lab {lab}: {e}"))?;
     let topology = Topology::load(&state.topology).map_err(LabError::from)?;
-    let client = connect(lab)?;
-    let mut events = Vec::new();
-    let missed = client.timeline(false, |event| {
-        events.push(event);
-        true
-    })?;
-    report_missed(missed);
-    let timeline = crate::timeline::Timeline::new(events);
+    let timeline = fetch_timeline(lab)?;
     let report = crate::report::Report {
         title: format!("lab {lab}"),
         timeline: &timeline,
@@ -577,16 +570,9 @@ fn timeline(lab: &str, format: TimelineFormat, follow: bool) -> anyhow::Result<E
         anyhow::bail!("a Perfetto trace is one document: --follow prints text or JSON lines");
     }
     let json = format == TimelineFormat::Json;
-    let client = connect(lab)?;
     let mut out = io::stdout().lock();
     if !follow {
-        let mut events = Vec::new();
-        let missed = client.timeline(false, |event| {
-            events.push(event);
-            true
-        })?;
-        report_missed(missed);
-        let timeline = crate::timeline::Timeline::new(events);
+        let timeline = fetch_timeline(lab)?;
         let text = match format {
             TimelineFormat::Text => timeline.text(),
             TimelineFormat::Json => timeline.json_lines(),
@@ -596,7 +582,7 @@ fn timeline(lab: &str, format: TimelineFormat, follow: bool) -> anyhow::Result<E
         return Ok(ExitCode::SUCCESS);
     }
     let mut start = None;
-    let missed = client.timeline(true, |event| {
+    let missed = connect(lab)?.timeline(true, |event| {
         let line = if json {
             serde_json::to_string(&event).expect("serializable event")
         } else {
@@ -607,6 +593,17 @@ fn timeline(lab: &str, format: TimelineFormat, follow: bool) -> anyhow::Result<E
     })?;
     report_missed(missed);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Everything the lab's supervisor still holds of its timeline.
+fn fetch_timeline(lab: &str) -> anyhow::Result<crate::timeline::Timeline> {
+    let mut events = Vec::new();
+    let missed = connect(lab)?.timeline(false, |event| {
+        events.push(event);
+        true
+    })?;
+    report_missed(missed);
+    Ok(crate::timeline::Timeline::new(events))
 }
 
 fn report_missed(missed: usize) {
