@@ -37,6 +37,11 @@ fn bad_files_name_every_problem() {
         report.push_str(&relative(&error.to_string()));
         report.push_str("\n\n");
     }
+    // A name that would make its artifacts directory `..`.
+    let text = std::fs::read_to_string(scenario("passes")).unwrap();
+    let error = lab::scenario::parse(&text, &workspace_file("tests/scenarios/...toml")).expect_err("`..`");
+    report.push_str(&relative(&error.to_string()));
+    report.push('\n');
     insta::with_settings!({ snapshot_path => "snapshots", prepend_module_to_snapshot => false }, {
         insta::assert_snapshot!("scenario__bad_files", report);
     });

@@ -213,15 +213,22 @@ pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
     if raw.steps.is_empty() {
         check.checker.report(0..0, "steps", "the scenario has no steps");
     }
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // The name becomes a directory of artifacts: one path component, nothing hidden or relative.
+    let valid_name = name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if !valid_name {
+        check.checker.report(0..0, "", format!("the scenario's name `{name}` (its file name without .toml) must start with a letter or digit and hold only letters, digits, `.`, `_` and `-`"));
+    }
     if !check.checker.problems.is_empty() {
         return Err(check.checker.finish());
     }
     Ok(Scenario {
         path: path.to_path_buf(),
-        name: path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default(),
+        name,
         description: raw.description,
         topology,
         figures,
@@ -501,17 +508,19 @@ impl Check<'_> {
     /// Settings the step's action does not take are mistakes, not silently ignored.
     fn check_unused(&mut self, raw: &RawStep, action: &str, field: &str) {
         let takes: &[&str] = match action {
-            "wait" => &["within"],
+            "wait" => &["within", "after"],
             "last" => &["before"],
-            "absent" => &["for"],
-            "count" => &["before", "at_least", "at_most"],
+            "absent" => &["for", "after"],
+            "count" => &["before", "at_least", "at_most", "after"],
             "holds" | "run" => &["within"],
-            "outage" => &["at_least", "at_most", "ends_within", "outages"],
+            "outage" => &["at_least", "at_most", "ends_within", "outages", "after"],
             "elapsed" => &["is", "at_least", "at_most"],
-            "overlap" => &["at_most"],
+            "overlap" => &["at_most", "after"],
+            "sequence" => &["after"],
             _ => &[],
         };
-        let settings: [(&str, Option<Range<usize>>); 8] = [
+        let settings: [(&str, Option<Range<usize>>); 9] = [
+            ("after", raw.after.as_ref().map(Spanned::span)),
             ("within", raw.within.as_ref().map(Spanned::span)),
             ("before", raw.before.as_ref().map(Spanned::span)),
             ("for", raw.window.as_ref().map(Spanned::span)),
