@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use lab::impair::BackendChoice;
 use lab::scenario::run::{self, Outcome};
 
 /// The scenario files (`*.toml`) of a workspace directory, sorted.
@@ -20,11 +21,11 @@ pub fn files_in(directory: &str) -> Vec<PathBuf> {
 /// Loads and runs one scenario in a lab of its own (named after `prefix`), printing each step as it completes;
 /// with `LAB_ARTIFACTS=DIR`, its artifacts go to `DIR/<scenario>/`.
 pub fn play(file: &Path, prefix: &str) -> Outcome {
-    play_with(file, prefix, None)
+    play_with(file, prefix, None, None)
 }
 
-/// [`play`], its artifacts in `artifacts`.
-pub fn play_with(file: &Path, prefix: &str, artifacts: Option<PathBuf>) -> Outcome {
+/// [`play`], its artifacts in `artifacts`, its links impaired by `backend` instead of the topology's choice.
+pub fn play_with(file: &Path, prefix: &str, artifacts: Option<PathBuf>, backend: Option<BackendChoice>) -> Outcome {
     crate::use_workspace_binaries();
     let scenario = lab::scenario::load(file).unwrap_or_else(|e| panic!("{e}"));
     let artifacts = artifacts.or_else(|| {
@@ -50,6 +51,7 @@ pub fn play_with(file: &Path, prefix: &str, artifacts: Option<PathBuf>) -> Outco
         keep_on_failure: false,
         progress: &progress,
         cancel: lab::lab::Cancel::default(),
+        impair_backend: backend,
     };
     let (outcome, kept) = run::run(&scenario, &options);
     assert!(kept.is_none());

@@ -61,7 +61,7 @@ fn scenarios_that_must_fail_do() {
     let outcomes: Vec<_> = std::thread::scope(|scope| {
         let runs: Vec<_> = cases
             .iter()
-            .map(|(name, _, _)| scope.spawn(move || play_with(&scenario(name), "mf", None)))
+            .map(|(name, _, _)| scope.spawn(move || play_with(&scenario(name), "mf", None, None)))
             .collect();
         runs.into_iter().map(|r| r.join().unwrap()).collect()
     });
@@ -208,7 +208,12 @@ fn report_of_the_reboot_in_chromium() {
         return;
     };
     let dir = std::env::temp_dir().join(halab_tests::unique_name("report"));
-    let outcome = play_with(&workspace_file("scenarios/05-reboot.toml"), "rp", Some(dir.clone()));
+    let outcome = play_with(
+        &workspace_file("scenarios/05-reboot.toml"),
+        "rp",
+        Some(dir.clone()),
+        None,
+    );
     assert_eq!(outcome.status, Status::Passed, "{:?}", outcome.failure());
     let report = dir.join("report.html");
     let dom = headless(&browser, "--dump-dom", &report);

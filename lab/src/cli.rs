@@ -5,12 +5,13 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use nix::sys::signal::{SigSet, Signal};
 use serde::Serialize;
 
 use crate::control::{self, Action, Client};
 use crate::fault::Fault;
+use crate::impair::BackendChoice;
 use crate::lab::{self, Lab, LabError};
 use crate::names::{self, LabPaths, SWITCH_HOST};
 use crate::state::{self, LabState};
@@ -41,6 +42,9 @@ enum Verb {
         /// Print events as JSON lines.
         #[arg(long)]
         json: bool,
+        /// Carry out link impairments with this backend instead of the topology's `impair_backend`.
+        #[arg(long, value_enum, value_name = "BACKEND")]
+        impair_backend: Option<BackendChoice>,
         /// Internal: the detached supervisor reports readiness on stderr, then goes quiet.
         #[arg(long, hide = true)]
         supervise: bool,
@@ -65,6 +69,13 @@ enum Verb {
     Status {
         /// Lab name (or topology file); every lab when omitted.
         lab: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the network faults in force: partitions, and each impaired link with its settings and direction.
+    Faults {
+        /// Lab name (or topology file).
+        lab: String,
         #[arg(long)]
         json: bool,
     },
@@ -153,18 +164,20 @@ pub fn main() -> ExitCode {
             detach,
             name,
             json,
+            impair_backend,
             supervise,
         } => {
             if detach {
-                up_detached(&file, name.as_deref())
+                up_detached(&file, name.as_deref(), impair_backend)
             } else {
-                up(&file, name.as_deref(), json, supervise)
+                up(&file, name.as_deref(), impair_backend, json, supervise)
             }
         }
         Verb::Down { labs, all, timeout } => down(labs, all, Duration::from_secs_f64(timeout)),
         Verb::Ls => ls(),
         Verb::Topologies => topologies(),
         Verb::Status { lab, json } => status(lab.as_deref(), json),
+        Verb::Faults { lab, json } => faults(&lab, json),
         Verb::Exec { lab, host, command } => exec(&lab, &host, command),
         Verb::Fault { lab, hosts, fault } => fault_command(&lab, &hosts, fault),
         Verb::Graph { topology, format } => graph(&topology, format),
@@ -196,20 +209,27 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn load(file: &Path, name: Option<&str>) -> anyhow::Result<Topology> {
+fn load(file: &Path, name: Option<&str>, backend: Option<BackendChoice>) -> anyhow::Result<Topology> {
     if let Some(name) = name {
         names::check_lab(name).map_err(LabError::Name)?;
     }
     let file = search::find(file).map_err(anyhow::Error::msg)?;
-    let topology = Topology::load(&file).map_err(LabError::from)?;
+    let mut topology = Topology::load(&file).map_err(LabError::from)?;
+    topology.impair_backend = backend.unwrap_or(topology.impair_backend);
     Ok(match name {
         Some(name) => topology.renamed(name).map_err(LabError::from)?,
         None => topology,
     })
 }
 
-fn up(file: &Path, name: Option<&str>, json: bool, supervise: bool) -> anyhow::Result<ExitCode> {
-    let topology = load(file, name)?;
+fn up(
+    file: &Path,
+    name: Option<&str>,
+    backend: Option<BackendChoice>,
+    json: bool,
+    supervise: bool,
+) -> anyhow::Result<ExitCode> {
+    let topology = load(file, name, backend)?;
     lab::check_privileges()?;
     // Before any thread exists, so every thread inherits the blocked mask and one thread waits for the signals.
     let signals = StopSignals::block()?;
@@ -224,8 +244,8 @@ fn up(file: &Path, name: Option<&str>, json: bool, supervise: bool) -> anyhow::R
 }
 
 /// Starts a supervisor (this binary, `up --supervise`) in its own session and returns once the lab is up.
-fn up_detached(file: &Path, name: Option<&str>) -> anyhow::Result<ExitCode> {
-    let topology = load(file, name)?;
+fn up_detached(file: &Path, name: Option<&str>, backend: Option<BackendChoice>) -> anyhow::Result<ExitCode> {
+    let topology = load(file, name, backend)?;
     lab::check_privileges()?;
     // Ctrl-C while waiting stops the bring-up: the supervisor gets SIGTERM, cancels and removes what it built.
     let stop_signals: SigSet = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP].into_iter().collect();
@@ -233,6 +253,12 @@ fn up_detached(file: &Path, name: Option<&str>) -> anyhow::Result<ExitCode> {
     let mut command = std::process::Command::new(std::env::current_exe()?);
     let file = search::find(file).map_err(anyhow::Error::msg)?;
     command.args(["up", "--supervise", "--name", &topology.name]).arg(file);
+    if let Some(backend) = backend {
+        command.args([
+            "--impair-backend",
+            &backend.to_possible_value().expect("no skipped values").get_name(),
+        ]);
+    }
     command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -459,6 +485,32 @@ fn status(lab: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
     }
     for lab in all {
         print_status(lab);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn faults(lab: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let paths = lab_paths(lab)?;
+    let state = LabState::load(&paths).map_err(|e| anyhow::anyhow!("lab {}: {e}", paths.lab()))?;
+    let faults = state.faults;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&faults)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if faults.partitions.is_empty() && faults.links.is_empty() {
+        println!("lab {}: no network fault in force", paths.lab());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let backend = faults
+        .backend
+        .map_or_else(|| "none needed".to_string(), |b| b.to_string());
+    println!("lab {} (impairment backend: {backend})", paths.lab());
+    for (from, to) in &faults.partitions {
+        println!("  partition  {from} -> {to}");
+    }
+    for link in &faults.links {
+        let (host, interface, direction) = (&link.host, &link.interface, link.direction);
+        println!("  {host} {interface} {direction:<4}  {}", link.impairment);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -37,6 +37,9 @@ pub struct TestArguments {
     /// Where each scenario's timeline, pcaps, logs and report.html go (a directory per scenario).
     #[arg(long, value_name = "DIR", default_value = "lab-test-results")]
     pub artifacts: PathBuf,
+    /// Carry out link impairments with this backend, whatever the topologies say.
+    #[arg(long, value_enum, value_name = "BACKEND")]
+    pub impair_backend: Option<crate::impair::BackendChoice>,
 }
 
 pub fn test(arguments: TestArguments) -> anyhow::Result<ExitCode> {
@@ -173,6 +176,7 @@ fn run_all(
                     keep_on_failure: arguments.keep_on_failure,
                     progress: &progress,
                     cancel: cancel.clone(),
+                    impair_backend: arguments.impair_backend,
                 };
                 let result = run::run(scenario, &options);
                 results.lock().unwrap_or_else(|e| e.into_inner())[index] = Some(result);

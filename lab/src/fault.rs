@@ -1,11 +1,10 @@
 //! Faults: what `lab fault` does to a running lab, as production breaks. Every fault becomes an event on the
 //! timeline, stamped when it starts.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt;
-use std::io::{self, Write};
+use std::io;
 use std::net::Ipv4Addr;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,12 +14,14 @@ use rtnetlink::packet_route::RouteNetlinkMessage;
 use serde::{Deserialize, Serialize};
 
 use crate::events::{EventKind, EventLog};
+use crate::impair::links::{LinkEnd, Links};
+use crate::impair::{self, format_duration, BackendChoice, Burst, Direction, Distribution, Impairment, Percent, Rate};
 use crate::net::netlink::{Netlink, Request};
 use crate::net::{build, firewall, netns};
 use crate::plan::{HostPlan, Plan};
-use crate::process::HostCommand;
+use crate::process::{run_tool, HostCommand};
 use crate::service::RunningService;
-use crate::state::LabState;
+use crate::state::{ActiveFaults, ImpairedLink, LabState};
 use crate::teardown;
 use crate::topology::{Host, Topology};
 
@@ -81,8 +82,12 @@ pub enum Fault {
         #[arg(value_name = "INTERFACE")]
         interface: Option<String>,
     },
-    /// Cut the hosts off from other hosts: the switch drops the traffic between them, both ways, until `heal`.
+    /// Cut the hosts off from other hosts: the switch drops the traffic between them, both ways (or, with
+    /// `--one-way`, only the hosts' traffic to the others), until `heal`.
     Partition {
+        /// Drop only the packets from the hosts to the others: theirs still arrive.
+        #[arg(long)]
+        one_way: bool,
         /// The hosts on the other side, separated by commas.
         // One word (`Set`, one value), split at its commas.
         #[arg(value_name = "HOST", required = true, num_args = 1, action = clap::ArgAction::Set, value_delimiter = ',')]
@@ -90,19 +95,111 @@ pub enum Fault {
     },
     /// Remove every partition of the lab.
     Heal,
-    /// Make the switch drop a percentage of the hosts' outgoing packets at random.
+    /// Delay the frames on the hosts' links, with jitter if asked.
+    Delay {
+        /// e.g. `200ms`, `1.5s`, `250us`; `0` clears it.
+        #[arg(value_name = "DELAY", value_parser = impair::parse_duration)]
+        delay: Duration,
+        /// How far each frame's delay strays from DELAY: ± this (uniform), or this as the standard deviation.
+        #[arg(long, value_name = "JITTER", value_parser = impair::parse_duration, default_value = "0")]
+        jitter: Duration,
+        /// How the jitter is spread.
+        #[arg(long, value_enum, default_value_t)]
+        distribution: Distribution,
+        #[command(flatten)]
+        link: LinkChoice,
+    },
+    /// Drop a share of the frames on the hosts' links, each on its own or in bursts.
     Loss {
-        /// 0-100, e.g. `10` or `10%`; 0 clears it.
-        #[arg(value_name = "PERCENT", value_parser = parse_percent, allow_negative_numbers = true)]
-        percent: u8,
+        /// 0-100, e.g. `10` or `0.5%`; 0 clears it.
+        #[arg(value_name = "PERCENT", value_parser = impair::parse_percent, allow_negative_numbers = true)]
+        percent: Percent,
+        /// Lose frames in runs this long on average (a Gilbert-Elliott chain) instead of one by one.
+        #[arg(long, value_name = "FRAMES", value_parser = impair::parse_burst)]
+        burst: Option<Burst>,
+        #[command(flatten)]
+        link: LinkChoice,
     },
-    /// Shape the hosts' outgoing traffic with a token bucket.
+    /// Send a share of the frames on the hosts' links twice.
+    Duplicate {
+        /// 0-100; 0 clears it.
+        #[arg(value_name = "PERCENT", value_parser = impair::parse_percent, allow_negative_numbers = true)]
+        percent: Percent,
+        #[command(flatten)]
+        link: LinkChoice,
+    },
+    /// Send a share of the frames at once, ahead of the delayed ones (needs a delay on the link).
+    Reorder {
+        /// 0-100; 0 clears it.
+        #[arg(value_name = "PERCENT", value_parser = impair::parse_percent, allow_negative_numbers = true)]
+        percent: Percent,
+        #[command(flatten)]
+        link: LinkChoice,
+    },
+    /// Flip one bit in a share of the frames on the hosts' links.
+    Corrupt {
+        /// 0-100; 0 clears it.
+        #[arg(value_name = "PERCENT", value_parser = impair::parse_percent, allow_negative_numbers = true)]
+        percent: Percent,
+        #[command(flatten)]
+        link: LinkChoice,
+    },
+    /// Limit the rate of the hosts' links; frames queue for their turn.
     Rate {
-        /// A `tc` rate such as `1mbit` or `500kbit`, or `off` to clear it.
-        // Spelled out so that clap takes the argument as required and `parse_rate` makes the `Option`.
-        #[arg(value_name = "RATE", value_parser = parse_rate)]
-        rate: std::option::Option<String>,
+        /// e.g. `1mbit`, `500kbit`, `10mbps`, or `off` to clear it.
+        // Spelled out so that clap takes the argument as required and the parser makes the `Option`.
+        #[arg(value_name = "RATE", value_parser = impair::parse_rate_or_off)]
+        rate: std::option::Option<Rate>,
+        #[command(flatten)]
+        link: LinkChoice,
     },
+    /// Make the hosts' links perfect again, both ways: no delay, loss, duplication, reordering, corruption or rate
+    /// limit (partitions stay until `heal`).
+    Clear {
+        /// One interface; all of the host's interfaces when omitted.
+        #[arg(long, value_name = "INTERFACE")]
+        interface: Option<String>,
+    },
+}
+
+/// Which of a host's links a link fault acts on, and which way.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args, Serialize, Deserialize)]
+pub struct LinkChoice {
+    /// The frames the switch delivers to the host.
+    #[arg(long, group = "direction")]
+    pub to: bool,
+    /// The frames the host sends (the default).
+    #[arg(long, group = "direction")]
+    pub from: bool,
+    /// Both ways.
+    #[arg(long, group = "direction")]
+    pub both: bool,
+    /// One interface; all of the host's interfaces when omitted.
+    #[arg(long, value_name = "INTERFACE")]
+    pub interface: Option<String>,
+}
+
+impl LinkChoice {
+    pub fn directions(&self) -> Vec<Direction> {
+        match (self.to, self.both) {
+            (true, _) => vec![Direction::To],
+            (_, true) => vec![Direction::From, Direction::To],
+            _ => vec![Direction::From],
+        }
+    }
+
+    fn words(&self) -> Vec<String> {
+        let mut words = Vec::new();
+        for (flag, set) in [("--to", self.to), ("--from", self.from), ("--both", self.both)] {
+            if set {
+                words.push(flag.to_string());
+            }
+        }
+        if let Some(interface) = &self.interface {
+            words.extend(["--interface".to_string(), interface.clone()]);
+        }
+        words
+    }
 }
 
 /// `reboot`'s pause: seconds in 0-3600, with or without a trailing `s`.
@@ -113,28 +210,6 @@ fn parse_pause(text: &str) -> Result<Duration, String> {
         .filter(|s| s.is_finite() && (0.0..=3600.0).contains(s))
         .map(Duration::from_secs_f64)
         .ok_or_else(|| format!("`{text}` is not a number of seconds in 0-3600"))
-}
-
-/// `loss`'s percentage: 0-100, with or without a trailing `%`.
-fn parse_percent(text: &str) -> Result<u8, String> {
-    text.trim_end_matches('%')
-        .parse::<u8>()
-        .ok()
-        .filter(|p| *p <= 100)
-        .ok_or_else(|| format!("`{text}` is not a percentage in 0-100"))
-}
-
-/// `rate`'s argument: a `tc` rate (a digit, then letters, digits and dots), or `off` for none.
-fn parse_rate(text: &str) -> Result<Option<String>, String> {
-    if text == "off" {
-        return Ok(None);
-    }
-    let valid =
-        text.starts_with(|c: char| c.is_ascii_digit()) && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '.');
-    if !valid {
-        return Err(format!("`{text}` is not a tc rate such as 1mbit, 500kbit, or `off`"));
-    }
-    Ok(Some(text.to_string()))
 }
 
 /// The words of a fault alone, as a command line of their own, for [`Fault::parse`].
@@ -174,11 +249,130 @@ impl Fault {
             Fault::PowerOn => vec!["power-on".into()],
             Fault::LinkDown { interface } => with("link-down", interface),
             Fault::LinkUp { interface } => with("link-up", interface),
-            Fault::Partition { from } => vec!["partition".into(), from.join(",")],
+            Fault::Partition { one_way, from } => {
+                let flag = one_way.then(|| "--one-way".to_string());
+                std::iter::once("partition".into())
+                    .chain(flag)
+                    .chain([from.join(",")])
+                    .collect()
+            }
             Fault::Heal => vec!["heal".into()],
-            Fault::Loss { percent } => vec!["loss".into(), percent.to_string()],
-            Fault::Rate { rate } => vec!["rate".into(), rate.clone().unwrap_or_else(|| "off".into())],
+            Fault::Clear { interface } => match interface {
+                Some(interface) => vec!["clear".into(), "--interface".into(), interface.clone()],
+                None => vec!["clear".into()],
+            },
+            link_fault => {
+                let (words, link) = link_fault.link_words().expect("every other fault acts on links");
+                words.into_iter().chain(link.words()).collect()
+            }
         }
+    }
+
+    /// The link faults that give one direction of `interface` the settings `impairment`, in an order the checks
+    /// accept (the delay before the reordering that needs it).
+    pub fn link(interface: &crate::topology::Interface, direction: Direction, impairment: &Impairment) -> Vec<Fault> {
+        let link = LinkChoice {
+            to: direction == Direction::To,
+            interface: Some(interface.name.clone()),
+            ..Default::default()
+        };
+        let mut faults = Vec::new();
+        if !impairment.delay.is_zero() {
+            faults.push(Fault::Delay {
+                delay: impairment.delay,
+                jitter: impairment.jitter,
+                distribution: impairment.distribution,
+                link: link.clone(),
+            });
+        }
+        if !impairment.loss.is_zero() {
+            faults.push(Fault::Loss {
+                percent: impairment.loss,
+                burst: impairment.burst,
+                link: link.clone(),
+            });
+        }
+        let shares: [(Percent, fn(Percent, LinkChoice) -> Fault); 3] = [
+            (impairment.duplicate, |percent, link| Fault::Duplicate { percent, link }),
+            (impairment.reorder, |percent, link| Fault::Reorder { percent, link }),
+            (impairment.corrupt, |percent, link| Fault::Corrupt { percent, link }),
+        ];
+        for (percent, fault) in shares {
+            if !percent.is_zero() {
+                faults.push(fault(percent, link.clone()));
+            }
+        }
+        if let Some(rate) = impairment.rate {
+            faults.push(Fault::Rate { rate: Some(rate), link });
+        }
+        faults
+    }
+
+    /// A link fault's own words (without where it acts), and where it acts.
+    fn link_words(&self) -> Option<(Vec<String>, &LinkChoice)> {
+        let percent = |word: &str, percent: &Percent| vec![word.to_string(), percent.to_string()];
+        Some(match self {
+            Fault::Delay {
+                delay,
+                jitter,
+                distribution,
+                link,
+            } => {
+                let mut words = vec!["delay".to_string(), format_duration(*delay)];
+                if !jitter.is_zero() {
+                    words.extend(["--jitter".to_string(), format_duration(*jitter)]);
+                }
+                if *distribution != Distribution::default() {
+                    words.extend(["--distribution".to_string(), "normal".to_string()]);
+                }
+                (words, link)
+            }
+            Fault::Loss {
+                percent: p,
+                burst,
+                link,
+            } => {
+                let mut words = percent("loss", p);
+                if let Some(burst) = burst {
+                    words.extend(["--burst".to_string(), burst.to_string()]);
+                }
+                (words, link)
+            }
+            Fault::Duplicate { percent: p, link } => (percent("duplicate", p), link),
+            Fault::Reorder { percent: p, link } => (percent("reorder", p), link),
+            Fault::Corrupt { percent: p, link } => (percent("corrupt", p), link),
+            Fault::Rate { rate, link } => {
+                let rate = rate.map_or_else(|| "off".to_string(), |r| r.to_string());
+                (vec!["rate".to_string(), rate], link)
+            }
+            _ => return None,
+        })
+    }
+
+    /// For a link fault: where it acts, and what it changes in each link's settings.
+    fn link_change(&self) -> Option<(&LinkChoice, Box<dyn Fn(&mut Impairment) + '_>)> {
+        Some(match self {
+            Fault::Delay {
+                delay,
+                jitter,
+                distribution,
+                link,
+            } => (
+                link,
+                Box::new(|i: &mut Impairment| {
+                    (i.delay, i.jitter, i.distribution) = (*delay, *jitter, *distribution);
+                }),
+            ),
+            Fault::Loss { percent, burst, link } => (
+                link,
+                Box::new(|i: &mut Impairment| (i.loss, i.burst) = (*percent, *burst)),
+            ),
+            Fault::Duplicate { percent, link } => (link, Box::new(|i: &mut Impairment| i.duplicate = *percent)),
+            Fault::Reorder { percent, link } => (link, Box::new(|i: &mut Impairment| i.reorder = *percent)),
+            Fault::Corrupt { percent, link } => (link, Box::new(|i: &mut Impairment| i.corrupt = *percent)),
+            Fault::Rate { rate, link } => (link, Box::new(|i: &mut Impairment| i.rate = *rate)),
+            _ => return None,
+        })
     }
 }
 
@@ -199,22 +393,47 @@ impl fmt::Display for Fault {
             Fault::PowerOn => write!(f, "power-on"),
             Fault::LinkDown { interface } => with(f, "link-down", interface),
             Fault::LinkUp { interface } => with(f, "link-up", interface),
-            Fault::Partition { from } => write!(f, "partition from {}", from.join(",")),
+            Fault::Partition { one_way: false, from } => write!(f, "partition from {}", from.join(",")),
+            Fault::Partition { one_way: true, from } => write!(f, "partition one-way to {}", from.join(",")),
             Fault::Heal => write!(f, "heal"),
-            Fault::Loss { percent } => write!(f, "loss {percent}%"),
-            Fault::Rate { rate } => write!(f, "rate {}", rate.as_deref().unwrap_or("off")),
+            other => write!(f, "{}", other.words().join(" ")),
         }
     }
 }
 
 /// Network faults in force, kept so each change rewrites the switch's fault table whole. They live in the lab's
-/// switch namespace, as a broken network would: hosts see their packets vanish, not a local error.
-#[derive(Debug, Default)]
+/// switch namespace, as a broken network would: hosts see their packets vanish or arrive late, not a local error.
 pub struct NetworkFaults {
-    /// (source, destination) pairs whose packets are dropped.
-    blocked: BTreeSet<(Ipv4Addr, Ipv4Addr)>,
-    /// Host -> percentage of its outgoing packets dropped.
-    loss: BTreeMap<String, u8>,
+    /// (from, to) host pairs: the first's packets to the second are dropped.
+    blocked: BTreeSet<(String, String)>,
+    links: Links,
+}
+
+impl NetworkFaults {
+    pub fn new(plan: &Plan, backend: BackendChoice) -> NetworkFaults {
+        NetworkFaults {
+            blocked: BTreeSet::new(),
+            links: Links::new(plan.switch.mount.clone(), backend),
+        }
+    }
+
+    /// What is in force, for the lab's record and `lab faults`.
+    pub fn record(&self) -> ActiveFaults {
+        ActiveFaults {
+            backend: self.links.backend(),
+            partitions: self.blocked.iter().cloned().collect(),
+            links: self
+                .links
+                .active()
+                .map(|(end, impairment)| ImpairedLink {
+                    host: end.host.clone(),
+                    interface: end.interface.clone(),
+                    direction: end.direction,
+                    impairment: *impairment,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// The parts of a running lab a fault acts on, lent by [`Lab::inject`](crate::Lab::inject): the lab's own fields
@@ -242,9 +461,22 @@ impl Injection<'_> {
             },
         );
         match fault {
-            Fault::Partition { from } => return self.partition(hosts, from),
+            Fault::Partition { one_way, from } => return self.partition(hosts, from, *one_way),
             Fault::Heal => return self.heal(),
+            Fault::Clear { interface } => {
+                let both = [Direction::From, Direction::To];
+                for host in hosts {
+                    self.change_links(host, interface.as_deref(), &both, &|i| *i = Impairment::default())?;
+                }
+                return self.write_switch_faults();
+            }
             _ => {}
+        }
+        if let Some((link, change)) = fault.link_change() {
+            for host in hosts {
+                self.change_links(host, link.interface.as_deref(), &link.directions(), &*change)?;
+            }
+            return self.write_switch_faults();
         }
         for host in hosts {
             match fault {
@@ -269,12 +501,7 @@ impl Injection<'_> {
                 Fault::PowerOn => self.power_on(host)?,
                 Fault::LinkDown { interface } => self.set_links(host, interface.as_deref(), false)?,
                 Fault::LinkUp { interface } => self.set_links(host, interface.as_deref(), true)?,
-                Fault::Loss { percent } => {
-                    self.network.loss.insert(host.to_string(), *percent);
-                    self.write_switch_faults()?;
-                }
-                Fault::Rate { rate } => self.shape(host, rate.as_deref())?,
-                Fault::Partition { .. } | Fault::Heal => unreachable!("handled above"),
+                _ => unreachable!("network faults are handled above"),
             }
         }
         Ok(())
@@ -425,22 +652,60 @@ impl Injection<'_> {
         Ok(all)
     }
 
-    fn partition(&mut self, side: &[&str], other: &[String]) -> io::Result<()> {
-        let other: Vec<&str> = other.iter().map(String::as_str).collect();
-        if let Some(both) = side.iter().find(|h| other.contains(h)) {
+    /// Drops the packets from the hosts on `side` to those on `other`, and (unless `one_way`) back.
+    fn partition(&mut self, side: &[&str], other: &[String], one_way: bool) -> io::Result<()> {
+        if let Some(both) = side.iter().find(|h| other.iter().any(|o| o == *h)) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("host {both} is on both sides of the partition"),
             ));
         }
-        let (side_addresses, other_addresses) = (self.addresses(side)?, self.addresses(&other)?);
-        for a in &side_addresses {
-            for b in &other_addresses {
-                self.network.blocked.insert((*a, *b));
-                self.network.blocked.insert((*b, *a));
+        for host in other {
+            self.host(host)?;
+        }
+        for a in side {
+            for b in other {
+                self.network.blocked.insert((a.to_string(), b.clone()));
+                if !one_way {
+                    self.network.blocked.insert((b.clone(), a.to_string()));
+                }
             }
         }
         self.write_switch_faults()
+    }
+
+    /// Changes the settings of a host's links (one interface, or all) in the given directions.
+    fn change_links(
+        &mut self,
+        host: &str,
+        interface: Option<&str>,
+        directions: &[Direction],
+        change: &dyn Fn(&mut Impairment),
+    ) -> io::Result<()> {
+        let (plan, topology) = (self.plan, self.topology);
+        let ports: Vec<_> = (plan.host_or_error(host)?.interfaces.iter())
+            .filter(|i| interface.is_none_or(|name| i.name == name))
+            .collect();
+        if ports.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("host {host} has no interface `{}`", interface.unwrap_or("")),
+            ));
+        }
+        for port in ports {
+            let mtu = topology.segment(&port.segment).and_then(|s| s.mtu);
+            for direction in directions {
+                let end = LinkEnd {
+                    host: host.to_string(),
+                    interface: port.name.clone(),
+                    direction: *direction,
+                };
+                let mut impairment = self.network.links.get(&end);
+                change(&mut impairment);
+                self.network.links.set(port, mtu, end, impairment)?;
+            }
+        }
+        Ok(())
     }
 
     fn heal(&mut self) -> io::Result<()> {
@@ -451,70 +716,25 @@ impl Injection<'_> {
     /// Replaces the switch's `lab_fault` table with the faults in force, atomically, in one `nft` run (see
     /// [`firewall::switch_fault_rules`]).
     fn write_switch_faults(&self) -> io::Result<()> {
-        let loss: Vec<(Vec<String>, u8)> = self
-            .network
-            .loss
-            .iter()
-            .map(|(host, percent)| {
-                let ports = self.host_plan(host)?.interfaces.iter().map(|i| i.switch_port.clone());
-                Ok((ports.collect(), *percent))
-            })
-            .collect::<io::Result<_>>()?;
-        let rules = firewall::switch_fault_rules(&self.network.blocked, &loss);
+        let mut blocked = BTreeSet::new();
+        for (from, to) in &self.network.blocked {
+            for a in self.addresses(&[from])? {
+                blocked.extend(self.addresses(&[to])?.into_iter().map(|b| (a, b)));
+            }
+        }
+        let plan = self.plan;
+        let port = |end: &LinkEnd| {
+            let host = plan.host(&end.host)?;
+            host.interfaces.iter().find(|i| i.name == end.interface).cloned()
+        };
+        let loss = self.network.links.switch_loss(&port);
+        let rules = firewall::switch_fault_rules(&blocked, &loss);
         run_tool(
             &HostCommand::new(&self.plan.switch.mount)?,
             "nft",
             &["-f", "-"],
             Some(&rules),
         )
-    }
-
-    fn shape(&self, host: &str, rate: Option<&str>) -> io::Result<()> {
-        let command = HostCommand::new(&self.host_plan(host)?.namespace.mount)?;
-        for interface in &self.host(host)?.interfaces {
-            let name = interface.name.as_str();
-            match rate {
-                Some(rate) => run_tool(
-                    &command,
-                    "tc",
-                    &[
-                        "qdisc", "replace", "dev", name, "root", "tbf", "rate", rate, "burst", "32kbit", "latency",
-                        "400ms",
-                    ],
-                    None,
-                )?,
-                // Deleting a root qdisc that was never added fails; clearing twice is not an error.
-                None => {
-                    let _ = run_tool(&command, "tc", &["qdisc", "del", "dev", name, "root"], None);
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Runs an iproute2/nftables tool inside a host and turns its complaint into the error.
-fn run_tool(host: &HostCommand, tool: &str, args: &[&str], stdin: Option<&str>) -> io::Result<()> {
-    let program = crate::process::find_program(tool).map_err(|why| io::Error::new(io::ErrorKind::NotFound, why))?;
-    let mut child = host
-        .command(&program)?
-        .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    if let Some(text) = stdin {
-        child.stdin.take().expect("piped").write_all(text.as_bytes())?;
-    }
-    let output = child.wait_with_output()?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(io::Error::other(format!(
-            "{tool} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        )))
     }
 }
 
@@ -533,66 +753,52 @@ mod tests {
 
     #[test]
     fn words_read_back_as_the_same_fault() {
-        let service = |name: Option<&str>| name.map(str::to_string);
-        let faults = [
-            Fault::Stop { service: None },
-            Fault::Stop {
-                service: service(Some("vrrpd")),
-            },
-            Fault::Start { service: None },
-            Fault::Start {
-                service: service(Some("vrrpd")),
-            },
-            Fault::Crash { service: None },
-            Fault::Crash {
-                service: service(Some("redis")),
-            },
-            Fault::Freeze { service: None },
-            Fault::Freeze {
-                service: service(Some("redis")),
-            },
-            Fault::Thaw { service: None },
-            Fault::Thaw {
-                service: service(Some("redis")),
-            },
-            Fault::Reboot {
-                pause: Duration::from_secs(1),
-            },
-            Fault::Reboot { pause: Duration::ZERO },
-            Fault::Reboot {
-                pause: Duration::from_millis(6600),
-            },
-            Fault::Reboot {
-                pause: Duration::from_secs(3600),
-            },
-            Fault::PowerOff,
-            Fault::PowerOn,
-            Fault::LinkDown { interface: None },
-            Fault::LinkDown {
-                interface: Some("eth0".into()),
-            },
-            Fault::LinkUp { interface: None },
-            Fault::LinkUp {
-                interface: Some("eth1".into()),
-            },
-            Fault::Partition { from: vec!["b".into()] },
-            Fault::Partition {
-                from: vec!["b".into(), "c".into()],
-            },
-            Fault::Heal,
-            Fault::Loss { percent: 0 },
-            Fault::Loss { percent: 10 },
-            Fault::Loss { percent: 100 },
-            Fault::Rate {
-                rate: Some("1mbit".into()),
-            },
-            Fault::Rate {
-                rate: Some("1.5mbit".into()),
-            },
-            Fault::Rate { rate: None },
+        let texts = [
+            "stop",
+            "stop vrrpd",
+            "start",
+            "start vrrpd",
+            "crash",
+            "crash redis",
+            "freeze redis",
+            "thaw",
+            "reboot",
+            "reboot 0",
+            "reboot 6.6",
+            "reboot 3600",
+            "power-off",
+            "power-on",
+            "link-down",
+            "link-down eth0",
+            "link-up eth1",
+            "partition b",
+            "partition b,c",
+            "partition --one-way b",
+            "heal",
+            "delay 200ms",
+            "delay 1.5s --jitter 20ms --distribution normal --to --interface eth1",
+            "delay 0 --both",
+            "loss 0",
+            "loss 10",
+            "loss 0.5% --to",
+            "loss 100 --burst 4 --from",
+            "duplicate 1 --both",
+            "reorder 25% --interface eth0",
+            "corrupt 0.1",
+            "rate 1mbit",
+            "rate 1500kbit --to",
+            "rate off",
+            "clear",
+            "clear --interface eth0",
         ];
-        for fault in faults {
-            assert_eq!(Fault::parse(&fault.words()), Ok(fault.clone()), "{:?}", fault.words());
+        for text in texts {
+            let fault = Fault::parse(&words(text)).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(
+                Fault::parse(&fault.words()),
+                Ok(fault.clone()),
+                "{text}: {:?}",
+                fault.words()
+            );
         }
     }
 
@@ -613,12 +819,6 @@ mod tests {
                 },
             ),
             (
-                "reboot 6",
-                Fault::Reboot {
-                    pause: Duration::from_secs(6),
-                },
-            ),
-            (
                 "reboot 6.6",
                 Fault::Reboot {
                     pause: Duration::from_secs_f64(6.6),
@@ -630,43 +830,61 @@ mod tests {
                     pause: Duration::from_secs(6),
                 },
             ),
-            ("reboot 0", Fault::Reboot { pause: Duration::ZERO }),
             ("power-off", Fault::PowerOff),
-            ("power-on", Fault::PowerOn),
             (
                 "link-down eth0",
                 Fault::LinkDown {
                     interface: Some("eth0".into()),
                 },
             ),
-            ("link-up", Fault::LinkUp { interface: None }),
-            (
-                "partition haproxy2",
-                Fault::Partition {
-                    from: vec!["haproxy2".into()],
-                },
-            ),
             (
                 "partition a,b,c",
                 Fault::Partition {
+                    one_way: false,
                     from: vec!["a".into(), "b".into(), "c".into()],
                 },
             ),
             ("heal", Fault::Heal),
-            ("loss 10", Fault::Loss { percent: 10 }),
-            ("loss 10%", Fault::Loss { percent: 10 }),
-            ("loss 100", Fault::Loss { percent: 100 }),
+            (
+                "loss 10%",
+                Fault::Loss {
+                    percent: Percent::new(10.0).unwrap(),
+                    burst: None,
+                    link: LinkChoice::default(),
+                },
+            ),
             (
                 "rate 500kbit",
                 Fault::Rate {
-                    rate: Some("500kbit".into()),
+                    rate: Some(impair::parse_rate("500kbit").unwrap()),
+                    link: LinkChoice::default(),
                 },
             ),
-            ("rate off", Fault::Rate { rate: None }),
+            (
+                "rate off",
+                Fault::Rate {
+                    rate: None,
+                    link: LinkChoice::default(),
+                },
+            ),
         ];
         for (text, fault) in cases {
             assert_eq!(Fault::parse(&words(text)), Ok(fault), "{text}");
         }
+    }
+
+    #[test]
+    fn link_faults_act_where_and_which_way_they_say() {
+        let link = |text: &str| match Fault::parse(&words(text)).unwrap() {
+            Fault::Delay { link, .. } => (link.directions(), link.interface),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(link("delay 1s"), (vec![Direction::From], None));
+        assert_eq!(link("delay 1s --to"), (vec![Direction::To], None));
+        assert_eq!(
+            link("delay 1s --both --interface eth1"),
+            (vec![Direction::From, Direction::To], Some("eth1".into()))
+        );
     }
 
     #[test]
@@ -685,12 +903,18 @@ mod tests {
         refused("loss", "<PERCENT>");
         refused("loss 120", "`120` is not a percentage in 0-100");
         refused("loss -5", "`-5` is not a percentage in 0-100");
+        refused("loss 10 --burst 0", "`0` is not a mean burst length");
+        refused("delay", "<DELAY>");
+        refused("delay 200", "`200` is not a duration");
+        refused("delay 1s --to --from", "cannot be used with");
+        refused("reorder 10 --jitter 1ms", "unexpected argument '--jitter'");
+        refused("partition --one-way", "<HOST>");
         refused("reboot 3601", "`3601` is not a number of seconds in 0-3600");
         refused("reboot -1", "`-1` is not a number of seconds in 0-3600");
         refused("reboot inf", "0-3600");
         refused("rate", "<RATE>");
-        refused("rate fast", "`fast` is not a tc rate");
-        refused("rate 1mbit/s", "`1mbit/s` is not a tc rate");
+        refused("rate fast", "`fast` is not a rate");
+        refused("rate 1mbit/s", "`1mbit/s` is not a rate");
     }
 
     #[test]
@@ -707,6 +931,10 @@ mod tests {
             "loss 10%",
             "rate 1mbit",
             "rate off",
+            "partition --one-way a",
+            "delay 100ms --jitter 10ms --to",
+            "loss 1 --burst 3",
+            "clear",
         ]
         .into_iter()
         .map(|text| Fault::parse(&words(text)).unwrap().to_string())
@@ -725,6 +953,10 @@ mod tests {
                 "loss 10%",
                 "rate 1mbit",
                 "rate off",
+                "partition one-way to a",
+                "delay 100ms --jitter 10ms --to",
+                "loss 1% --burst 3",
+                "clear",
             ]
         );
     }

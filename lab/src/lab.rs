@@ -113,10 +113,10 @@ impl Lab {
         let mut lab = Lab {
             state: initial_state(topology, &plan, run_dir, cancel.on_signals),
             topology: topology.clone(),
+            network_faults: NetworkFaults::new(&plan, topology.impair_backend),
             plan,
             events: Arc::new(EventLog::default()),
             services: Vec::new(),
-            network_faults: NetworkFaults::default(),
             observers: Observers::default(),
             record_written: false,
             torn_down: false,
@@ -131,6 +131,10 @@ impl Lab {
             },
         })?;
         lab.start_observers()?;
+        lab.impair_links().map_err(|source| LabError::Build {
+            lab: topology.name.clone(),
+            source,
+        })?;
         lab.start_services(cancel)?;
         lab.state.phase = Phase::Up;
         lab.save_state()?;
@@ -344,8 +348,29 @@ impl Lab {
             services: &mut self.services,
             network: &mut self.network_faults,
         };
-        injection.inject(hosts, fault)?;
+        let injected = injection.inject(hosts, fault);
+        // Even a fault that failed half-way may have changed what is in force.
+        self.state.faults = self.network_faults.record();
+        injected?;
         self.save_state()
+    }
+
+    /// The impairments the topology gives its links, in force before any service starts: each a fault on the
+    /// timeline, in the words `lab fault` takes.
+    fn impair_links(&mut self) -> io::Result<()> {
+        let mut faults = Vec::new();
+        for host in &self.topology.hosts {
+            for interface in &host.interfaces {
+                for (direction, impairment) in &interface.impair {
+                    let link_faults = Fault::link(interface, *direction, impairment);
+                    faults.extend(link_faults.into_iter().map(|fault| (host.name.clone(), fault)));
+                }
+            }
+        }
+        for (host, fault) in faults {
+            self.inject(&[&host], &fault)?;
+        }
+        Ok(())
     }
 
     /// Rewrites the state file with each service's current state (for `lab status`).
@@ -672,6 +697,7 @@ fn initial_state(topology: &Topology, plan: &Plan, run_dir: Identity, stops_on_s
         namespaces: BTreeMap::new(),
         etc_hosts: None,
         hosts,
+        faults: Default::default(),
     }
 }
 

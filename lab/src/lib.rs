@@ -14,6 +14,7 @@ pub mod events;
 pub mod fault;
 pub mod graph;
 pub mod hostfs;
+pub mod impair;
 pub mod lab;
 pub mod lanes;
 mod markup;

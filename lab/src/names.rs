@@ -118,6 +118,17 @@ pub fn switch_port_name(host: &str, index: usize) -> String {
     format!("{host}-{index}")
 }
 
+/// The names the impairment backends give a host's n-th interface in the switch namespace: the relay's veth pair
+/// (the end that joins the bridge in the port's place, and the relay's own end) and netem's ifb for frames from the
+/// host. Same length as the switch port's name, in characters an identifier never has.
+pub fn impairment_names(host: &str, index: usize) -> [String; 3] {
+    [
+        format!("{host}+{index}"),
+        format!("{host}~{index}"),
+        format!("{host}^{index}"),
+    ]
+}
+
 /// Every path of one lab, derived from its validated name. The only way to get one is [`LabPaths::new`], so every
 /// path below is under /run/lab/<lab>, /run/netns/<lab>-* or /etc/netns/<lab>-*.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -53,6 +53,15 @@ pub struct InterfacePlan {
     pub switch_port: String,
     pub switch_port_index: u32,
     pub bridge_index: u32,
+    /// The relay's veth pair, made when the userspace impairment backend takes the link: the port that joins the
+    /// bridge in the switch port's place, and the relay's own end.
+    pub relay_port: String,
+    pub relay_port_index: u32,
+    pub relay_end: String,
+    pub relay_end_index: u32,
+    /// netem's ifb for frames from the host, made when the kernel backend first impairs that direction.
+    pub ifb: String,
+    pub ifb_index: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -90,14 +99,23 @@ impl Plan {
                         .iter()
                         .find(|s| s.name == interface.segment)
                         .map_or(0, |s| s.bridge_index);
-                    next_port_index += 1;
+                    // Each interface numbers four links in the switch namespace: its port, and the three an
+                    // impairment backend may add.
+                    next_port_index += 4;
+                    let [relay_port, relay_end, ifb] = names::impairment_names(&host.name, n);
                     InterfacePlan {
                         name: interface.name.clone(),
                         segment: interface.segment.clone(),
                         index: interface_index(n),
                         switch_port: names::switch_port_name(&host.name, n),
-                        switch_port_index: next_port_index - 1,
+                        switch_port_index: next_port_index - 4,
                         bridge_index,
+                        relay_port,
+                        relay_port_index: next_port_index - 3,
+                        relay_end,
+                        relay_end_index: next_port_index - 2,
+                        ifb,
+                        ifb_index: next_port_index - 1,
                     }
                 })
                 .collect();

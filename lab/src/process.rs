@@ -11,11 +11,11 @@
 
 use std::ffi::CString;
 use std::fs::File;
-use std::io;
+use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -344,6 +344,31 @@ fn debian_package(program: &str) -> Option<&'static str> {
         "vrrpd" | "sentinel-proxy" | "lab" => "none: built by this workspace (scripts/install), or halab's .deb",
         _ => return None,
     })
+}
+
+/// Runs an iproute2/nftables tool inside a host and turns its complaint into the error.
+pub fn run_tool(host: &HostCommand, tool: &str, args: &[&str], stdin: Option<&str>) -> io::Result<()> {
+    let program = find_program(tool).map_err(|why| io::Error::new(io::ErrorKind::NotFound, why))?;
+    let mut child = host
+        .command(&program)?
+        .args(args)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    if let Some(text) = stdin {
+        child.stdin.take().expect("piped").write_all(text.as_bytes())?;
+    }
+    let output = child.wait_with_output()?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "{tool} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )))
+    }
 }
 
 #[cfg(test)]

@@ -72,6 +72,26 @@ pub struct LabState {
     #[serde(default)]
     pub etc_hosts: Option<Identity>,
     pub hosts: BTreeMap<String, HostRecord>,
+    /// The network faults in force, rewritten after every fault: what `lab faults` lists.
+    #[serde(default)]
+    pub faults: ActiveFaults,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ActiveFaults {
+    /// The impairment backend, once a link has needed one.
+    pub backend: Option<crate::impair::Backend>,
+    /// (from, to) host pairs: the first's packets to the second are dropped.
+    pub partitions: Vec<(String, String)>,
+    pub links: Vec<ImpairedLink>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImpairedLink {
+    pub host: String,
+    pub interface: String,
+    pub direction: crate::impair::Direction,
+    pub impairment: crate::impair::Impairment,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,6 +6,7 @@ use std::io::{self, Write};
 use std::net::Ipv4Addr;
 use std::process::Stdio;
 
+use crate::impair::{Direction, Percent};
 use crate::plan::Plan;
 use crate::process::HostCommand;
 use crate::topology::{Firewall, InboundPolicy, Topology};
@@ -51,24 +52,28 @@ fn join<T: std::fmt::Display>(items: impl Iterator<Item = T>) -> String {
 
 /// The `nft -f` script that replaces the switch's `lab_fault` table (bridge family: it sees every frame between
 /// hosts) with the network faults in force, atomically. `blocked`: (source, destination) pairs whose packets are
-/// dropped. `loss`: one entry per host, its switch port names and the percentage of the packets coming in on them
-/// (the host's outgoing packets) to drop at random; 0 drops none. With no fault in force the table is just removed.
-pub fn switch_fault_rules(blocked: &BTreeSet<(Ipv4Addr, Ipv4Addr)>, loss: &[(Vec<String>, u8)]) -> String {
+/// dropped. `loss`: a bridge port, a direction (frames from the host come in on the port, frames to it go out) and
+/// the share to drop at random; 0 drops none. With no fault in force the table is just removed.
+pub fn switch_fault_rules(blocked: &BTreeSet<(Ipv4Addr, Ipv4Addr)>, loss: &[(String, Direction, Percent)]) -> String {
     let mut rules = String::from("add table bridge lab_fault\ndelete table bridge lab_fault\n");
-    if !blocked.is_empty() || loss.iter().any(|(_, p)| *p > 0) {
+    let loss: Vec<_> = loss.iter().filter(|(_, _, p)| !p.is_zero()).collect();
+    if !blocked.is_empty() || !loss.is_empty() {
         rules.push_str("table bridge lab_fault {\n  chain forward {\n    type filter hook forward priority -10;\n");
         for (from, to) in blocked {
             rules.push_str(&format!("    ip saddr {from} ip daddr {to} drop\n"));
         }
-        for (ports, percent) in loss.iter().filter(|(_, p)| *p > 0) {
-            let ports: Vec<String> = ports.iter().map(|port| format!("\"{port}\"")).collect();
-            // nft compares against 0-99: everything is a plain drop.
-            let chance = if *percent >= 100 {
-                String::new()
-            } else {
-                format!("numgen random mod 100 < {percent} ")
+        for (port, direction, percent) in loss {
+            let side = match direction {
+                Direction::From => "iifname",
+                Direction::To => "oifname",
             };
-            rules.push_str(&format!("    iifname {{ {} }} {chance}drop\n", ports.join(", ")));
+            // Hundredths of a percent: nft draws 0-9999, and 100 % is a plain drop.
+            let hundredths = (percent.value() * 100.0).round() as u32;
+            let chance = match hundredths {
+                10_000.. => String::new(),
+                n => format!("numgen random mod 10000 < {n} "),
+            };
+            rules.push_str(&format!("    {side} \"{port}\" {chance}drop\n"));
         }
         rules.push_str("  }\n}\n");
     }
@@ -138,8 +143,8 @@ impl Drop for Loading {
 mod tests {
     use super::*;
 
-    fn ports(names: &[&str]) -> Vec<String> {
-        names.iter().map(|n| n.to_string()).collect()
+    fn loss(port: &str, direction: Direction, percent: f64) -> (String, Direction, Percent) {
+        (port.to_string(), direction, Percent::new(percent).unwrap())
     }
 
     /// The script, one line per item.
@@ -152,7 +157,7 @@ mod tests {
     #[test]
     fn no_fault_only_removes_the_table() {
         assert_eq!(switch_fault_rules(&BTreeSet::new(), &[]), lines(&REPLACE));
-        let cleared = [(ports(&["a-0"]), 0), (ports(&["b-0", "b-1"]), 0)];
+        let cleared = [loss("a-0", Direction::From, 0.0), loss("b-1", Direction::To, 0.0)];
         assert_eq!(switch_fault_rules(&BTreeSet::new(), &cleared), lines(&REPLACE));
     }
 
@@ -161,7 +166,7 @@ mod tests {
         let (a, b) = (Ipv4Addr::new(10, 9, 0, 1), Ipv4Addr::new(10, 9, 0, 2));
         let blocked = BTreeSet::from([(b, a), (a, b)]);
         assert_eq!(
-            switch_fault_rules(&blocked, &[(ports(&["a-0"]), 0)]),
+            switch_fault_rules(&blocked, &[loss("a-0", Direction::From, 0.0)]),
             lines(&[
                 REPLACE[0],
                 REPLACE[1],
@@ -177,11 +182,12 @@ mod tests {
     }
 
     #[test]
-    fn loss_drops_at_random_below_100_and_always_at_100() {
+    fn loss_drops_at_random_below_100_and_always_at_100_each_way() {
         let loss = [
-            (ports(&["a-0"]), 0),
-            (ports(&["b-0", "b-1"]), 10),
-            (ports(&["c-0"]), 100),
+            loss("a-0", Direction::From, 0.0),
+            loss("b-0", Direction::From, 10.0),
+            loss("b-1", Direction::To, 0.5),
+            loss("c-0", Direction::From, 100.0),
         ];
         assert_eq!(
             switch_fault_rules(&BTreeSet::new(), &loss),
@@ -191,8 +197,9 @@ mod tests {
                 "table bridge lab_fault {",
                 "  chain forward {",
                 "    type filter hook forward priority -10;",
-                "    iifname { \"b-0\", \"b-1\" } numgen random mod 100 < 10 drop",
-                "    iifname { \"c-0\" } drop",
+                "    iifname \"b-0\" numgen random mod 10000 < 1000 drop",
+                "    oifname \"b-1\" numgen random mod 10000 < 50 drop",
+                "    iifname \"c-0\" drop",
                 "  }",
                 "}",
             ])

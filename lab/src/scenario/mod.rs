@@ -786,7 +786,7 @@ impl Check<'_> {
         }
         match Fault::parse(&rest) {
             Ok(fault) => {
-                if let Fault::Partition { from } = &fault {
+                if let Fault::Partition { from, .. } = &fault {
                     for host in from.iter().filter(|h| self.topology.host(h).is_none()) {
                         self.report(words.span(), field, format!("no host `{host}` to partition from"));
                     }

@@ -87,6 +87,8 @@ pub struct Options<'a> {
     /// Called after each step (to print progress).
     pub progress: &'a (dyn Fn(&StepOutcome) + Sync),
     pub cancel: Cancel,
+    /// Overrides the topology's impairment backend: the same scenario, run on the other one.
+    pub impair_backend: Option<crate::impair::BackendChoice>,
 }
 
 /// Brings the scenario's lab up, runs its steps until one fails, keeps the artifacts, and takes the lab down
@@ -113,6 +115,10 @@ pub fn run(scenario: &Scenario, options: &Options) -> (Outcome, Option<Lab>) {
         .topology
         .clone()
         .renamed(&options.lab_name)
+        .map(|mut topology| {
+            topology.impair_backend = options.impair_backend.unwrap_or(topology.impair_backend);
+            topology
+        })
         .map_err(|e| e.to_string())
         .and_then(|topology| Lab::up_with(&topology, &options.cancel).map_err(|e| e.to_string()));
     let mut lab = match lab {

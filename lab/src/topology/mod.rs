@@ -44,7 +44,12 @@ pub struct Topology {
     pub names: BTreeMap<String, Ipv4Addr>,
     /// Make a CA and a certificate per host under `{tls}` (see [`crate::tls`]).
     pub tls: bool,
+    /// Which backend carries out the lab's link impairments (see [`crate::impair`]).
+    pub impair_backend: crate::impair::BackendChoice,
 }
+
+/// A link's impairments by direction; empty for a perfect link.
+pub type LinkImpairments = Vec<(crate::impair::Direction, crate::impair::Impairment)>;
 
 #[derive(Debug, Clone)]
 pub struct Segment {
@@ -52,6 +57,8 @@ pub struct Segment {
     pub subnet: Ipv4Net,
     pub mtu: Option<u32>,
     pub vlan: Option<u16>,
+    /// What the segment's links do to frames, unless an interface says otherwise.
+    pub impair: LinkImpairments,
 }
 
 #[derive(Debug, Clone)]
@@ -191,6 +198,8 @@ pub struct Interface {
     pub address: Ipv4Addr,
     pub prefix: u8,
     pub mac: Option<[u8; 6]>,
+    /// What the link does to frames from the lab's start: the interface's own `impair`, or its segment's.
+    pub impair: LinkImpairments,
 }
 
 #[derive(Debug, Clone)]

@@ -20,6 +20,8 @@ pub(super) struct RawTopology {
     pub(super) names: BTreeMap<String, Spanned<String>>,
     #[serde(default)]
     pub(super) tls: bool,
+    /// `"auto"` (default), `"netem"` or `"relay"`.
+    pub(super) impair_backend: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -29,6 +31,25 @@ pub(super) struct RawSegment {
     pub(super) subnet: Spanned<String>,
     pub(super) mtu: Option<Spanned<u32>>,
     pub(super) vlan: Option<Spanned<u16>>,
+    /// Every interface on the segment, unless it has its own.
+    pub(super) impair: Option<Spanned<RawImpair>>,
+}
+
+/// `impair = { ... }`: what the link does to frames, in the words `lab fault` uses.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawImpair {
+    pub(super) delay: Option<Spanned<String>>,
+    pub(super) jitter: Option<Spanned<String>>,
+    pub(super) distribution: Option<Spanned<String>>,
+    pub(super) loss: Option<Spanned<String>>,
+    pub(super) burst: Option<Spanned<String>>,
+    pub(super) duplicate: Option<Spanned<String>>,
+    pub(super) reorder: Option<Spanned<String>>,
+    pub(super) corrupt: Option<Spanned<String>>,
+    pub(super) rate: Option<Spanned<String>>,
+    /// `"from"` the host (default), `"to"` it, or `"both"`.
+    pub(super) direction: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -115,6 +136,7 @@ pub(super) struct RawInterface {
     pub(super) segment: Spanned<String>,
     pub(super) address: Spanned<String>,
     pub(super) mac: Option<Spanned<String>>,
+    pub(super) impair: Option<Spanned<RawImpair>>,
 }
 
 #[derive(Deserialize)]

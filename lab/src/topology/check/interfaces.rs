@@ -44,12 +44,17 @@ impl Checker<'_> {
                     None
                 }
             });
+            let impair = match &raw_if.impair {
+                Some(own) => self.check_impair(Some(own), &field("impair")),
+                None => segment.map(|s| s.impair.clone()).unwrap_or_default(),
+            };
             interfaces.push(Interface {
                 name,
                 segment: raw_if.segment.get_ref().clone(),
                 address,
                 prefix,
                 mac,
+                impair,
             });
         }
         interfaces

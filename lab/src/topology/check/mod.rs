@@ -15,6 +15,7 @@ use super::{Host, Segment, Topology};
 mod filesystem;
 mod firewall;
 mod hosts;
+mod impair;
 mod interfaces;
 mod names;
 mod naming;
@@ -50,6 +51,7 @@ impl Checker<'_> {
             hosts,
             names,
             tls: raw.tls,
+            impair_backend: self.check_impair_backend(raw.impair_backend.as_ref()),
         };
         self.check_probes(&raw.hosts, &mut topology);
         self.check_files_and_placeholders(&raw.hosts, &mut topology);
