@@ -287,6 +287,10 @@ fn run(shared: &Shared, host_side: OwnedFd, relay_side: OwnedFd) {
             generation = current;
             let settings = *shared.settings.lock().unwrap_or_else(|e| e.into_inner());
             for (lane, impairment) in lanes.iter_mut().zip(settings) {
+                // As netem does when its qdisc is removed: a link made perfect forgets the frames it was holding.
+                if impairment.is_perfect() {
+                    lane.queue.clear();
+                }
                 lane.shaper.set(impairment);
             }
         }
