@@ -26,6 +26,9 @@ fn main() {
         ("4_restart_and_manual_failover_haproxy", || {
             restart_and_manual_failover(Proxy::HAProxy)
         }),
+        ("5_restart_and_manual_failover_20ms_from_the_proxies_to_redis", || {
+            restart_and_manual_failover_with(Proxy::Ours, "stack5", slow_redis_links)
+        }),
         ("1_set_and_get_through_the_vip", || {
             set_and_get_through_the_vip(Proxy::Ours)
         }),
@@ -301,7 +304,29 @@ fn master_crash(proxy: Proxy) {
 /// an operator runs `SENTINEL FAILOVER`; a writer counts acknowledged SETs all along. With sentinel-proxy every one
 /// of them is on the final master; HAProxy's losses are reported.
 fn restart_and_manual_failover(proxy: Proxy) {
-    let mut stack = Stack::up("stack4", proxy);
+    restart_and_manual_failover_with(proxy, "stack4", |_| {})
+}
+
+/// Every frame to or from a Redis host (its server and its Sentinel) waits 20 ms: 20 ms each way between the
+/// proxies and Redis, 40 ms between Redis hosts.
+fn slow_redis_links(topology: &mut lab::Topology) {
+    let delay = lab::impair::Impairment {
+        delay: Duration::from_millis(20),
+        ..Default::default()
+    };
+    for host in topology.hosts.iter_mut().filter(|h| h.name.starts_with("redis-")) {
+        for interface in &mut host.interfaces {
+            interface.impair = vec![
+                (lab::impair::Direction::From, delay),
+                (lab::impair::Direction::To, delay),
+            ];
+        }
+    }
+}
+
+/// Test 4 on a topology changed by `edit` first.
+fn restart_and_manual_failover_with(proxy: Proxy, prefix: &str, edit: fn(&mut lab::Topology)) {
+    let mut stack = Stack::up_with(prefix, proxy, edit);
     let old: SocketAddrV4 = INITIAL_MASTER.parse().unwrap();
     let writer = stack.writer(Duration::from_millis(10));
     std::thread::sleep(Duration::from_secs(1));
@@ -330,6 +355,15 @@ fn restart_and_manual_failover(proxy: Proxy) {
         .count();
     let lost_after_manual = lost.iter().filter(|k| sent_at(k) >= manual).count();
     let writes = tally(&attempts);
+    if std::env::var_os("STACK_DEBUG").is_some() {
+        let mut reasons = std::collections::BTreeMap::new();
+        for attempt in &attempts {
+            if let Outcome::Failed(why) = &attempt.outcome {
+                *reasons.entry(why.clone()).or_insert(0) += 1;
+            }
+        }
+        println!("failures by reason: {reasons:?}");
+    }
     println!(
         "{}: crash -> {promoted}, old master restarted, SENTINEL FAILOVER -> {last} (final {final_master}); writes: \
          {} acknowledged, {} refused (e.g. -READONLY), {} failed; acknowledged but lost: {} ({} after the restart, {} \
