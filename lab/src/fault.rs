@@ -429,6 +429,7 @@ impl NetworkFaults {
                     host: end.host.clone(),
                     interface: end.interface.clone(),
                     direction: end.direction,
+                    settings: impairment.to_string(),
                     impairment: *impairment,
                 })
                 .collect(),

@@ -91,6 +91,9 @@ pub struct ImpairedLink {
     pub host: String,
     pub interface: String,
     pub direction: crate::impair::Direction,
+    /// The settings as words (`delay 50ms loss 1%`), for people and scripts reading `lab faults --json`.
+    #[serde(default)]
+    pub settings: String,
     pub impairment: crate::impair::Impairment,
 }
 
