@@ -23,7 +23,7 @@ fn main() {
     }
     let quick = std::env::args().any(|a| a == "--quick");
     let samples = if quick { 2_000 } else { 20_000 };
-    let netem = has_netem();
+    let netem = halab_tests::kernel_has_netem();
     println!(
         "kernel {}; netem {}",
         kernel(),
@@ -275,28 +275,6 @@ fn print_latency(label: &str, rtts: &[f64], bridge: &[f64]) {
 
 fn print_pps(label: &str, (sent, received): (f64, f64), (_, bridge): (f64, f64)) {
     println!("{label:<34} {sent:>14.0} {received:>14.0} {:>9.2}x", received / bridge);
-}
-
-/// Whether this kernel has netem, asked in a namespace of its own.
-fn has_netem() -> bool {
-    let name = unique_name("probe");
-    let ip = |args: &[&str]| {
-        std::process::Command::new("ip")
-            .args(args)
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    assert!(ip(&["netns", "add", &name]));
-    let has = ip(&["-n", &name, "link", "set", "lo", "up"])
-        && std::process::Command::new("ip")
-            .args([
-                "netns", "exec", &name, "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms",
-            ])
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-    assert!(ip(&["netns", "del", &name]));
-    has
 }
 
 fn kernel() -> String {

@@ -358,10 +358,11 @@ fn the_backend_is_chosen_by_what_the_kernel_has() {
     let mut lab = pair("ab", BackendChoice::Auto, "");
     fault(&mut lab, "a", "delay 1ms");
     let chosen = lab::state::LabState::load(lab.paths()).unwrap().faults.backend.unwrap();
-    let expected = if netem_here() { "netem" } else { "relay" };
+    let netem = halab_tests::kernel_has_netem();
+    let expected = if netem { "netem" } else { "relay" };
     assert_eq!(chosen.to_string(), expected);
     halab_tests::down_and_check(lab);
-    if !netem_here() {
+    if !netem {
         let mut topology = Topology::parse(
             "name = 'n'\n[[segments]]\nname = 'lan'\nsubnet = '10.9.0.0/24'\n[[hosts]]\nname = 'a'\n\
              interfaces = [{ segment = 'lan', address = '10.9.0.1/24' }]\n",
@@ -381,26 +382,4 @@ fn the_backend_is_chosen_by_what_the_kernel_has() {
         );
         halab_tests::down_and_check(lab);
     }
-}
-
-/// Whether this kernel has netem, asked in a namespace of its own (never the machine's).
-fn netem_here() -> bool {
-    let name = unique_name("probe");
-    let run = |args: &[&str]| {
-        std::process::Command::new("ip")
-            .args(args)
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    assert!(run(&["netns", "add", &name]));
-    let has = run(&["-n", &name, "link", "set", "lo", "up"])
-        && std::process::Command::new("ip")
-            .args([
-                "netns", "exec", &name, "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms",
-            ])
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-    assert!(run(&["netns", "del", &name]));
-    has
 }

@@ -417,6 +417,11 @@ impl NetworkFaults {
         }
     }
 
+    /// Stops what runs on the lab's behalf (the relays) before the lab's namespaces go.
+    pub fn stop(&mut self) {
+        self.links.stop_relays();
+    }
+
     /// What is in force, for the lab's record and `lab faults`.
     pub fn record(&self) -> ActiveFaults {
         ActiveFaults {

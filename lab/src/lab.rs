@@ -421,6 +421,7 @@ impl Lab {
                 crate::artifacts::VARIABLE
             );
         }
+        self.network_faults.stop();
         let hosts: Vec<String> = self.plan.hosts.iter().map(|h| h.name.clone()).collect();
         teardown::remove(
             &self.plan.paths,

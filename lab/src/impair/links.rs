@@ -96,6 +96,11 @@ impl Links {
         Ok(())
     }
 
+    /// Stops every relay (their sockets hold the switch namespace): the lab is going down.
+    pub fn stop_relays(&mut self) {
+        self.relays.clear();
+    }
+
     /// The random loss in force, for the switch's nftables table: the bridge port a link's frames cross (the
     /// relay's, once it stands in for the host's port), the direction and the share to drop.
     pub fn switch_loss(&self, ports: &dyn Fn(&LinkEnd) -> Option<InterfacePlan>) -> Vec<(String, Direction, Percent)> {
