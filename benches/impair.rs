@@ -4,7 +4,7 @@
 //! compare the ratios, not the times). Run as root: `cargo bench --bench impair` (`-- --quick` for fewer samples).
 
 use std::net::UdpSocket;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -256,7 +256,7 @@ fn up_detached(file: &Path, name: Option<&str>, backend: Option<BackendChoice>) 
     if let Some(backend) = backend {
         command.args([
             "--impair-backend",
-            &backend.to_possible_value().expect("no skipped values").get_name(),
+            backend.to_possible_value().expect("no skipped values").get_name(),
         ]);
     }
     command

@@ -162,6 +162,12 @@ pub enum Fault {
     },
 }
 
+/// A link fault that sets one share of frames (duplicated, reordered, corrupted), made from the share and where.
+type SetShare = fn(Percent, LinkChoice) -> Fault;
+
+/// What a link fault changes in a link's settings.
+type Change<'a> = Box<dyn Fn(&mut Impairment) + 'a>;
+
 /// Which of a host's links a link fault acts on, and which way.
 #[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args, Serialize, Deserialize)]
 pub struct LinkChoice {
@@ -292,7 +298,7 @@ impl Fault {
                 link: link.clone(),
             });
         }
-        let shares: [(Percent, fn(Percent, LinkChoice) -> Fault); 3] = [
+        let shares: [(Percent, SetShare); 3] = [
             (impairment.duplicate, |percent, link| Fault::Duplicate { percent, link }),
             (impairment.reorder, |percent, link| Fault::Reorder { percent, link }),
             (impairment.corrupt, |percent, link| Fault::Corrupt { percent, link }),
@@ -350,7 +356,7 @@ impl Fault {
     }
 
     /// For a link fault: where it acts, and what it changes in each link's settings.
-    fn link_change(&self) -> Option<(&LinkChoice, Box<dyn Fn(&mut Impairment) + '_>)> {
+    fn link_change(&self) -> Option<(&LinkChoice, Change<'_>)> {
         Some(match self {
             Fault::Delay {
                 delay,
