@@ -33,6 +33,7 @@ invalid!(
     unknown_field,
     bad_values,
     host_files,
+    impairments,
 );
 
 #[test]

@@ -38,6 +38,7 @@ impl Checker<'_> {
     pub(super) fn check(&mut self, raw: RawTopology, source: &Path) -> Topology {
         let lab = raw.name.get_ref().clone();
         self.check_lab_name(&lab, raw.name.span());
+        let impair_backend = self.check_impair_backend(raw.impair_backend.as_ref());
         let segments = self.check_segments(&raw.segments);
         let mut claimed = Claimed::default();
         let hosts = (raw.hosts.iter().enumerate())
@@ -51,7 +52,7 @@ impl Checker<'_> {
             hosts,
             names,
             tls: raw.tls,
-            impair_backend: self.check_impair_backend(raw.impair_backend.as_ref()),
+            impair_backend,
         };
         self.check_probes(&raw.hosts, &mut topology);
         self.check_files_and_placeholders(&raw.hosts, &mut topology);
