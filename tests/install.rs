@@ -174,6 +174,18 @@ fn the_packages_install_run_the_seeds_lab_from_anywhere_and_remove_cleanly() {
     }
     assert_eq!(text(&set).trim(), "OK", "set through the VIP");
     assert_eq!(text(&cli(&["get", "scott"])).trim(), "tiger");
+    // A link fault through the supervisor, listed by `lab faults`; the seed's client still gets its answer.
+    let delay = run("lab", &["fault", &lab, "haproxy1", "delay", "100ms", "--both"]);
+    assert!(delay.status.success(), "lab fault delay: {}", text(&delay));
+    let listed: serde_json::Value = serde_json::from_slice(&run("lab", &["faults", &lab, "--json"]).stdout).unwrap();
+    let settings: Vec<String> = (listed["links"].as_array().unwrap().iter())
+        .map(|link| format!("{} {}", link["direction"].as_str().unwrap(), link["settings"].as_str().unwrap()))
+        .collect();
+    assert_eq!(settings, ["from delay 100ms", "to delay 100ms"], "{listed}");
+    assert_eq!(text(&cli(&["get", "scott"])).trim(), "tiger");
+    assert!(run("lab", &["fault", &lab, "haproxy1", "clear"]).status.success());
+    let listed = run("lab", &["faults", &lab]);
+    assert!(text(&listed).contains("no network fault in force"), "{}", text(&listed));
     let down = run("lab", &["down", &lab]);
     assert!(down.status.success(), "lab down: {}", text(&down));
 

@@ -979,8 +979,16 @@ mod tests {
             "crash vrrpd",
             "reboot 6.6",
             "partition a,b",
+            "partition --one-way a",
             "loss 10",
+            "loss 0.5 --burst 3 --to --interface eth1",
+            "delay 1.5s --jitter 20ms --distribution normal --both",
+            "duplicate 1",
+            "reorder 25",
+            "corrupt 0.1",
+            "rate 1mbit --to",
             "rate off",
+            "clear --interface eth0",
             "heal",
         ] {
             let fault = Fault::parse(&words(text)).unwrap();
