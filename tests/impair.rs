@@ -299,6 +299,36 @@ fn a_topology_impairs_its_segment_from_the_start(backend: BackendChoice) {
     halab_tests::down_and_check(lab);
 }
 
+/// Random loss stays the switch's once the relay stands in for a's port: its rule follows the port the frames now
+/// cross (and with netem, nothing moves).
+fn random_loss_follows_the_port_in_the_bridge(backend: BackendChoice) {
+    let mut lab = pair("lr", backend, "");
+    fault(&mut lab, "a", "loss 10");
+    fault(&mut lab, "a", "delay 1ms");
+    let n = 3000;
+    let received = datagrams(&lab, n, Duration::from_micros(300)).len();
+    binomial(n as usize - received, n as usize, 0.10).unwrap_or_else(|e| panic!("lost {e}"));
+    halab_tests::down_and_check(lab);
+}
+
+/// A host's link going down takes its impaired link down too: nothing reaches it, and once up, all is as before.
+fn link_down_and_up_through_an_impaired_link(backend: BackendChoice) {
+    let mut lab = pair("ld", backend, "");
+    fault(&mut lab, "a", "delay 20ms --both");
+    assert!(ping_rtts(&lab, "b", A, 1).len() == 1, "b reaches a");
+    fault(&mut lab, "a", "link-down");
+    assert!(
+        ping_rtts(&lab, "b", A, 2).is_empty(),
+        "b reached a while a's link was down"
+    );
+    fault(&mut lab, "a", "link-up");
+    let rtts = ping_rtts(&lab, "b", A, 5);
+    assert!(!rtts.is_empty(), "b does not reach a after link-up");
+    let slack = slack().as_secs_f64() * 1e3;
+    assert!((rtts.last().unwrap() - 40.0).abs() <= slack, "{rtts:?}");
+    halab_tests::down_and_check(lab);
+}
+
 /// One-way partition: a's packets to b vanish, b's still reach a (nftables, either backend).
 fn a_one_way_partition_cuts_one_direction(backend: BackendChoice) {
     let mut lab = pair("ow", backend, "");
@@ -349,6 +379,8 @@ on_both_backends!(
     a_rate_limit_paces_a_bulk_transfer,
     a_topology_impairs_its_segment_from_the_start,
     a_one_way_partition_cuts_one_direction,
+    random_loss_follows_the_port_in_the_bridge,
+    link_down_and_up_through_an_impaired_link,
 );
 
 /// `auto` takes netem where the kernel has it and the relay where it does not; `netem` on a kernel without it

@@ -179,7 +179,13 @@ fn the_packages_install_run_the_seeds_lab_from_anywhere_and_remove_cleanly() {
     assert!(delay.status.success(), "lab fault delay: {}", text(&delay));
     let listed: serde_json::Value = serde_json::from_slice(&run("lab", &["faults", &lab, "--json"]).stdout).unwrap();
     let settings: Vec<String> = (listed["links"].as_array().unwrap().iter())
-        .map(|link| format!("{} {}", link["direction"].as_str().unwrap(), link["settings"].as_str().unwrap()))
+        .map(|link| {
+            format!(
+                "{} {}",
+                link["direction"].as_str().unwrap(),
+                link["settings"].as_str().unwrap()
+            )
+        })
         .collect();
     assert_eq!(settings, ["from delay 100ms", "to delay 100ms"], "{listed}");
     assert_eq!(text(&cli(&["get", "scott"])).trim(), "tiger");

@@ -18,7 +18,7 @@ use crate::impair::links::{LinkEnd, Links};
 use crate::impair::{self, format_duration, BackendChoice, Burst, Direction, Distribution, Impairment, Percent, Rate};
 use crate::net::netlink::{Netlink, Request};
 use crate::net::{build, firewall, netns};
-use crate::plan::{HostPlan, Plan};
+use crate::plan::{HostPlan, InterfacePlan, Plan};
 use crate::process::{run_tool, HostCommand};
 use crate::service::RunningService;
 use crate::state::{ActiveFaults, ImpairedLink, LabState};
@@ -460,7 +460,7 @@ pub struct Injection<'a> {
     pub network: &'a mut NetworkFaults,
 }
 
-impl Injection<'_> {
+impl<'a> Injection<'a> {
     /// Injects `fault` into each of `hosts` (for a partition: cuts them off from the hosts the fault names).
     pub fn inject(&mut self, hosts: &[&str], fault: &Fault) -> io::Result<()> {
         for host in hosts {
@@ -477,18 +477,20 @@ impl Injection<'_> {
             Fault::Heal => return self.heal(),
             Fault::Clear { interface } => {
                 let both = [Direction::From, Direction::To];
-                for host in hosts {
-                    self.change_links(host, interface.as_deref(), &both, &|i| *i = Impairment::default())?;
-                }
-                return self.write_switch_faults();
+                let clear = |i: &mut Impairment| *i = Impairment::default();
+                let changed =
+                    (hosts.iter()).try_for_each(|host| self.change_links(host, interface.as_deref(), &both, &clear));
+                let written = self.write_switch_faults();
+                return changed.and(written);
             }
             _ => {}
         }
         if let Some((link, change)) = fault.link_change() {
-            for host in hosts {
-                self.change_links(host, link.interface.as_deref(), &link.directions(), &*change)?;
-            }
-            return self.write_switch_faults();
+            let changed = (hosts.iter())
+                .try_for_each(|host| self.change_links(host, link.interface.as_deref(), &link.directions(), &*change));
+            // Whatever changed before a failure (a relay now in a port's place) is what the table must follow.
+            let written = self.write_switch_faults();
+            return changed.and(written);
         }
         for host in hosts {
             match fault {
@@ -622,21 +624,10 @@ impl Injection<'_> {
     /// Sets a host's interfaces (one, or all) down or up; up also restores the routes the kernel dropped.
     fn set_links(&self, host: &str, interface: Option<&str>, up: bool) -> io::Result<()> {
         let host_plan = self.host_plan(host)?;
-        let chosen: Vec<u32> = host_plan
-            .interfaces
-            .iter()
-            .filter(|i| interface.is_none_or(|name| i.name == name))
-            .map(|i| i.index)
-            .collect();
-        if chosen.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("host {host} has no interface `{}`", interface.unwrap_or("")),
-            ));
-        }
-        let mut requests: Vec<Request> = chosen
-            .into_iter()
-            .map(|index| {
+        let ports = self.ports(host, interface)?;
+        let mut requests: Vec<Request> = (ports.iter())
+            .map(|port| {
+                let index = port.index;
                 let message = if up {
                     build::set_up(index)
                 } else {
@@ -653,7 +644,25 @@ impl Injection<'_> {
         }
         netns::run_in(&host_plan.namespace.mount, move || {
             Netlink::open()?.apply_replacing(requests)
-        })
+        })?;
+        ports
+            .iter()
+            .try_for_each(|port| self.network.links.follow_link(port, up))
+    }
+
+    /// The switch-side plans of a host's interfaces: one, or all; an error if it has no such interface.
+    fn ports(&self, host: &str, interface: Option<&str>) -> io::Result<Vec<&'a InterfacePlan>> {
+        let plan: &'a Plan = self.plan;
+        let ports: Vec<&InterfacePlan> = (plan.host_or_error(host)?.interfaces.iter())
+            .filter(|i| interface.is_none_or(|name| i.name == name))
+            .collect();
+        if ports.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("host {host} has no interface `{}`", interface.unwrap_or("")),
+            ));
+        }
+        Ok(ports)
     }
 
     fn addresses(&self, hosts: &[&str]) -> io::Result<BTreeSet<Ipv4Addr>> {
@@ -675,6 +684,7 @@ impl Injection<'_> {
         for host in other {
             self.host(host)?;
         }
+        let before = self.network.blocked.clone();
         for a in side {
             for b in other {
                 self.network.blocked.insert((a.to_string(), b.clone()));
@@ -683,7 +693,9 @@ impl Injection<'_> {
                 }
             }
         }
+        // A partition the switch refused is not in force, and must not come into force with a later rewrite.
         self.write_switch_faults()
+            .inspect_err(|_| self.network.blocked = before)
     }
 
     /// Changes the settings of a host's links (one interface, or all) in the given directions.
@@ -694,17 +706,8 @@ impl Injection<'_> {
         directions: &[Direction],
         change: &dyn Fn(&mut Impairment),
     ) -> io::Result<()> {
-        let (plan, topology) = (self.plan, self.topology);
-        let ports: Vec<_> = (plan.host_or_error(host)?.interfaces.iter())
-            .filter(|i| interface.is_none_or(|name| i.name == name))
-            .collect();
-        if ports.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("host {host} has no interface `{}`", interface.unwrap_or("")),
-            ));
-        }
-        for port in ports {
+        let topology = self.topology;
+        for port in self.ports(host, interface)? {
             let mtu = topology.segment(&port.segment).and_then(|s| s.mtu);
             for direction in directions {
                 let end = LinkEnd {

@@ -349,10 +349,10 @@ impl Lab {
             network: &mut self.network_faults,
         };
         let injected = injection.inject(hosts, fault);
-        // Even a fault that failed half-way may have changed what is in force.
+        // Even a fault that failed half-way may have changed what is in force: the record says what is.
         self.state.faults = self.network_faults.record();
-        injected?;
-        self.save_state()
+        let saved = self.save_state();
+        injected.and(saved)
     }
 
     /// The impairments the topology gives its links, in force before any service starts: each a fault on the

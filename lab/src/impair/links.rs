@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use super::relay::Relay;
 use super::{netem, Backend, BackendChoice, Direction, Impairment, Percent};
+use crate::net::build::{set_down, set_up};
+use crate::net::netlink::{Netlink, Request};
+use crate::net::netns;
 use crate::plan::InterfacePlan;
 use crate::process::HostCommand;
 
@@ -77,11 +80,12 @@ impl Links {
         if queued != self.get(&end).for_backend() {
             match self.resolve_backend()? {
                 Backend::Netem => {
-                    let ready = self.ifbs.contains(&port.switch_port);
-                    netem::apply(&HostCommand::new(&self.switch)?, port, end.direction, &queued, ready)?;
-                    if end.direction == Direction::From {
+                    let switch = HostCommand::new(&self.switch)?;
+                    if end.direction == Direction::From && !self.ifbs.contains(&port.switch_port) {
+                        netem::redirect_to_ifb(&switch, port)?;
                         self.ifbs.insert(port.switch_port.clone());
                     }
+                    netem::apply(&switch, port, end.direction, &queued)?;
                 }
                 Backend::Relay => {
                     if !self.relays.contains_key(&port.switch_port) {
@@ -94,6 +98,26 @@ impl Links {
         }
         self.settings.insert(end, impairment);
         Ok(())
+    }
+
+    /// A host's link went down or came up. A relay keeps the bridge's port up on its own, so its end follows the
+    /// host's (the bridge then stops forwarding to the port, as it does for a host's own port), and on the way down
+    /// it forgets the frames it held for the host.
+    pub fn follow_link(&self, port: &InterfacePlan, up: bool) -> io::Result<()> {
+        let Some(relay) = self.relays.get(&port.switch_port) else {
+            return Ok(());
+        };
+        if !up {
+            relay.forget_frames_to_host();
+        }
+        let (index, name) = (port.relay_end_index, port.relay_end.clone());
+        let message = if up { set_up(index) } else { set_down(index) };
+        netns::run_in(&self.switch, move || {
+            Netlink::open()?.apply(vec![Request::new(
+                format!("set {name} {}", if up { "up" } else { "down" }),
+                message,
+            )])
+        })
     }
 
     /// Stops every relay (their sockets hold the switch namespace): the lab is going down.

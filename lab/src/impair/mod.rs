@@ -77,6 +77,10 @@ impl fmt::Display for Backend {
     }
 }
 
+/// netem's default queue: frames beyond it are dropped, as on a real link with a full buffer. The relay keeps the
+/// same limit.
+pub const QUEUE_LIMIT: usize = 1000;
+
 /// A share of frames, 0-100 %, kept to hundredths of a percent (what the switch's random drop resolves).
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Default, Serialize, Deserialize)]
 pub struct Percent(f64);
@@ -100,8 +104,11 @@ impl fmt::Display for Burst {
 impl Percent {
     pub const ZERO: Percent = Percent(0.0);
 
+    /// A share in 0-100; one that is not zero but rounds to zero is refused (it would silently mean none).
     pub fn new(value: f64) -> Option<Percent> {
-        (value.is_finite() && (0.0..=100.0).contains(&value)).then(|| Percent((value * 100.0).round() / 100.0))
+        let rounded = (value * 100.0).round() / 100.0;
+        let valid = value.is_finite() && (0.0..=100.0).contains(&value) && (value == 0.0 || rounded > 0.0);
+        valid.then_some(Percent(rounded))
     }
 
     /// As a probability, 0-1.
@@ -203,6 +210,18 @@ impl Impairment {
         if self.burst.is_some() && self.loss.value() >= 100.0 {
             return Err("loss in bursts needs a loss under 100%".into());
         }
+        // The chain cannot leave its good state more often than on every frame: a loss rate L with bursts of B
+        // frames needs B >= L / (1 - L).
+        if let (Some((good_to_bad, _)), Some(burst)) = (self.gilbert_elliott(), self.burst) {
+            if good_to_bad > 1.0 {
+                let loss = self.loss.chance();
+                return Err(format!(
+                    "loss {} in bursts of {burst} frames is impossible: at that rate a burst lasts at least {:.2} frames",
+                    self.loss,
+                    loss / (1.0 - loss)
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -298,7 +317,7 @@ pub fn parse_percent(text: &str) -> Result<Percent, String> {
         .parse::<f64>()
         .ok()
         .and_then(Percent::new)
-        .ok_or_else(|| format!("`{text}` is not a percentage in 0-100"))
+        .ok_or_else(|| format!("`{text}` is not a percentage in 0-100 (to hundredths)"))
 }
 
 /// A mean burst length of lost frames: a number of frames, at least 1.
@@ -414,6 +433,17 @@ mod tests {
             ..Default::default()
         };
         assert!(reorder.check().unwrap_err().contains("needs a delay"));
+        let impossible = Impairment {
+            loss: Percent::new(60.0).unwrap(),
+            burst: Some(parse_burst("1").unwrap()),
+            ..Default::default()
+        };
+        let error = impossible.check().unwrap_err();
+        assert!(error.contains("at least 1.50 frames"), "{error}");
+        assert!(
+            parse_percent("0.004").is_err(),
+            "a share that rounds to nothing is refused"
+        );
         let with_delay = Impairment {
             delay: Duration::from_millis(10),
             ..reorder

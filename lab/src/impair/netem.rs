@@ -5,13 +5,9 @@
 
 use std::io;
 
-use super::{format_duration, Direction, Distribution, Impairment};
+use super::{format_duration, Direction, Distribution, Impairment, QUEUE_LIMIT};
 use crate::plan::InterfacePlan;
 use crate::process::{run_tool, HostCommand};
-
-/// netem's default queue: frames beyond it are dropped, as on a real link with a full buffer. The relay keeps the
-/// same limit.
-pub const QUEUE_LIMIT: usize = 1000;
 
 /// The qdisc's words after `tc qdisc replace dev DEV root`.
 pub fn qdisc(impairment: &Impairment) -> Vec<String> {
@@ -26,8 +22,8 @@ pub fn qdisc(impairment: &Impairment) -> Vec<String> {
         }
     }
     if let Some((good_to_bad, bad_to_good)) = impairment.gilbert_elliott() {
-        // tc reads a share to a few decimals; more digits would only be noise.
-        let percent = |chance: f64| format!("{:.4}%", chance * 100.0);
+        // In full: tc reads a double, and a long burst at a low rate makes the chance to enter it tiny.
+        let percent = |chance: f64| format!("{}%", chance * 100.0);
         words.extend([
             "loss".into(),
             "gemodel".into(),
@@ -67,23 +63,17 @@ pub fn available(switch: &HostCommand) -> Result<(), String> {
     run_tool(switch, "tc", &["qdisc", "del", "dev", "lo", "root"], None).map_err(|e| e.to_string())
 }
 
-/// Puts `impairment` on one direction of a host's link; a perfect link removes the qdisc. `ifb_ready` says whether
-/// the port's ifb and its redirect exist already (they are made on first use and stay).
+/// Puts `impairment` on one direction of a host's link; a perfect link removes the qdisc. Frames from the host
+/// need the port's ifb first ([`redirect_to_ifb`]).
 pub fn apply(
     switch: &HostCommand,
     port: &InterfacePlan,
     direction: Direction,
     impairment: &Impairment,
-    ifb_ready: bool,
 ) -> io::Result<()> {
     let device = match direction {
         Direction::To => port.switch_port.as_str(),
-        Direction::From => {
-            if !ifb_ready {
-                redirect_to_ifb(switch, port)?;
-            }
-            port.ifb.as_str()
-        }
+        Direction::From => port.ifb.as_str(),
     };
     if impairment.is_perfect() {
         // Deleting a root qdisc that is not there fails; a link cleared twice is still clear.
@@ -96,30 +86,56 @@ pub fn apply(
     run_tool(switch, "tc", &args, None)
 }
 
-fn redirect_to_ifb(switch: &HostCommand, port: &InterfacePlan) -> io::Result<()> {
+/// Sends every frame arriving on the host's switch port through its own ifb (whose root qdisc the netem for frames
+/// from the host goes on) before the bridge sees it. Safe to run again after a failure half-way.
+pub fn redirect_to_ifb(switch: &HostCommand, port: &InterfacePlan) -> io::Result<()> {
+    load_ifb_without_devices()?;
     let (ifb, index, device) = (port.ifb.as_str(), port.ifb_index.to_string(), port.switch_port.as_str());
-    run_tool(
-        switch,
-        "ip",
-        &["link", "add", ifb, "index", &index, "type", "ifb"],
-        None,
-    )?;
+    if run_tool(switch, "ip", &["link", "show", "dev", ifb], None).is_err() {
+        run_tool(
+            switch,
+            "ip",
+            &["link", "add", ifb, "index", &index, "type", "ifb"],
+            None,
+        )?;
+    }
     run_tool(switch, "ip", &["link", "set", ifb, "up"], None)?;
     run_tool(
         switch,
         "tc",
-        &["qdisc", "add", "dev", device, "handle", "ffff:", "ingress"],
+        &["qdisc", "replace", "dev", device, "handle", "ffff:", "ingress"],
         None,
     )?;
     run_tool(
         switch,
         "tc",
         &[
-            "filter", "add", "dev", device, "parent", "ffff:", "matchall", "action", "mirred", "egress", "redirect",
-            "dev", ifb,
+            "filter", "replace", "dev", device, "parent", "ffff:", "pref", "1", "handle", "1", "matchall", "action",
+            "mirred", "egress", "redirect", "dev", ifb,
         ],
         None,
     )
+}
+
+/// The ifb module, loaded on demand, would make `ifb0` and `ifb1` in the machine's own namespace: it is loaded here
+/// first, asking for none.
+fn load_ifb_without_devices() -> io::Result<()> {
+    let loaded = || std::path::Path::new("/sys/module/ifb").exists();
+    if loaded() {
+        return Ok(());
+    }
+    let modprobe =
+        crate::process::find_program("modprobe").map_err(|why| io::Error::new(io::ErrorKind::NotFound, why))?;
+    let status = std::process::Command::new(modprobe)
+        .args(["ifb", "numifbs=0"])
+        .status()?;
+    if status.success() && loaded() {
+        return Ok(());
+    }
+    Err(io::Error::other(
+        "the ifb module (netem's path for frames from a host) is not loaded and `modprobe ifb numifbs=0` failed; \
+         loading it any other way would add ifb0 and ifb1 to the machine's own namespace",
+    ))
 }
 
 #[cfg(test)]
@@ -144,7 +160,7 @@ mod tests {
         };
         assert_eq!(
             qdisc(&impairment).join(" "),
-            "netem limit 1000 delay 100ms 10ms distribution normal loss gemodel 2.7778% 25.0000% 100% 0% \
+            "netem limit 1000 delay 100ms 10ms distribution normal loss gemodel 2.777777777777778% 25% 100% 0% \
              duplicate 1% reorder 25% corrupt 0.1% rate 1000000bit"
         );
         let plain = Impairment {

@@ -18,9 +18,8 @@ use rtnetlink::packet_route::link::{InfoData, InfoVeth};
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::{LinkMessageBuilder, LinkUnspec, LinkVeth};
 
-use super::netem::QUEUE_LIMIT;
 use super::shaper::Shaper;
-use super::{Direction, Impairment};
+use super::{Direction, Impairment, QUEUE_LIMIT};
 use crate::net::build::set_up;
 use crate::net::netlink::{Netlink, Request};
 use crate::net::netns;
@@ -49,31 +48,16 @@ struct Shared {
     settings: Mutex<[Impairment; 2]>,
     generation: AtomicU64,
     stop: AtomicBool,
+    /// Drop what the lane to the host holds (its link went down).
+    flush_to_host: AtomicBool,
     /// An eventfd the thread polls, so a change or a stop is seen at once.
     wake: OwnedFd,
 }
 
 impl Relay {
     /// Puts a relay, passing every frame untouched, between the host's switch port and its bridge. `mtu` is the
-    /// segment's, if it sets one.
+    /// segment's, if it sets one. On failure the host's port is back in its bridge and the pair is gone.
     pub fn insert(switch: &Path, port: &InterfacePlan, mtu: Option<u32>) -> io::Result<Relay> {
-        let port = port.clone();
-        let (host_side, relay_side) = netns::run_in(switch, move || {
-            create_pair(&port, mtu)?;
-            let sockets = (
-                packet_socket(port.switch_port_index)?,
-                packet_socket(port.relay_end_index)?,
-            );
-            // Only now, with the relay ready, does the host's port leave the bridge.
-            let release = LinkUnspec::new_with_index(port.switch_port_index)
-                .nocontroller()
-                .build();
-            Netlink::open()?.apply(vec![Request::new(
-                format!("take {} out of its bridge", port.switch_port),
-                RouteNetlinkMessage::SetLink(release),
-            )])?;
-            Ok(sockets)
-        })?;
         // SAFETY: eventfd with valid flags; the descriptor it returns is ours alone.
         let wake = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
         if wake < 0 {
@@ -83,23 +67,93 @@ impl Relay {
             settings: Mutex::new([Impairment::default(); 2]),
             generation: AtomicU64::new(0),
             stop: AtomicBool::new(false),
+            flush_to_host: AtomicBool::new(false),
             // SAFETY: just created above and owned by nothing else.
             wake: unsafe { OwnedFd::from_raw_fd(wake) },
         });
+        let plan = port.clone();
+        let (host_side, relay_side) = netns::run_in(switch, move || {
+            create_pair(&plan, mtu)?;
+            splice_in(&plan).inspect_err(|_| splice_out(&plan))
+        })?;
         let thread = std::thread::Builder::new().name("lab-relay".into()).spawn({
             let shared = shared.clone();
             move || run(&shared, host_side, relay_side)
-        })?;
-        Ok(Relay {
-            shared,
-            thread: Some(thread),
-        })
+        });
+        match thread {
+            Ok(thread) => Ok(Relay {
+                shared,
+                thread: Some(thread),
+            }),
+            Err(e) => {
+                let plan = port.clone();
+                let _ = netns::run_in(switch, move || {
+                    splice_out(&plan);
+                    Ok(())
+                });
+                Err(e)
+            }
+        }
     }
 
     pub fn set(&self, direction: Direction, impairment: Impairment) {
         self.shared.settings.lock().unwrap_or_else(|e| e.into_inner())[lane_index(direction)] = impairment;
         self.shared.generation.fetch_add(1, Ordering::SeqCst);
         self.shared.wake();
+    }
+
+    /// The host's link went down: what the relay held for the host is lost, as a qdisc is reset when its device
+    /// loses its carrier.
+    pub fn forget_frames_to_host(&self) {
+        self.shared.flush_to_host.store(true, Ordering::SeqCst);
+        self.shared.wake();
+    }
+}
+
+/// With the pair made: sockets on the host's port and the relay's end (deaf until the swap is done, so no frame
+/// is relayed that the bridge also forwarded), the host's port out of the bridge and the relay's port in, in one
+/// request, then the sockets listening.
+fn splice_in(port: &InterfacePlan) -> io::Result<(OwnedFd, OwnedFd)> {
+    let sockets = (
+        packet_socket(port.switch_port_index)?,
+        packet_socket(port.relay_end_index)?,
+    );
+    let release = LinkUnspec::new_with_index(port.switch_port_index)
+        .nocontroller()
+        .build();
+    let join = LinkUnspec::new_with_index(port.relay_port_index)
+        .controller(port.bridge_index)
+        .build();
+    Netlink::open()?.apply(vec![
+        Request::new(
+            format!("take {} out of its bridge", port.switch_port),
+            RouteNetlinkMessage::SetLink(release),
+        ),
+        Request::new(
+            format!("put {} in its place", port.relay_port),
+            RouteNetlinkMessage::SetLink(join),
+        ),
+    ])?;
+    listen(&sockets.0, port.switch_port_index)?;
+    listen(&sockets.1, port.relay_end_index)?;
+    Ok(sockets)
+}
+
+/// Undoes [`splice_in`] and the pair, as far as they got: the host's port back in its bridge, the pair deleted.
+fn splice_out(port: &InterfacePlan) {
+    let back = LinkUnspec::new_with_index(port.switch_port_index)
+        .controller(port.bridge_index)
+        .build();
+    let delete = LinkUnspec::new_with_index(port.relay_port_index).build();
+    if let Ok(mut netlink) = Netlink::open() {
+        let _ = netlink.apply(vec![Request::new(
+            format!("put {} back in its bridge", port.switch_port),
+            RouteNetlinkMessage::SetLink(back),
+        )]);
+        let _ = netlink.apply(vec![Request::new(
+            format!("delete {}", port.relay_port),
+            RouteNetlinkMessage::DelLink(delete),
+        )]);
     }
 }
 
@@ -133,9 +187,8 @@ fn create_pair(port: &InterfacePlan, mtu: Option<u32>) -> io::Result<()> {
     let mut peer = LinkMessageBuilder::<LinkUnspec>::new()
         .name(port.relay_end.clone())
         .index(port.relay_end_index);
-    let mut pair = LinkVeth::new(&port.relay_port, &port.relay_end)
-        .index(port.relay_port_index)
-        .controller(port.bridge_index);
+    // Not in the bridge yet: it takes the host's port's place in one request (see `splice_in`).
+    let mut pair = LinkVeth::new(&port.relay_port, &port.relay_end).index(port.relay_port_index);
     if let Some(mtu) = mtu {
         peer = peer.mtu(mtu);
         pair = pair.mtu(mtu);
@@ -151,16 +204,10 @@ fn create_pair(port: &InterfacePlan, mtu: Option<u32>) -> io::Result<()> {
     ])
 }
 
-/// A raw socket on one interface: every frame it receives, none it sends, each with its virtio-net header.
+/// A raw socket on one interface, deaf until [`listen`]: then every frame it receives, none it sends, each with its
+/// virtio-net header.
 fn packet_socket(ifindex: u32) -> io::Result<OwnedFd> {
-    let check = |result: libc::c_int| {
-        if result < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(result)
-        }
-    };
-    // Protocol 0: the socket receives nothing until it is bound to its one interface.
+    // Protocol 0: the socket receives nothing until it is bound with a protocol.
     // SAFETY: plain socket creation; the descriptor is wrapped at once.
     let fd = check(unsafe {
         libc::socket(
@@ -171,26 +218,24 @@ fn packet_socket(ifindex: u32) -> io::Result<OwnedFd> {
     })?;
     // SAFETY: fd was just created and is owned by nothing else.
     let socket = unsafe { OwnedFd::from_raw_fd(fd) };
-    let set = |level: libc::c_int, option: libc::c_int, value: libc::c_int| {
-        // SAFETY: an int option from a live local.
-        check(unsafe {
-            libc::setsockopt(
-                fd,
-                level,
-                option,
-                (&value as *const libc::c_int).cast(),
-                size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        })
-    };
-    set(libc::SOL_PACKET, libc::PACKET_VNET_HDR, 1)?;
-    set(libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1)?;
-    set(libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 4 << 20)?;
-    set(libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, 4 << 20)?;
+    set_option(fd, libc::SOL_PACKET, libc::PACKET_VNET_HDR, 1)?;
+    set_option(fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1)?;
+    set_option(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 4 << 20)?;
+    set_option(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, 4 << 20)?;
+    bind(fd, ifindex, 0)?;
+    Ok(socket)
+}
+
+/// Makes a socket from [`packet_socket`] receive every frame of its interface.
+fn listen(socket: &OwnedFd, ifindex: u32) -> io::Result<()> {
+    bind(socket.as_raw_fd(), ifindex, (libc::ETH_P_ALL as u16).to_be())
+}
+
+fn bind(fd: RawFd, ifindex: u32, protocol: u16) -> io::Result<()> {
     // SAFETY: sockaddr_ll is plain old data; zeroed is a valid start.
     let mut address: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     address.sll_family = libc::AF_PACKET as u16;
-    address.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+    address.sll_protocol = protocol;
     address.sll_ifindex = ifindex as i32;
     // SAFETY: bind with a live, correctly sized sockaddr_ll.
     check(unsafe {
@@ -199,8 +244,30 @@ fn packet_socket(ifindex: u32) -> io::Result<OwnedFd> {
             (&address as *const libc::sockaddr_ll).cast(),
             size_of::<libc::sockaddr_ll>() as libc::socklen_t,
         )
-    })?;
-    Ok(socket)
+    })
+    .map(drop)
+}
+
+fn set_option(fd: RawFd, level: libc::c_int, option: libc::c_int, value: libc::c_int) -> io::Result<()> {
+    // SAFETY: an int option from a live local.
+    check(unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            option,
+            (&value as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
+fn check(result: libc::c_int) -> io::Result<libc::c_int> {
+    if result < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(result)
+    }
 }
 
 /// A frame waiting for its departure, ordered by it (then by arrival, so equal times keep their order).
@@ -394,6 +461,9 @@ fn run(shared: &Shared, host_side: OwnedFd, relay_side: OwnedFd) {
                 lane.shaper.set(impairment);
             }
         }
+        if shared.flush_to_host.swap(false, Ordering::SeqCst) {
+            lanes[lane_index(Direction::To)].queue.clear();
+        }
         let now = monotonic_ns();
         for lane in &mut lanes {
             lane.release(now);
@@ -410,10 +480,20 @@ fn run(shared: &Shared, host_side: OwnedFd, relay_side: OwnedFd) {
         if nix::poll::ppoll(&mut fds, timeout, None).is_err() {
             continue;
         }
-        let ready: Vec<bool> = fds
+        let events: Vec<PollFlags> = fds
             .iter()
-            .map(|fd| fd.revents().is_some_and(|r| r.contains(PollFlags::POLLIN)))
+            .map(|fd| fd.revents().unwrap_or(PollFlags::empty()))
             .collect();
+        if events.iter().any(|e| e.contains(PollFlags::POLLNVAL)) {
+            return;
+        }
+        // A socket whose interface went down reports the error until it is read; unread, ppoll would never sleep.
+        for (fd, event) in [host_side.as_raw_fd(), relay_side.as_raw_fd()].into_iter().zip(&events) {
+            if event.contains(PollFlags::POLLERR) {
+                clear_error(fd);
+            }
+        }
+        let ready: Vec<bool> = events.iter().map(|e| e.contains(PollFlags::POLLIN)).collect();
         for (lane, ready) in lanes.iter_mut().zip(&ready) {
             if *ready {
                 lane.receive(&mut batch);
@@ -426,6 +506,22 @@ fn run(shared: &Shared, host_side: OwnedFd, relay_side: OwnedFd) {
             unsafe { libc::read(shared.wake.as_raw_fd(), count.as_mut_ptr().cast(), count.len()) };
         }
     }
+}
+
+/// Reads (and so clears) a socket's pending error.
+fn clear_error(fd: RawFd) {
+    let mut error: libc::c_int = 0;
+    let mut length = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt into a live int of the given length.
+    unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&mut error as *mut libc::c_int).cast(),
+            &mut length,
+        )
+    };
 }
 
 /// A copy of the frame (after its header) with one bit flipped. A checksum left to the hardware is computed first,

@@ -60,6 +60,10 @@ impl Shaper {
         if self.lost() {
             copies -= 1;
         }
+        // netem sends a duplicate through its queue again, where it meets a loss of its own.
+        if copies == 2 && self.lost() {
+            copies = 1;
+        }
         (0..copies)
             .map(|_| {
                 let corrupt = self.corruption(len);

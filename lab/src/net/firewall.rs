@@ -57,26 +57,33 @@ fn join<T: std::fmt::Display>(items: impl Iterator<Item = T>) -> String {
 pub fn switch_fault_rules(blocked: &BTreeSet<(Ipv4Addr, Ipv4Addr)>, loss: &[(String, Direction, Percent)]) -> String {
     let mut rules = String::from("add table bridge lab_fault\ndelete table bridge lab_fault\n");
     let loss: Vec<_> = loss.iter().filter(|(_, _, p)| !p.is_zero()).collect();
-    if !blocked.is_empty() || !loss.is_empty() {
-        rules.push_str("table bridge lab_fault {\n  chain forward {\n    type filter hook forward priority -10;\n");
-        for (from, to) in blocked {
-            rules.push_str(&format!("    ip saddr {from} ip daddr {to} drop\n"));
-        }
-        for (port, direction, percent) in loss {
-            let side = match direction {
-                Direction::From => "iifname",
-                Direction::To => "oifname",
-            };
-            // Hundredths of a percent: nft draws 0-9999, and 100 % is a plain drop.
-            let hundredths = (percent.value() * 100.0).round() as u32;
-            let chance = match hundredths {
-                10_000.. => String::new(),
-                n => format!("numgen random mod 10000 < {n} "),
-            };
-            rules.push_str(&format!("    {side} \"{port}\" {chance}drop\n"));
-        }
-        rules.push_str("  }\n}\n");
+    if blocked.is_empty() && loss.is_empty() {
+        return rules;
     }
+    // A frame a host sends is lost once, before the bridge floods it (prerouting); a frame to a host is lost on its
+    // way out of that host's port (forward, once per port), as are the frames a partition cuts.
+    let mut arriving = String::new();
+    let mut leaving: String = blocked
+        .iter()
+        .map(|(from, to)| format!("    ip saddr {from} ip daddr {to} drop\n"))
+        .collect();
+    for (port, direction, percent) in loss {
+        // Hundredths of a percent: nft draws 0-9999, and 100 % is a plain drop.
+        let chance = match (percent.value() * 100.0).round() as u32 {
+            10_000.. => String::new(),
+            n => format!("numgen random mod 10000 < {n} "),
+        };
+        match direction {
+            Direction::From => arriving.push_str(&format!("    iifname \"{port}\" {chance}drop\n")),
+            Direction::To => leaving.push_str(&format!("    oifname \"{port}\" {chance}drop\n")),
+        }
+    }
+    rules.push_str("table bridge lab_fault {\n");
+    rules.push_str("  chain prerouting {\n    type filter hook prerouting priority -10;\n");
+    rules.push_str(&arriving);
+    rules.push_str("  }\n  chain forward {\n    type filter hook forward priority -10;\n");
+    rules.push_str(&leaving);
+    rules.push_str("  }\n}\n");
     rules
 }
 
@@ -171,6 +178,9 @@ mod tests {
                 REPLACE[0],
                 REPLACE[1],
                 "table bridge lab_fault {",
+                "  chain prerouting {",
+                "    type filter hook prerouting priority -10;",
+                "  }",
                 "  chain forward {",
                 "    type filter hook forward priority -10;",
                 "    ip saddr 10.9.0.1 ip daddr 10.9.0.2 drop",
@@ -195,11 +205,14 @@ mod tests {
                 REPLACE[0],
                 REPLACE[1],
                 "table bridge lab_fault {",
+                "  chain prerouting {",
+                "    type filter hook prerouting priority -10;",
+                "    iifname \"b-0\" numgen random mod 10000 < 1000 drop",
+                "    iifname \"c-0\" drop",
+                "  }",
                 "  chain forward {",
                 "    type filter hook forward priority -10;",
-                "    iifname \"b-0\" numgen random mod 10000 < 1000 drop",
                 "    oifname \"b-1\" numgen random mod 10000 < 50 drop",
-                "    iifname \"c-0\" drop",
                 "  }",
                 "}",
             ])
