@@ -13,19 +13,10 @@ impl Checker<'_> {
         let Some(raw) = raw else {
             return BackendChoice::Auto;
         };
-        match raw.get_ref().as_str() {
-            "auto" => BackendChoice::Auto,
-            "netem" => BackendChoice::Netem,
-            "relay" => BackendChoice::Relay,
-            other => {
-                self.report(
-                    raw.span(),
-                    "impair_backend",
-                    format!("`{other}` is not a backend: write \"auto\", \"netem\" or \"relay\""),
-                );
-                BackendChoice::Auto
-            }
-        }
+        one_of(raw.get_ref(), "a backend").unwrap_or_else(|why| {
+            self.report(raw.span(), "impair_backend", why);
+            BackendChoice::Auto
+        })
     }
 
     /// The impairment by direction; nothing for a link without `impair`.
@@ -53,11 +44,7 @@ impl Checker<'_> {
             Ok(())
         });
         read(&raw.distribution, "distribution", &mut |t| {
-            impairment.distribution = match t {
-                "uniform" => Distribution::Uniform,
-                "normal" => Distribution::Normal,
-                _ => return Err(format!("`{t}` is not a distribution: write \"uniform\" or \"normal\"")),
-            };
+            impairment.distribution = one_of::<Distribution>(t, "a distribution")?;
             Ok(())
         });
         read(&raw.loss, "loss", &mut |t| {
@@ -99,4 +86,16 @@ impl Checker<'_> {
         }
         directions.into_iter().map(|d| (d, impairment)).collect()
     }
+}
+
+/// A value of a clap `ValueEnum` (the words `lab fault` and `lab up` take), or the sentence listing them.
+fn one_of<T: clap::ValueEnum>(text: &str, what: &str) -> Result<T, String> {
+    T::from_str(text, false).map_err(|_| {
+        let names: Vec<String> = (T::value_variants().iter())
+            .filter_map(|v| v.to_possible_value())
+            .map(|v| format!("\"{}\"", v.get_name()))
+            .collect();
+        let (last, rest) = names.split_last().expect("an enum with values");
+        format!("`{text}` is not {what}: write {} or {last}", rest.join(", "))
+    })
 }
