@@ -127,6 +127,11 @@ fn datagrams(lab: &Lab, count: u32, gap: Duration) -> Vec<u32> {
     collector.join().unwrap()
 }
 
+/// How many of `count` datagrams from a (300 us apart) never reached b.
+fn lost_of(lab: &Lab, count: u32) -> usize {
+    count as usize - datagrams(lab, count, Duration::from_micros(300)).len()
+}
+
 fn delay_adds_its_time_to_the_round_trip(backend: BackendChoice) {
     let mut lab = pair("dl", backend, "");
     let before = mean(&ping_rtts(&lab, "a", B, 10));
@@ -176,8 +181,7 @@ fn loss_follows_the_binomial_law_each_way(backend: BackendChoice) {
         // `--to` goes on b: the frames the switch delivers to it.
         let host = if words.ends_with("--to") { "b" } else { "a" };
         fault(&mut lab, host, words);
-        let received = datagrams(&lab, n, Duration::from_micros(300)).len();
-        binomial(n as usize - received, n as usize, chance).unwrap_or_else(|e| panic!("{words}: lost {e}"));
+        binomial(lost_of(&lab, n), n as usize, chance).unwrap_or_else(|e| panic!("{words}: lost {e}"));
         fault(&mut lab, host, "clear");
     }
     halab_tests::down_and_check(lab);
@@ -232,10 +236,8 @@ fn duplication_and_reordering_show_in_sequence_numbers(backend: BackendChoice) {
 fn corruption_is_caught_by_checksums(backend: BackendChoice) {
     let mut lab = pair("cr", backend, "");
     fault(&mut lab, "a", "corrupt 10");
-    let n = 3000;
-    let received = datagrams(&lab, n, Duration::from_micros(300)).len();
     // Every flipped bit lands in a header or payload a checksum covers: the receiver drops the datagram.
-    binomial(n as usize - received, n as usize, 0.10).unwrap_or_else(|e| panic!("dropped {e}"));
+    binomial(lost_of(&lab, 3000), 3000, 0.10).unwrap_or_else(|e| panic!("dropped {e}"));
     halab_tests::down_and_check(lab);
 }
 
@@ -305,9 +307,7 @@ fn random_loss_follows_the_port_in_the_bridge(backend: BackendChoice) {
     let mut lab = pair("lr", backend, "");
     fault(&mut lab, "a", "loss 10");
     fault(&mut lab, "a", "delay 1ms");
-    let n = 3000;
-    let received = datagrams(&lab, n, Duration::from_micros(300)).len();
-    binomial(n as usize - received, n as usize, 0.10).unwrap_or_else(|e| panic!("lost {e}"));
+    binomial(lost_of(&lab, 3000), 3000, 0.10).unwrap_or_else(|e| panic!("lost {e}"));
     halab_tests::down_and_check(lab);
 }
 
