@@ -169,10 +169,13 @@ impl Server {
     /// The request, if it comes from root in time, is well-formed and is for this lab and instance.
     fn read_request(&self, stream: &UnixStream) -> Result<Action, String> {
         let peer = peer_uid(stream).map_err(|e| format!("cannot read the peer's credentials: {e}"))?;
+        let line = read_line_before(stream, Instant::now() + REQUEST_DEADLINE);
+        // Refused only once its request is read: a client still writing when the answer came and the connection
+        // closed would get EPIPE and might never read why.
         if peer != 0 && peer != nix::unistd::geteuid().as_raw() {
             return Err(format!("uid {peer} may not control this lab"));
         }
-        let line = read_line_before(stream, Instant::now() + REQUEST_DEADLINE)?;
+        let line = line?;
         let request: Request = serde_json::from_slice(&line).map_err(|e| format!("malformed request: {e}"))?;
         if request.lab != self.paths.lab() || request.instance != self.instance {
             return Err(format!(
