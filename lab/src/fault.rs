@@ -166,7 +166,7 @@ pub enum Fault {
 type SetShare = fn(Percent, LinkChoice) -> Fault;
 
 /// What a link fault changes in a link's settings.
-type Change<'a> = Box<dyn Fn(&mut Impairment) + 'a>;
+pub type Change<'a> = Box<dyn Fn(&mut Impairment) + 'a>;
 
 /// Which of a host's links a link fault acts on, and which way.
 #[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args, Serialize, Deserialize)]
@@ -356,7 +356,7 @@ impl Fault {
     }
 
     /// For a link fault: where it acts, and what it changes in each link's settings.
-    fn link_change(&self) -> Option<(&LinkChoice, Change<'_>)> {
+    pub fn link_change(&self) -> Option<(&LinkChoice, Change<'_>)> {
         Some(match self {
             Fault::Delay {
                 delay,

@@ -1,10 +1,13 @@
 //! A timeline read as lanes: per host and per segment, tracks of spans (a service running, a VRRP instance's
-//! state, an address held, a probe's outage) and instants (adverts, ARPs, output), plus faults. The Perfetto
+//! state, an address held, a probe's outage, the impairments on a host's links) and instants (adverts, ARPs,
+//! output), plus faults. The Perfetto
 //! trace and the HTML report both draw this one reading.
 
 use serde_json::Value;
 
 use crate::events::{Event, EventKind};
+use crate::fault::Fault;
+use crate::impair::Impairment;
 use crate::timeline::{without_console_date, Timeline};
 
 /// The group of events that belong to no host (the lab's own, faults on several hosts).
@@ -33,6 +36,8 @@ pub struct Group {
     pub tracks: Vec<Track>,
     /// Named by the fault's words (`crash vrrpd`).
     pub faults: Vec<Mark>,
+    /// The settings each link track's faults have built up, by track name.
+    links: Vec<(String, Impairment)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +46,9 @@ pub enum TrackKind {
     Vrrp,
     Address,
     Probe,
+    /// The impairments set on a host's links from one scope (`link from`, `link eth1 to`): a span while any is in
+    /// force, named by the settings.
+    Link,
     Wire,
     Events,
 }
@@ -102,6 +110,7 @@ impl Lanes {
             kind,
             tracks: Vec::new(),
             faults: Vec::new(),
+            links: Vec::new(),
         });
         self.groups.len() - 1
     }
@@ -151,6 +160,9 @@ impl Lanes {
                 self.group(&host_name, GroupKind::Host)
             };
             self.groups[group].faults.push(mark(fault));
+            if group != 0 {
+                self.follow_links(group, fault, at);
+            }
             return;
         }
         let kind = if host_name == LAB_GROUP {
@@ -217,6 +229,55 @@ impl Lanes {
     }
 }
 
+impl Lanes {
+    /// A link fault (or `clear`) on one host: the settings of the links it names change, and so do their spans.
+    fn follow_links(&mut self, group: usize, fault: &str, at: u64) {
+        let words: Vec<String> = fault.split_whitespace().map(str::to_string).collect();
+        let Ok(fault) = Fault::parse(&words) else {
+            return;
+        };
+        if let Fault::Clear { interface } = &fault {
+            let cleared = |name: &str| {
+                interface
+                    .as_ref()
+                    .is_none_or(|i| name.split(' ').nth(1) == Some(i.as_str()))
+            };
+            for track in self.groups[group]
+                .tracks
+                .iter_mut()
+                .filter(|t| t.kind == TrackKind::Link)
+            {
+                if cleared(&track.name) {
+                    track.close(at, false);
+                }
+            }
+            self.groups[group].links.retain(|(name, _)| !cleared(name));
+            return;
+        }
+        let Some((link, change)) = fault.link_change() else {
+            return;
+        };
+        for direction in link.directions() {
+            let name = match &link.interface {
+                Some(interface) => format!("link {interface} {direction}"),
+                None => format!("link {direction}"),
+            };
+            let links = &mut self.groups[group].links;
+            let index = links.iter().position(|(n, _)| *n == name).unwrap_or_else(|| {
+                links.push((name.clone(), Impairment::default()));
+                links.len() - 1
+            });
+            change(&mut links[index].1);
+            let settings = links[index].1;
+            let track = self.track(group, &name, TrackKind::Link);
+            match settings.is_perfect() {
+                true => track.close(at, false),
+                false => track.open(&settings.to_string(), at),
+            }
+        }
+    }
+}
+
 impl Track {
     /// Begins a span, ending the one open.
     fn open(&mut self, name: &str, at_ns: u64) {
@@ -243,4 +304,47 @@ pub fn vrrp_state(line: &str) -> Option<(&str, &str)> {
     let state = rest.split_whitespace().next()?;
     rest.split_whitespace().nth(1).filter(|w| *w == "STATE")?;
     Some((instance, state))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::samples::event;
+
+    fn fault(at_ms: u64, words: &str) -> Event {
+        event(at_ms, "a", EventKind::Fault { fault: words.into() })
+    }
+
+    /// Each scope of a host's links is a track whose spans name the settings in force, built up fault by fault.
+    #[test]
+    fn link_faults_are_spans_of_the_settings_in_force() {
+        let timeline = Timeline::new(vec![
+            fault(1, "delay 100ms"),
+            fault(2, "loss 5%"),
+            fault(3, "delay 0"),
+            fault(4, "clear"),
+            fault(5, "rate 1mbit --to --interface eth0"),
+            fault(6, "crash vrrpd"),
+        ]);
+        let lanes = timeline.lanes();
+        let host = lanes.groups.iter().find(|g| g.name == "a").unwrap();
+        let spans = |name: &str| -> Vec<(String, u64, u64, bool)> {
+            let track = host.tracks.iter().find(|t| t.name == name).unwrap();
+            assert_eq!(track.kind, TrackKind::Link);
+            let ms = |ns: u64| ns / 1_000_000;
+            (track.spans.iter())
+                .map(|s| (s.name.clone(), ms(s.from_ns), ms(s.to_ns), s.open_at_end))
+                .collect()
+        };
+        assert_eq!(
+            spans("link from"),
+            [
+                ("delay 100ms".into(), 1, 2, false),
+                ("delay 100ms loss 5%".into(), 2, 3, false),
+                ("loss 5%".into(), 3, 4, false),
+            ]
+        );
+        assert_eq!(spans("link eth0 to"), [("rate 1mbit".into(), 5, 6, true)]);
+        assert_eq!(host.faults.len(), 6, "every fault is still an instant");
+    }
 }

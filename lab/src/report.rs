@@ -94,6 +94,7 @@ impl<'a> Chart<'a> {
             TrackKind::Vrrp,
             TrackKind::Address,
             TrackKind::Probe,
+            TrackKind::Link,
             TrackKind::Service,
             TrackKind::Wire,
         ];
@@ -209,6 +210,7 @@ impl<'a> Chart<'a> {
             TrackKind::Address => "address",
             TrackKind::Probe => "outage",
             TrackKind::Service => "service",
+            TrackKind::Link => "link",
             _ => "wire",
         };
         let address = track
@@ -364,6 +366,7 @@ svg { background: #fff; border: 1px solid #ddd; user-select: none; }
 .band.vrrp.INIT { fill: #bbb; } .band.vrrp.BACKUP { fill: #6fa8dc; } .band.vrrp.MASTER { fill: #38a169; }
 .band.vrrp.FAULT { fill: #ed8936; } .band.vrrp.STOP { fill: #999; }
 .band.address { fill: #805ad5; } .band.outage { fill: #e53e3e; } .band.service { fill: #cbd5e0; }
+.band.link { fill: #d69e2e; }
 .tick.advert { fill: #4a5568; } .tick.gratuitous-arp { fill: #d69e2e; } .tick.arp { fill: #a0aec0; }
 .tick.output, .tick.exited { fill: #2d3748; }
 .fault line { stroke: #c53030; stroke-width: 1.5; stroke-dasharray: 4 3; } .fault text { font-size: 10px; fill: #c53030; }
