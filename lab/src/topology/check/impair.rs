@@ -3,7 +3,7 @@
 
 use toml::Spanned;
 
-use crate::impair::{self, BackendChoice, Direction, Distribution, Impairment};
+use crate::impair::{self, BackendChoice, Direction, Impairment};
 use crate::topology::diagnostics::Checker;
 use crate::topology::raw::RawImpair;
 use crate::topology::LinkImpairments;
@@ -26,65 +26,65 @@ impl Checker<'_> {
         };
         let span = raw.span();
         let raw = raw.get_ref();
-        let mut impairment = Impairment::default();
-        let mut read =
-            |value: &Option<Spanned<String>>, name: &str, apply: &mut dyn FnMut(&str) -> Result<(), String>| {
-                if let Some(value) = value {
-                    if let Err(why) = apply(value.get_ref()) {
-                        self.report(value.span(), &format!("{field}.{name}"), why);
-                    }
-                }
-            };
-        read(&raw.delay, "delay", &mut |t| {
-            impairment.delay = impair::parse_duration(t)?;
-            Ok(())
-        });
-        read(&raw.jitter, "jitter", &mut |t| {
-            impairment.jitter = impair::parse_duration(t)?;
-            Ok(())
-        });
-        read(&raw.distribution, "distribution", &mut |t| {
-            impairment.distribution = one_of::<Distribution>(t, "a distribution")?;
-            Ok(())
-        });
-        read(&raw.loss, "loss", &mut |t| {
-            impairment.loss = impair::parse_percent(t)?;
-            Ok(())
-        });
-        read(&raw.burst, "burst", &mut |t| {
-            impairment.burst = Some(impair::parse_burst(t)?);
-            Ok(())
-        });
-        read(&raw.duplicate, "duplicate", &mut |t| {
-            impairment.duplicate = impair::parse_percent(t)?;
-            Ok(())
-        });
-        read(&raw.reorder, "reorder", &mut |t| {
-            impairment.reorder = impair::parse_percent(t)?;
-            Ok(())
-        });
-        read(&raw.corrupt, "corrupt", &mut |t| {
-            impairment.corrupt = impair::parse_percent(t)?;
-            Ok(())
-        });
-        read(&raw.rate, "rate", &mut |t| {
-            impairment.rate = Some(impair::parse_rate(t)?);
-            Ok(())
-        });
-        let mut directions = vec![Direction::From];
-        read(&raw.direction, "direction", &mut |t| {
-            directions = match t {
-                "from" => vec![Direction::From],
-                "to" => vec![Direction::To],
-                "both" => vec![Direction::From, Direction::To],
-                _ => return Err(format!("`{t}` is not a direction: write \"from\", \"to\" or \"both\"")),
-            };
-            Ok(())
-        });
+        // A value that does not read is reported and left at its default, so checking goes on.
+        let impairment = Impairment {
+            delay: self
+                .impair_value(&raw.delay, field, "delay", impair::parse_duration)
+                .unwrap_or_default(),
+            jitter: self
+                .impair_value(&raw.jitter, field, "jitter", impair::parse_duration)
+                .unwrap_or_default(),
+            distribution: (self.impair_value(&raw.distribution, field, "distribution", |t| {
+                one_of(t, "a distribution")
+            }))
+            .unwrap_or_default(),
+            loss: self
+                .impair_value(&raw.loss, field, "loss", impair::parse_percent)
+                .unwrap_or_default(),
+            burst: self.impair_value(&raw.burst, field, "burst", impair::parse_burst),
+            duplicate: self
+                .impair_value(&raw.duplicate, field, "duplicate", impair::parse_percent)
+                .unwrap_or_default(),
+            reorder: self
+                .impair_value(&raw.reorder, field, "reorder", impair::parse_percent)
+                .unwrap_or_default(),
+            corrupt: self
+                .impair_value(&raw.corrupt, field, "corrupt", impair::parse_percent)
+                .unwrap_or_default(),
+            rate: self.impair_value(&raw.rate, field, "rate", impair::parse_rate),
+        };
+        let directions = (self.impair_value(&raw.direction, field, "direction", parse_directions))
+            .unwrap_or_else(|| vec![Direction::From]);
         if let Err(why) = impairment.check() {
             self.report(span, field, why);
         }
         directions.into_iter().map(|d| (d, impairment)).collect()
+    }
+}
+
+impl Checker<'_> {
+    /// One `impair` value read by `parse`; one that does not read is reported and counts as absent.
+    fn impair_value<T>(
+        &mut self,
+        value: &Option<Spanned<String>>,
+        field: &str,
+        name: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        let value = value.as_ref()?;
+        (parse(value.get_ref()).map_err(|why| self.report(value.span(), &format!("{field}.{name}"), why))).ok()
+    }
+}
+
+/// `direction`: from the host, to it, or both.
+fn parse_directions(text: &str) -> Result<Vec<Direction>, String> {
+    match text {
+        "from" => Ok(vec![Direction::From]),
+        "to" => Ok(vec![Direction::To]),
+        "both" => Ok(vec![Direction::From, Direction::To]),
+        _ => Err(format!(
+            "`{text}` is not a direction: write \"from\", \"to\" or \"both\""
+        )),
     }
 }
 
