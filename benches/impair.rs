@@ -3,18 +3,14 @@
 //! carries. Rows for netem appear where the kernel has it (run through `scripts/vm` on Debian's kernel: there,
 //! compare the ratios, not the times). Run as root: `cargo bench --bench impair` (`-- --quick` for fewer samples).
 
-use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use halab_tests::unique_name;
+use halab_tests::impair::{fault, pair, udp_in, A, B};
 use lab::impair::BackendChoice;
 use lab::net::netns;
-use lab::{Fault, Lab, Topology};
-
-const A: &str = "10.9.0.1";
-const B: &str = "10.9.0.2";
+use lab::Lab;
 
 fn main() {
     if !nix::unistd::geteuid().is_root() {
@@ -23,7 +19,7 @@ fn main() {
     }
     let quick = std::env::args().any(|a| a == "--quick");
     let samples = if quick { 2_000 } else { 20_000 };
-    let netem = halab_tests::kernel_has_netem();
+    let netem = halab_tests::impair::kernel_has_netem();
     println!(
         "kernel {}; netem {}",
         kernel(),
@@ -35,23 +31,23 @@ fn main() {
         "{:<34} {:>10} {:>10} {:>14} {:>14}",
         "path", "p50", "p99", "p50 - bridge", "p99 - bridge"
     );
-    let bridge = round_trips(&mut pair(BackendChoice::Relay), samples, None);
+    let bridge = round_trips(&mut pair("bi", BackendChoice::Relay, ""), samples, None);
     print_latency("bridge", &bridge, &bridge);
-    let mut relay_lab = pair(BackendChoice::Relay);
+    let mut relay_lab = pair("bi", BackendChoice::Relay, "");
     // A relay stays in the path once it has been needed; cleared, it passes every frame as it comes.
-    fault(&mut relay_lab, "delay 1us --both");
-    fault(&mut relay_lab, "clear");
+    fault(&mut relay_lab, "a", "delay 1us --both");
+    fault(&mut relay_lab, "a", "clear");
     print_latency("relay, cleared", &round_trips(&mut relay_lab, samples, None), &bridge);
-    let mut queued = pair(BackendChoice::Relay);
-    fault(&mut queued, "delay 1us --both");
+    let mut queued = pair("bi", BackendChoice::Relay, "");
+    fault(&mut queued, "a", "delay 1us --both");
     print_latency(
         "relay, delay 1us each way",
         &round_trips(&mut queued, samples, None),
         &bridge,
     );
     if netem {
-        let mut netem_lab = pair(BackendChoice::Netem);
-        fault(&mut netem_lab, "delay 1us --both");
+        let mut netem_lab = pair("bi", BackendChoice::Netem, "");
+        fault(&mut netem_lab, "a", "delay 1us --both");
         print_latency(
             "netem, delay 1us each way",
             &round_trips(&mut netem_lab, samples, None),
@@ -71,8 +67,8 @@ fn main() {
         backends.push(("netem", BackendChoice::Netem));
     }
     for (name, backend) in &backends {
-        let mut lab = pair(*backend);
-        fault(&mut lab, "delay 50ms");
+        let mut lab = pair("bi", *backend, "");
+        fault(&mut lab, "a", "delay 50ms");
         let rtts = round_trips(&mut lab, accuracy_samples, Some(Duration::from_millis(1)));
         let errors: Vec<f64> = rtts.iter().map(|r| (r - base - 50_000.0) / 1000.0).collect();
         let mean = errors.iter().sum::<f64>() / errors.len() as f64;
@@ -90,56 +86,32 @@ fn main() {
         "{:<34} {:>14} {:>14} {:>10}",
         "path", "sent/s", "received/s", "/ bridge"
     );
-    let bridge_pps = flood(&mut pair(BackendChoice::Relay), Duration::from_secs(2));
+    let bridge_pps = flood(&mut pair("bi", BackendChoice::Relay, ""), Duration::from_secs(2));
     print_pps("bridge", bridge_pps, bridge_pps);
-    let mut cleared = pair(BackendChoice::Relay);
-    fault(&mut cleared, "delay 1us");
-    fault(&mut cleared, "clear");
+    let mut cleared = pair("bi", BackendChoice::Relay, "");
+    fault(&mut cleared, "a", "delay 1us");
+    fault(&mut cleared, "a", "clear");
     print_pps(
         "relay, cleared",
         flood(&mut cleared, Duration::from_secs(2)),
         bridge_pps,
     );
-    let mut impaired = pair(BackendChoice::Relay);
-    fault(&mut impaired, "delay 1ms");
+    let mut impaired = pair("bi", BackendChoice::Relay, "");
+    fault(&mut impaired, "a", "delay 1ms");
     print_pps(
         "relay, delay 1ms",
         flood(&mut impaired, Duration::from_secs(2)),
         bridge_pps,
     );
     if netem {
-        let mut netem_lab = pair(BackendChoice::Netem);
-        fault(&mut netem_lab, "delay 1ms");
+        let mut netem_lab = pair("bi", BackendChoice::Netem, "");
+        fault(&mut netem_lab, "a", "delay 1ms");
         print_pps(
             "netem, delay 1ms",
             flood(&mut netem_lab, Duration::from_secs(2)),
             bridge_pps,
         );
     }
-}
-
-fn pair(backend: BackendChoice) -> Lab {
-    let text = format!(
-        "name = 'b'\n[[segments]]\nname = 'lan'\nsubnet = '10.9.0.0/24'\n\
-         [[hosts]]\nname = 'a'\ninterfaces = [{{ segment = 'lan', address = '{A}/24' }}]\n\
-         [[hosts]]\nname = 'b'\ninterfaces = [{{ segment = 'lan', address = '{B}/24' }}]\n"
-    );
-    let mut topology = Topology::parse(&text, "bench.toml")
-        .unwrap()
-        .renamed(&unique_name("bi"))
-        .unwrap();
-    topology.impair_backend = backend;
-    Lab::up(&topology).unwrap()
-}
-
-fn fault(lab: &mut Lab, words: &str) {
-    let words: Vec<String> = words.split_whitespace().map(str::to_string).collect();
-    lab.fault("a", &Fault::parse(&words).unwrap()).unwrap();
-}
-
-fn udp_in(lab: &Lab, host: &str, address: &str) -> UdpSocket {
-    let address: std::net::SocketAddr = address.parse().unwrap();
-    netns::run_in(lab.netns_path(host).unwrap(), move || UdpSocket::bind(address)).unwrap()
 }
 
 /// Round trips in microseconds: b echoes every datagram; with `gap`, a sends one every `gap` without waiting for

@@ -9,6 +9,7 @@ use lab::state::Identity;
 use lab::Topology;
 
 pub mod failover;
+pub mod impair;
 pub mod scenarios;
 pub mod stack;
 pub mod vrrp;
@@ -181,26 +182,4 @@ pub fn run_tests(tests: &[(&'static str, fn())], threads: usize) -> ! {
         })
         .collect();
     libtest_mimic::run(&arguments, trials).exit()
-}
-
-/// Whether this kernel has netem, asked in a namespace of its own (never the machine's).
-pub fn kernel_has_netem() -> bool {
-    let name = unique_name("probe");
-    let ip = |args: &[&str]| {
-        std::process::Command::new("ip")
-            .args(args)
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    assert!(ip(&["netns", "add", &name]), "ip netns add {name}");
-    let has = ip(&["-n", &name, "link", "set", "lo", "up"])
-        && std::process::Command::new("ip")
-            .args([
-                "netns", "exec", &name, "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms",
-            ])
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-    assert!(ip(&["netns", "del", &name]), "ip netns del {name}");
-    has
 }

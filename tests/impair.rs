@@ -5,50 +5,14 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
+use halab_tests::impair::{fault, pair, udp_in, A, B};
 use halab_tests::unique_name;
 use lab::impair::BackendChoice;
 use lab::net::netns;
 use lab::{Fault, Lab, Topology};
-
-const A: &str = "10.9.0.1";
-const B: &str = "10.9.0.2";
-
-/// Two hosts on one segment, with `extra` added to the segment's table.
-fn pair(prefix: &str, backend: BackendChoice, segment_extra: &str) -> Lab {
-    let text = format!(
-        r#"
-name = "pair"
-
-[[segments]]
-name = "lan"
-subnet = "10.9.0.0/24"
-{segment_extra}
-
-[[hosts]]
-name = "a"
-interfaces = [{{ segment = "lan", address = "{A}/24" }}]
-
-[[hosts]]
-name = "b"
-interfaces = [{{ segment = "lan", address = "{B}/24" }}]
-"#
-    );
-    let mut topology = Topology::parse(&text, "pair.toml")
-        .unwrap()
-        .renamed(&unique_name(prefix))
-        .unwrap();
-    topology.impair_backend = backend;
-    Lab::up(&topology).unwrap()
-}
-
-fn fault(lab: &mut Lab, host: &str, words: &str) {
-    let words: Vec<String> = words.split_whitespace().map(str::to_string).collect();
-    let fault = Fault::parse(&words).unwrap();
-    lab.fault(host, &fault).unwrap_or_else(|e| panic!("{}", e));
-}
 
 /// Emulation is about ten times slower: time bounds widen by this much in the VM.
 fn slack() -> Duration {
@@ -88,12 +52,6 @@ fn binomial(count: usize, n: usize, p: f64) -> Result<(), String> {
             5.0 * deviation
         )),
     }
-}
-
-/// A UDP socket in `host`, bound to `address` (port 0: any).
-fn udp_in(lab: &Lab, host: &str, address: &str) -> UdpSocket {
-    let address: SocketAddr = address.parse().unwrap();
-    netns::run_in(lab.netns_path(host).unwrap(), move || UdpSocket::bind(address)).unwrap()
 }
 
 /// Sends `count` datagrams numbered 0.. from `a` to `b`, `gap` apart, and returns the numbers `b` received, in the
@@ -390,7 +348,7 @@ fn the_backend_is_chosen_by_what_the_kernel_has() {
     let mut lab = pair("ab", BackendChoice::Auto, "");
     fault(&mut lab, "a", "delay 1ms");
     let chosen = lab::state::LabState::load(lab.paths()).unwrap().faults.backend.unwrap();
-    let netem = halab_tests::kernel_has_netem();
+    let netem = halab_tests::impair::kernel_has_netem();
     let expected = if netem { "netem" } else { "relay" };
     assert_eq!(chosen.to_string(), expected);
     halab_tests::down_and_check(lab);
