@@ -12,6 +12,7 @@ fn events(count: usize) -> Vec<Event> {
         at_ns: i as u64 * 10_000_000,
         host: host.map(str::to_string),
         kind,
+        clock: None,
     };
     (0..count)
         .map(|i| match i % 500 {

@@ -60,7 +60,23 @@ enum Verb {
         /// lab removed without it.
         #[arg(long, default_value_t = 120.0, value_parser = seconds)]
         timeout: f64,
+        /// Internal (a coordinator taking its part down): only the lab of this instance; no lab is fine.
+        #[arg(long, hide = true, requires = "labs")]
+        instance: Option<String>,
     },
+    /// Internal: build this machine's part of a lab spread over machines, from the spec its coordinator writes on
+    /// stdin; print the lab's instance, then its events as JSON lines; take it down when stdin ends or goes quiet.
+    #[command(hide = true)]
+    Part,
+    /// Internal: what this machine offers a spread lab (JSON), for its coordinator's checks.
+    #[command(hide = true)]
+    MachineReport {
+        #[arg(long)]
+        underlay: std::net::Ipv4Addr,
+    },
+    /// Internal: answer each line on stdin with this machine's CLOCK_MONOTONIC, in nanoseconds.
+    #[command(hide = true)]
+    Clock,
     /// List the labs on this machine.
     Ls,
     /// List the topologies `lab up NAME` finds, and where.
@@ -173,7 +189,17 @@ pub fn main() -> ExitCode {
                 up(&file, name.as_deref(), impair_backend, json, supervise)
             }
         }
-        Verb::Down { labs, all, timeout } => down(labs, all, Duration::from_secs_f64(timeout)),
+        Verb::Down {
+            labs,
+            all,
+            timeout,
+            instance,
+        } => down(labs, all, Duration::from_secs_f64(timeout), instance.as_deref()),
+        Verb::Part => part(),
+        Verb::MachineReport { underlay } => machine_report(underlay),
+        Verb::Clock => crate::machines::report::answer_clock(io::stdin().lock(), io::stdout().lock())
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(Into::into),
         Verb::Ls => ls(),
         Verb::Topologies => topologies(),
         Verb::Status { lab, json } => status(lab.as_deref(), json),
@@ -346,7 +372,45 @@ fn topologies() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn down(labs: Vec<String>, all: bool, patience: Duration) -> anyhow::Result<ExitCode> {
+fn machine_report(underlay: std::net::Ipv4Addr) -> anyhow::Result<ExitCode> {
+    println!("{}", serde_json::to_string(&crate::machines::report::this_machine(underlay))?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `lab part`: this machine's part of a spread lab, in the foreground of its coordinator's SSH session.
+fn part() -> anyhow::Result<ExitCode> {
+    use crate::machines::remote::{HEARTBEAT_PATIENCE, INSTANCE_PREFIX};
+    lab::check_privileges()?;
+    let mut input = io::stdin().lock();
+    let mut line = String::new();
+    input.read_line(&mut line)?;
+    let spec: crate::machines::PartSpec =
+        serde_json::from_str(&line).map_err(|e| anyhow::anyhow!("the part's spec on stdin: {e}"))?;
+    let signals = StopSignals::block()?;
+    // The coordinator's heartbeats: when they stop (it died, or the network did) or stdin ends (it took the lab
+    // down), the part stops as on a signal.
+    std::thread::spawn(move || {
+        let (beats, heard) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in io::stdin().lock().lines() {
+                if line.is_err() || beats.send(()).is_err() {
+                    return;
+                }
+            }
+        });
+        while heard.recv_timeout(HEARTBEAT_PATIENCE).is_ok() {}
+        let _ = nix::sys::signal::kill(nix::unistd::getpid(), Signal::SIGTERM);
+    });
+    drop(input);
+    let lab = Lab::up_machine_part(&spec, &signals.cancel)?;
+    let mut out = io::stdout();
+    writeln!(out, "{INSTANCE_PREFIX}{}", lab.state().instance)?;
+    out.flush()?;
+    supervisor::supervise(lab, signals, EventSink::new(Box::new(out), true))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn down(labs: Vec<String>, all: bool, patience: Duration, instance: Option<&str>) -> anyhow::Result<ExitCode> {
     lab::check_privileges()?;
     let paths: Vec<LabPaths> = if all {
         state::labs()
@@ -361,6 +425,24 @@ fn down(labs: Vec<String>, all: bool, patience: Duration) -> anyhow::Result<Exit
     }
     let mut failed = false;
     for lab in paths {
+        if let Some(instance) = instance {
+            match state::recorded_instance(&lab) {
+                None => {
+                    println!("lab {} is not here: nothing to take down", lab.lab());
+                    continue;
+                }
+                Some(recorded) if recorded != instance => {
+                    eprintln!(
+                        "lab: {}: the lab of that name here is another instance ({recorded}, not {instance}): left \
+                         alone",
+                        lab.lab()
+                    );
+                    failed = true;
+                    continue;
+                }
+                Some(_) => {}
+            }
+        }
         match teardown::down(&lab, patience) {
             Ok(how) => println!("lab {} is down ({how})", lab.lab()),
             Err(e) => {
@@ -706,6 +788,7 @@ fn capture(lab: &str, segment: &str, write: &Path, count: Option<u64>) -> anyhow
 }
 
 fn exec(lab: &str, host: &str, command: Vec<String>) -> anyhow::Result<ExitCode> {
+    use std::io::IsTerminal;
     lab::check_privileges()?;
     let paths = lab_paths(lab)?;
     let state = LabState::load(&paths).map_err(|e| anyhow::anyhow!("lab {lab}: {e}"))?;
@@ -714,11 +797,21 @@ fn exec(lab: &str, host: &str, command: Vec<String>) -> anyhow::Result<ExitCode>
     } else {
         command
     };
-    let mut child = crate::process::HostCommand::for_recorded_host(&state, &paths, host)?
-        .command(&command[0])?
-        .args(&command[1..])
-        .spawn()
-        .map_err(|e| anyhow::anyhow!("{}: {e}", command[0]))?;
+    let elsewhere = state.remotes.iter().find(|r| r.hosts.iter().any(|h| h == host));
+    let mut child = match elsewhere {
+        // A host on another machine of a spread lab: `lab exec` there, over SSH.
+        Some(remote) => {
+            let mut args = vec!["exec", paths.lab(), host, "--"];
+            args.extend(command.iter().map(String::as_str));
+            let terminal = io::stdin().is_terminal() && io::stdout().is_terminal();
+            remote.ssh.lab(&args, terminal).spawn()?
+        }
+        None => crate::process::HostCommand::for_recorded_host(&state, &paths, host)?
+            .command(&command[0])?
+            .args(&command[1..])
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", command[0]))?,
+    };
     // The terminal's Ctrl-C belongs to the command; this process just waits for it.
     // SAFETY: setting a signal disposition to ignore has no preconditions.
     unsafe {

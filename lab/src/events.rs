@@ -22,6 +22,16 @@ pub struct Event {
     pub host: Option<String>,
     #[serde(flatten)]
     pub kind: EventKind,
+    /// For an event from another machine of a spread lab: which one, and how far off its stamp may be on this
+    /// machine's clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<RemoteClock>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteClock {
+    pub machine: String,
+    pub uncertainty_ns: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -118,6 +128,13 @@ pub enum EventKind {
         target: String,
         outage_ms: f64,
         failed: u32,
+    },
+    /// A machine's clock, estimated again: ahead of the coordinator's by `offset_ns`, give or take
+    /// `uncertainty_ns` (see `machines::clock`).
+    ClockOffset {
+        machine: String,
+        offset_ns: i64,
+        uncertainty_ns: u64,
     },
 }
 
@@ -235,6 +252,16 @@ impl std::fmt::Display for Event {
                 f,
                 "{host} probe {probe} ({target}): answers again after {outage_ms:.1} ms ({failed} attempts failed)"
             ),
+            EventKind::ClockOffset {
+                machine,
+                offset_ns,
+                uncertainty_ns,
+            } => write!(
+                f,
+                "{host}: machine {machine}'s clock is {:+.3} ms off ours, give or take {:.3} ms",
+                *offset_ns as f64 / 1e6,
+                *uncertainty_ns as f64 / 1e6
+            ),
         }
     }
 }
@@ -303,11 +330,16 @@ impl EventLog {
 
     /// An event stamped by its source (a daemon's own clock reading, a probe's send time).
     pub fn push_at(&self, at_ns: u64, host: Option<&str>, kind: EventKind) {
-        let event = Event {
+        self.push_event(Event {
             at_ns,
             host: host.map(str::to_string),
             kind,
-        };
+            clock: None,
+        });
+    }
+
+    /// An event made elsewhere (another machine's, already on this machine's clock).
+    pub fn push_event(&self, event: Event) {
         let mut retained = self.lock();
         retained.events.push_back(event);
         if retained.events.len() > self.capacity {
@@ -375,6 +407,7 @@ pub(crate) mod samples {
             at_ns: at_ms * 1_000_000,
             host: Some(host.into()),
             kind,
+            clock: None,
         }
     }
 

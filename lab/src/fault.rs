@@ -95,6 +95,23 @@ pub enum Fault {
     },
     /// Remove every partition of the lab.
     Heal,
+    /// In a lab spread over machines, cut the underlay between machines: `lab fault vlan m2 cut m3` (HOSTS names
+    /// machines here). The tunnels stop carrying frames between them, both ways (or, with `--one-way`, only from
+    /// the named machines to the others), until `mend`.
+    Cut {
+        /// Drop only the frames from these machines to the others: theirs still arrive.
+        #[arg(long)]
+        one_way: bool,
+        /// The machines on the other side, separated by commas.
+        #[arg(value_name = "MACHINE", required = true, num_args = 1, action = clap::ArgAction::Set, value_delimiter = ',')]
+        to: Vec<String>,
+    },
+    /// Mend the machines' underlay cuts: every one, or those to the machines named.
+    Mend {
+        /// The machines on the other side, separated by commas; all when omitted.
+        #[arg(value_name = "MACHINE", num_args = 0..=1, action = clap::ArgAction::Set, value_delimiter = ',')]
+        to: Vec<String>,
+    },
     /// Delay the frames on the hosts' links, with jitter if asked.
     Delay {
         /// e.g. `200ms`, `1.5s`, `250us`; `0` clears it.
@@ -263,6 +280,12 @@ impl Fault {
                     .collect()
             }
             Fault::Heal => vec!["heal".into()],
+            Fault::Cut { one_way, to } => {
+                let flag = one_way.then(|| "--one-way".to_string());
+                std::iter::once("cut".into()).chain(flag).chain([to.join(",")]).collect()
+            }
+            Fault::Mend { to } if to.is_empty() => vec!["mend".into()],
+            Fault::Mend { to } => vec!["mend".into(), to.join(",")],
             Fault::Clear { interface } => match interface {
                 Some(interface) => vec!["clear".into(), "--interface".into(), interface.clone()],
                 None => vec!["clear".into()],
@@ -413,6 +436,8 @@ pub struct NetworkFaults {
     /// (from, to) host pairs: the first's packets to the second are dropped.
     blocked: BTreeSet<(String, String)>,
     links: Links,
+    /// In a part of a spread lab, the machines this one's tunnels no longer send to.
+    underlay_cuts: BTreeSet<String>,
 }
 
 impl NetworkFaults {
@@ -420,6 +445,7 @@ impl NetworkFaults {
         NetworkFaults {
             blocked: BTreeSet::new(),
             links: Links::new(plan.switch.mount.clone(), backend),
+            underlay_cuts: BTreeSet::new(),
         }
     }
 
@@ -444,6 +470,7 @@ impl NetworkFaults {
                     impairment: *impairment,
                 })
                 .collect(),
+            underlay_cuts: self.underlay_cuts.iter().cloned().collect(),
         }
     }
 }
@@ -463,6 +490,9 @@ pub struct Injection<'a> {
 impl<'a> Injection<'a> {
     /// Injects `fault` into each of `hosts` (for a partition: cuts them off from the hosts the fault names).
     pub fn inject(&mut self, hosts: &[&str], fault: &Fault) -> io::Result<()> {
+        if let Fault::Cut { .. } | Fault::Mend { .. } = fault {
+            return self.underlay(hosts, fault);
+        }
         for host in hosts {
             self.host_plan(host)?;
         }
@@ -517,6 +547,64 @@ impl<'a> Injection<'a> {
                 Fault::LinkUp { interface } => self.set_links(host, interface.as_deref(), true)?,
                 _ => unreachable!("network faults are handled above"),
             }
+        }
+        Ok(())
+    }
+
+    /// A cut or mend of this machine's tunnels (in a part of a spread lab; the coordinator turns a cut both ways
+    /// into each side's one-way half): flood entries removed or restored.
+    fn underlay(&mut self, machines: &[&str], fault: &Fault) -> io::Result<()> {
+        let invalid = |why: String| io::Error::new(io::ErrorKind::InvalidInput, why);
+        let here = self.topology.machine.as_deref();
+        let Some(here) = here.filter(|here| machines == [*here]) else {
+            return Err(invalid(match here {
+                None => format!("lab {} is not spread over machines: no underlay to cut", self.plan.lab()),
+                Some(here) => format!("this part of lab {} is machine {here}'s", self.plan.lab()),
+            }));
+        };
+        let tunnels: Vec<_> = self.plan.segments.iter().filter_map(|s| s.vxlan.as_ref()).collect();
+        let peers: BTreeSet<&str> = tunnels
+            .iter()
+            .flat_map(|v| v.stretch.peers.iter().map(|(name, _)| name.as_str()))
+            .collect();
+        let (cut, named) = match fault {
+            Fault::Cut { one_way: false, .. } => {
+                return Err(invalid(
+                    "a part cuts only its own frames (`cut --one-way`): cut both ways from the coordinator".into(),
+                ))
+            }
+            Fault::Cut { to, .. } => (true, to.clone()),
+            Fault::Mend { to } if to.is_empty() => (false, self.network.underlay_cuts.iter().cloned().collect()),
+            Fault::Mend { to } => (false, to.clone()),
+            _ => unreachable!("only cut and mend come here"),
+        };
+        if let Some(unknown) = named.iter().find(|m| !peers.contains(m.as_str())) {
+            let known: Vec<&str> = peers.iter().copied().collect();
+            return Err(invalid(format!(
+                "machine {here} shares no segment with machine `{unknown}` (it does with: {})",
+                known.join(", ")
+            )));
+        }
+        self.events.push(
+            None,
+            EventKind::Fault {
+                fault: format!("underlay of {here}: {fault}"),
+            },
+        );
+        let switch = HostCommand::new(&self.plan.switch.mount)?;
+        for machine in named {
+            if cut == self.network.underlay_cuts.contains(&machine) {
+                continue;
+            }
+            for vxlan in &tunnels {
+                if let Some((_, address)) = vxlan.stretch.peers.iter().find(|(name, _)| *name == machine) {
+                    build::flood(&switch, &vxlan.name, *address, !cut)?;
+                }
+            }
+            match cut {
+                true => self.network.underlay_cuts.insert(machine),
+                false => self.network.underlay_cuts.remove(&machine),
+            };
         }
         Ok(())
     }

@@ -9,13 +9,14 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags};
 
 use crate::events::{EventKind, EventLog, ExitStatus};
 use crate::fault::{Fault, Injection, NetworkFaults};
+use crate::machines::{self, spread::Location, spread::Spread, PartSpec, Placement};
 use crate::names::{LabPaths, NameError, RUN_ROOT};
 use crate::net::{build, netlink::Netlink, netns};
 use crate::observe::{self, Observers};
@@ -44,6 +45,9 @@ pub enum LabError {
     Build { lab: String, source: io::Error },
     #[error("bringing lab `{0}` up was interrupted; what was built has been removed")]
     Interrupted(String),
+    /// A machine of a spread lab is not ready: nothing was built anywhere.
+    #[error("lab not built: {}", .0.join("; "))]
+    Machines(Vec<String>),
     #[error("{0}")]
     Io(#[from] io::Error),
 }
@@ -86,6 +90,18 @@ pub struct Lab {
     /// directory now belongs to someone else.
     record_written: bool,
     torn_down: bool,
+    /// On the coordinator of a lab spread over machines: the other parts.
+    spread: Option<Spread>,
+}
+
+/// What a part of a lab is given rather than making it itself.
+#[derive(Default)]
+struct Given {
+    /// TLS material made once for the whole lab.
+    tls: Option<crate::tls::Material>,
+    /// The other machines' parts, recorded before they are built.
+    remotes: Vec<crate::machines::remote::RemoteRecord>,
+    events: Option<Arc<EventLog>>,
 }
 
 /// A link as the kernel reports it inside a host.
@@ -104,26 +120,103 @@ impl Lab {
         Lab::up_with(topology, &Cancel::default())
     }
 
-    /// [`Lab::up`] that stops, removing what it built, once `cancel` is set.
+    /// [`Lab::up`] that stops, removing what it built, once `cancel` is set. A topology whose hosts run on
+    /// several machines is built on all of them (see [`crate::machines`]).
     pub fn up_with(topology: &Topology, cancel: &Cancel) -> Result<Lab, LabError> {
+        let placement = Placement::of(topology);
+        if placement.is_spread() {
+            return Lab::up_spread(topology, placement, cancel);
+        }
+        Lab::up_part(topology, Given::default(), cancel)
+    }
+
+    /// A machine's part of a lab spread over machines, as its coordinator asked for it (`lab part`).
+    pub fn up_machine_part(spec: &PartSpec, cancel: &Cancel) -> Result<Lab, LabError> {
+        let topology = spec.part()?;
+        let given = Given {
+            tls: spec.tls.clone(),
+            ..Given::default()
+        };
+        Lab::up_part(&topology, given, cancel)
+    }
+
+    /// The coordinator's side of a spread lab: every machine checked before anything is built, then every part
+    /// built at once; any failure takes every part down.
+    fn up_spread(topology: &Topology, placement: Placement, cancel: &Cancel) -> Result<Lab, LabError> {
+        check_privileges()?;
+        let mut prepared = machines::spread::prepare(topology, &placement).map_err(LabError::Machines)?;
+        let events = Arc::new(EventLog::default());
+        let given = Given {
+            tls: prepared.tls.clone(),
+            remotes: prepared.records.clone(),
+            events: Some(events.clone()),
+        };
+        let local = prepared.local.clone();
+        let (lab, parts) = std::thread::scope(|scope| {
+            let remote = scope.spawn(|| prepared.start_parts(&events));
+            let lab = Lab::up_part(&local, given, cancel);
+            let parts = remote
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("starting the parts panicked")));
+            (lab, parts)
+        });
+        let build_error = |source| LabError::Build {
+            lab: topology.name.clone(),
+            source,
+        };
+        match (lab, parts) {
+            (Ok(mut lab), Ok(parts)) => {
+                lab.state.remotes = (parts.iter())
+                    .zip(&prepared.records)
+                    .map(|(part, record)| part.record(record.hosts.clone()))
+                    .collect();
+                lab.spread = Some(Spread {
+                    topology: topology.clone(),
+                    placement,
+                    parts,
+                });
+                lab.save_state()?;
+                Ok(lab)
+            }
+            (Ok(lab), Err(e)) => {
+                drop(lab);
+                Err(build_error(e))
+            }
+            (Err(e), Ok(parts)) => {
+                let spread = Spread {
+                    topology: topology.clone(),
+                    placement,
+                    parts,
+                };
+                let _ = spread.down(Duration::from_secs(120));
+                Err(e)
+            }
+            (Err(e), Err(_)) => Err(e),
+        }
+    }
+
+    fn up_part(topology: &Topology, given: Given, cancel: &Cancel) -> Result<Lab, LabError> {
         check_privileges()?;
         let started = Instant::now();
         let plan = Plan::new(topology)?;
         let run_dir = create_run_dir(&plan.paths)?;
+        let mut state = initial_state(topology, &plan, run_dir, cancel.on_signals);
+        state.remotes = given.remotes;
         let mut lab = Lab {
-            state: initial_state(topology, &plan, run_dir, cancel.on_signals),
+            state,
             topology: topology.clone(),
             network_faults: NetworkFaults::new(&plan, topology.impair_backend),
             plan,
-            events: Arc::new(EventLog::default()),
+            events: given.events.unwrap_or_default(),
             services: Vec::new(),
             observers: Observers::default(),
             record_written: false,
             torn_down: false,
+            spread: None,
         };
         // From here on, dropping `lab` removes whatever exists.
         lab.save_state()?;
-        lab.build(cancel).map_err(|source| match cancel.is_cancelled() {
+        lab.build(cancel, given.tls).map_err(|source| match cancel.is_cancelled() {
             true => LabError::Interrupted(topology.name.clone()),
             false => LabError::Build {
                 lab: topology.name.clone(),
@@ -152,13 +245,15 @@ impl Lab {
     }
 
     /// The run directory's contents, the network, and each host's /etc.
-    fn build(&mut self, cancel: &Cancel) -> io::Result<()> {
+    fn build(&mut self, cancel: &Cancel, tls: Option<crate::tls::Material>) -> io::Result<()> {
         let paths = &self.plan.paths;
         for dir in [paths.logs_dir(), paths.namespaces_dir()] {
             std::fs::create_dir(&dir)?;
         }
-        if self.topology.tls {
-            crate::tls::write_material(&self.topology, &paths.tls_dir())?;
+        match tls {
+            Some(material) => material.write(&paths.tls_dir())?,
+            None if self.topology.tls => crate::tls::write_material(&self.topology, &paths.tls_dir())?,
+            None => {}
         }
         let cancelled = || cancel.is_cancelled();
         let namespaces = build::build(&self.topology, &self.plan, &cancelled)?;
@@ -265,8 +360,13 @@ impl Lab {
         self.host_command(host)?.command(program)
     }
 
-    /// Runs a command to completion inside `host` and returns its output.
+    /// Runs a command to completion inside `host` (on whichever machine runs it) and returns its output.
     pub fn exec(&self, host: &str, argv: &[&str]) -> io::Result<Output> {
+        if let Some(spread) = &self.spread {
+            if let Location::Remote(part) = spread.host(host)? {
+                return part.exec(host, argv);
+            }
+        }
         let (program, args) = argv
             .split_first()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
@@ -337,8 +437,24 @@ impl Lab {
         self.inject(&[host], fault)
     }
 
-    /// Injects `fault` into each of `hosts` (for a partition: cuts them off from the hosts the fault names).
+    /// Injects `fault` into each of `hosts` (for a partition: cuts them off from the hosts the fault names; for an
+    /// underlay cut, `hosts` are machines). In a spread lab, each host's (or machine's) part carries it out.
     pub fn inject(&mut self, hosts: &[&str], fault: &Fault) -> io::Result<()> {
+        let Some(spread) = &self.spread else {
+            return self.inject_here(hosts, fault);
+        };
+        let routed = spread.route(hosts, fault)?;
+        for (machine, targets, fault) in routed {
+            let targets: Vec<&str> = targets.iter().map(String::as_str).collect();
+            match self.spread.as_ref().and_then(|s| s.part(&machine)) {
+                Some(part) => part.fault(&targets, &fault.words())?,
+                None => self.inject_here(&targets, &fault)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn inject_here(&mut self, hosts: &[&str], fault: &Fault) -> io::Result<()> {
         self.ensure_current()?;
         let mut injection = Injection {
             topology: &self.topology,
@@ -406,6 +522,10 @@ impl Lab {
         self.torn_down = true;
         self.state.phase = Phase::Stopping;
         let _ = self.save_state();
+        // The other machines' parts go down alongside this one, and their last events arrive before the timeline
+        // is kept.
+        let spread = self.spread.take();
+        let remote = std::thread::spawn(move || spread.map_or(Ok(()), |s| s.down(Duration::from_secs(120))));
         // Observers stop recording now; they end on their own within a few tens of milliseconds.
         self.observers.detach();
         let statuses = self
@@ -414,6 +534,9 @@ impl Lab {
             .rev()
             .map(|s| (s.host.clone(), s.spec.name.clone(), s.stop(&self.events)))
             .collect();
+        let remote = remote
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("taking the other machines' parts down panicked")));
         if let Err(e) = crate::artifacts::keep(&self.plan.paths, &self.topology.name, &self.timeline()) {
             eprintln!(
                 "lab {}: keeping its artifacts ({}): {e}",
@@ -435,6 +558,7 @@ impl Lab {
                 lab: self.topology.name.clone(),
             },
         );
+        remote.map_err(|e| io::Error::new(e.kind(), format!("this machine's part is down; {e}")))?;
         Ok(statuses)
     }
 
@@ -699,6 +823,7 @@ fn initial_state(topology: &Topology, plan: &Plan, run_dir: Identity, stops_on_s
         etc_hosts: None,
         hosts,
         faults: Default::default(),
+        remotes: Vec::new(),
     }
 }
 

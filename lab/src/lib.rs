@@ -17,6 +17,7 @@ pub mod hostfs;
 pub mod impair;
 pub mod lab;
 pub mod lanes;
+pub mod machines;
 mod markup;
 pub mod names;
 pub mod net;

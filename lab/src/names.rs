@@ -129,6 +129,12 @@ pub fn impairment_names(host: &str, index: usize) -> [String; 3] {
     ]
 }
 
+/// The VXLAN port of the n-th segment's bridge, when the segment is stretched over machines: in the switch
+/// namespace, in a character no segment or host name has.
+pub fn vxlan_port_name(segment_index: usize) -> String {
+    format!("vx={segment_index}")
+}
+
 /// Every path of one lab, derived from its validated name. The only way to get one is [`LabPaths::new`], so every
 /// path below is under /run/lab/<lab>, /run/netns/<lab>-* or /etc/netns/<lab>-*.
 #[derive(Debug, Clone, PartialEq, Eq)]

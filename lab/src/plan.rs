@@ -29,6 +29,16 @@ pub struct SegmentPlan {
     /// Also the bridge's name in the switch namespace.
     pub name: String,
     pub bridge_index: u32,
+    /// The bridge's port to other machines, for a segment stretched over them.
+    pub vxlan: Option<VxlanPlan>,
+}
+
+#[derive(Debug, Clone)]
+pub struct VxlanPlan {
+    pub name: String,
+    /// Its index in the switch namespace.
+    pub index: u32,
+    pub stretch: crate::topology::Stretch,
 }
 
 #[derive(Debug, Clone)]
@@ -82,6 +92,7 @@ impl Plan {
             .map(|(i, s)| SegmentPlan {
                 name: s.name.clone(),
                 bridge_index: FIRST_INDEX + i as u32,
+                vxlan: None,
             })
             .collect();
         let mut next_port_index = FIRST_INDEX + segments.len() as u32;
@@ -136,6 +147,17 @@ impl Plan {
                 fs,
                 interfaces,
                 services,
+            });
+        }
+        let mut segments = segments;
+        for ((n, segment), segment_plan) in topology.segments.iter().enumerate().zip(&mut segments) {
+            segment_plan.vxlan = segment.stretch.clone().map(|stretch| {
+                next_port_index += 1;
+                VxlanPlan {
+                    name: names::vxlan_port_name(n),
+                    index: next_port_index - 1,
+                    stretch,
+                }
             });
         }
         Ok(Plan {

@@ -75,6 +75,9 @@ pub struct LabState {
     /// The network faults in force, rewritten after every fault: what `lab faults` lists.
     #[serde(default)]
     pub faults: ActiveFaults,
+    /// On the coordinator of a lab spread over machines: the other machines' parts, recorded before they are built.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remotes: Vec<crate::machines::remote::RemoteRecord>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -84,6 +87,9 @@ pub struct ActiveFaults {
     /// (from, to) host pairs: the first's packets to the second are dropped.
     pub partitions: Vec<(String, String)>,
     pub links: Vec<ImpairedLink>,
+    /// In a part of a spread lab: the machines its tunnels no longer send to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub underlay_cuts: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

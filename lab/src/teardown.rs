@@ -84,6 +84,18 @@ pub fn down(paths: &LabPaths, patience: Duration) -> io::Result<DownOutcome> {
     }
     let hosts: Vec<String> = state.hosts.keys().cloned().collect();
     remove(paths, &hosts, Some(&state.instance), state.etc_hosts)?;
+    // The parts on other machines took themselves down when the runner's sessions ended (or within their
+    // heartbeat's patience); `lab down` there removes whatever a part could not.
+    let unreachable: Vec<String> = (state.remotes.iter())
+        .filter_map(|r| crate::machines::remote::down_recorded(r, paths.lab(), patience).err())
+        .map(|e| e.to_string())
+        .collect();
+    if !unreachable.is_empty() {
+        return Err(io::Error::other(format!(
+            "this machine's part is down; on other machines: {}",
+            unreachable.join("; ")
+        )));
+    }
     Ok(if killed {
         DownOutcome::SupervisorKilled
     } else if runner_left {

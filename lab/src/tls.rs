@@ -32,9 +32,56 @@ fn validity(params: &mut CertificateParams) {
     params.not_after = (now + std::time::Duration::from_secs(30 * 24 * 3600)).into();
 }
 
+/// The CA and every host's certificate and key, as files: made once per lab (on the coordinator, for a lab
+/// spread over machines, so that every machine trusts one CA).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Material {
+    pub files: Vec<MaterialFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MaterialFile {
+    /// A plain file name: `ca.crt`, `HOST.crt`, `HOST.key`, `HOST.pem`.
+    pub name: String,
+    pub content: String,
+    pub mode: u32,
+}
+
+impl Material {
+    fn add(&mut self, name: String, content: String, mode: u32) {
+        self.files.push(MaterialFile { name, content, mode });
+    }
+
+    /// Writes the files into `dir` (created). A name that is not a plain file name (it may come from another
+    /// machine) is refused before anything is written.
+    pub fn write(&self, dir: &Path) -> io::Result<()> {
+        for file in &self.files {
+            let plain = !file.name.is_empty()
+                && !file.name.starts_with('.')
+                && file.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            if !plain || file.mode & !0o777 != 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("TLS material: refusing the file `{}` (mode {:o})", file.name, file.mode),
+                ));
+            }
+        }
+        std::fs::create_dir_all(dir)?;
+        for file in &self.files {
+            write(&dir.join(&file.name), file.content.as_bytes(), file.mode)?;
+        }
+        Ok(())
+    }
+}
+
 /// Writes the CA and every host's certificate into `dir` (created; keys readable by the owner only).
 pub fn write_material(topology: &Topology, dir: &Path) -> io::Result<()> {
-    std::fs::create_dir_all(dir)?;
+    material(topology)?.write(dir)
+}
+
+/// Makes the CA and every host's certificate.
+pub fn material(topology: &Topology) -> io::Result<Material> {
+    let mut material = Material::default();
     let ca_key = KeyPair::generate().map_err(|e| failed("CA key", e))?;
     let mut ca = CertificateParams::default();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -47,7 +94,7 @@ pub fn write_material(topology: &Topology, dir: &Path) -> io::Result<()> {
         .push(DnType::CommonName, format!("lab {} CA", topology.name));
     validity(&mut ca);
     let ca_certificate = ca.self_signed(&ca_key).map_err(|e| failed("CA certificate", e))?;
-    write(&dir.join("ca.crt"), ca_certificate.pem().as_bytes(), 0o644)?;
+    material.add("ca.crt".into(), ca_certificate.pem(), 0o644);
     let issuer = Issuer::new(ca, ca_key);
 
     let shared: Vec<Ipv4Addr> = topology.names.values().copied().collect();
@@ -70,15 +117,11 @@ pub fn write_material(topology: &Topology, dir: &Path) -> io::Result<()> {
         let key = KeyPair::generate().map_err(|e| failed(&host.name, e))?;
         let certificate = params.signed_by(&key, &issuer).map_err(|e| failed(&host.name, e))?;
         let (certificate, key) = (certificate.pem(), key.serialize_pem());
-        write(&dir.join(format!("{}.crt", host.name)), certificate.as_bytes(), 0o644)?;
-        write(&dir.join(format!("{}.key", host.name)), key.as_bytes(), 0o600)?;
-        write(
-            &dir.join(format!("{}.pem", host.name)),
-            format!("{certificate}{key}").as_bytes(),
-            0o600,
-        )?;
+        material.add(format!("{}.pem", host.name), format!("{certificate}{key}"), 0o600);
+        material.add(format!("{}.crt", host.name), certificate, 0o644);
+        material.add(format!("{}.key", host.name), key, 0o600);
     }
-    Ok(())
+    Ok(material)
 }
 
 fn write(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {

@@ -1,6 +1,8 @@
 //! Turns a validated topology into kernel objects: namespaces, bridges, veth pairs, addresses, routes, sysctls and
 //! firewall rules. Nothing here touches the root namespace: bridges live in the lab's switch namespace, and each
-//! veth is created there with its peer placed directly in the host's namespace.
+//! veth is created there with its peer placed directly in the host's namespace. The one exception is a stretched
+//! segment's VXLAN port: it is created directly in the switch namespace too, but its UDP socket (how its frames
+//! reach other machines) is bound in the machine's own namespace, on the underlay address.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -76,6 +78,7 @@ pub fn build(
     // nft takes a while to start; it only needs the namespaces, so it runs while the links are built.
     let firewalls = firewall::start(topology, plan)?;
     wire_switch(topology, plan)?;
+    wire_tunnels(topology, plan)?;
     let hosts: Vec<(&crate::topology::Host, &HostPlan)> = topology.hosts.iter().zip(&plan.hosts).collect();
     parallel(&hosts, |creator, (host, host_plan)| {
         creator.enter(&host_plan.namespace.mount, || configure_host(host, host_plan))
@@ -190,6 +193,69 @@ fn wire_switch(topology: &Topology, plan: &Plan) -> io::Result<()> {
         result
     })
     .map_err(|e| vlan_hint(topology, e))
+}
+
+/// Each stretched segment's VXLAN port: created from this thread (in the machine's namespace, where its socket
+/// stays) straight into the switch namespace, then enslaved to the segment's bridge and up, flooding to every other
+/// machine with the segment. It learns no addresses: every frame for another machine goes to all of them (each
+/// machine's bridge drops what is not for its hosts), so stopping the frames to one machine is removing its flood
+/// entry (`Fault::Cut`).
+fn wire_tunnels(topology: &Topology, plan: &Plan) -> io::Result<()> {
+    let tunnels: Vec<_> = (topology.segments.iter().zip(&plan.segments))
+        .filter_map(|(segment, segment_plan)| Some((segment, segment_plan, segment_plan.vxlan.as_ref()?)))
+        .collect();
+    if tunnels.is_empty() {
+        return Ok(());
+    }
+    let switch = &plan.switch.name;
+    let switch_ns = File::open(&plan.switch.mount)?;
+    let mut create = Vec::new();
+    let mut enslave = Vec::new();
+    for (segment, segment_plan, vxlan) in &tunnels {
+        let stretch = &vxlan.stretch;
+        let mut link = rtnetlink::LinkVxlan::new(&vxlan.name, stretch.vni)
+            .port(stretch.port)
+            .local(stretch.local)
+            .learning(false)
+            .index(vxlan.index)
+            .setns_by_fd(switch_ns.as_raw_fd());
+        if let Some(mtu) = segment.mtu {
+            link = link.mtu(mtu);
+        }
+        create.push(Request::new(
+            format!(
+                "create VXLAN {} (VNI {}, UDP {} on {}) in {switch}",
+                vxlan.name, stretch.vni, stretch.port, stretch.local
+            ),
+            RouteNetlinkMessage::NewLink(link.build()),
+        ));
+        let up = LinkUnspec::new_with_index(vxlan.index)
+            .controller(segment_plan.bridge_index)
+            .up()
+            .build();
+        enslave.push(Request::new(
+            format!("{} into bridge {} in {switch}", vxlan.name, segment.name),
+            RouteNetlinkMessage::SetLink(up),
+        ));
+    }
+    Netlink::open()?.apply(create)?;
+    netns::run_in(&plan.switch.mount, move || Netlink::open()?.apply(enslave))?;
+    let switch_command = crate::process::HostCommand::new(&plan.switch.mount)?;
+    for (_, _, vxlan) in &tunnels {
+        for (_, peer) in &vxlan.stretch.peers {
+            flood(&switch_command, &vxlan.name, *peer, true)?;
+        }
+    }
+    Ok(())
+}
+
+/// Adds (or removes) the all-zero FDB entry that sends a VXLAN port's broadcast, multicast and unknown unicast
+/// frames to `peer`.
+pub fn flood(switch: &crate::process::HostCommand, port: &str, peer: Ipv4Addr, add: bool) -> io::Result<()> {
+    let peer = peer.to_string();
+    let verb = if add { "append" } else { "del" };
+    let args = ["fdb", verb, "00:00:00:00:00:00", "dev", port, "dst", &peer];
+    crate::process::run_tool(switch, "bridge", &args, None)
 }
 
 /// Loopback up, addresses, routes and sysctls, from a thread inside the host's namespace.

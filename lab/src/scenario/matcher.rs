@@ -279,6 +279,7 @@ mod tests {
             at_ns: 1,
             host: Some("h1".into()),
             kind,
+            clock: None,
         }
     }
 

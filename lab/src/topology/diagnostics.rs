@@ -82,6 +82,10 @@ impl<'a> Checker<'a> {
             problems: Vec::new(),
         }
     }
+
+    pub(crate) fn text(&self) -> &'a str {
+        self.text
+    }
 }
 
 impl Checker<'_> {

@@ -38,6 +38,8 @@ pub struct Topology {
     pub name: String,
     /// Where the topology came from, for messages.
     pub source: PathBuf,
+    /// The text it was read from: what the coordinator of a lab spread over machines sends each machine.
+    pub text: String,
     pub segments: Vec<Segment>,
     pub hosts: Vec<Host>,
     /// Extra /etc/hosts entries for addresses no host owns, such as a VIP.
@@ -46,6 +48,39 @@ pub struct Topology {
     pub tls: bool,
     /// Which backend carries out the lab's link impairments (see [`crate::impair`]).
     pub impair_backend: crate::impair::BackendChoice,
+    /// The machines the lab spreads over (empty: all of it on this one).
+    pub machines: Vec<Machine>,
+    /// The UDP port of the VXLAN tunnels joining a segment's bridges on several machines.
+    pub vxlan_port: u16,
+    /// In a part of a spread lab: the machine building it (the coordinator's name if `[machines]` has it).
+    pub machine: Option<String>,
+}
+
+/// UDP 4789 (IANA's VXLAN port) is often filtered between machines; containerlab's choice avoids it.
+pub const DEFAULT_VXLAN_PORT: u16 = 14789;
+
+/// A machine a lab spreads over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Machine {
+    pub name: String,
+    /// The SSH destination; `None` for the coordinator (the machine `lab up` runs on).
+    pub ssh: Option<String>,
+    pub underlay: Ipv4Addr,
+    /// How `lab` is run there: shell words the remote shell reads.
+    pub command: String,
+    pub ssh_options: Vec<String>,
+}
+
+/// Where a segment's bridge on this machine meets its bridges on the others: filled in for a part of a lab that
+/// spreads over machines (see [`crate::machines`]), `None` otherwise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stretch {
+    pub vni: u32,
+    pub port: u16,
+    /// This machine's underlay address.
+    pub local: Ipv4Addr,
+    /// The other machines with hosts on the segment, by name, with their underlay addresses.
+    pub peers: Vec<(String, Ipv4Addr)>,
 }
 
 /// A link's impairments by direction; empty for a perfect link.
@@ -59,11 +94,15 @@ pub struct Segment {
     pub vlan: Option<u16>,
     /// What the segment's links do to frames, unless an interface says otherwise.
     pub impair: LinkImpairments,
+    /// Its tunnel to other machines, in a part of a lab spread over machines.
+    pub stretch: Option<Stretch>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Host {
     pub name: String,
+    /// The machine it runs on; `None` for the coordinator.
+    pub machine: Option<String>,
     pub hostname: String,
     pub aliases: Vec<String>,
     pub interfaces: Vec<Interface>,

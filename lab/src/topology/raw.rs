@@ -22,6 +22,26 @@ pub(super) struct RawTopology {
     pub(super) tls: bool,
     /// `"auto"` (default), `"netem"` or `"relay"`.
     pub(super) impair_backend: Option<Spanned<String>>,
+    /// `[machines.NAME]`: the machines a lab spreads over.
+    #[serde(default)]
+    pub(super) machines: BTreeMap<String, Spanned<RawMachine>>,
+    /// The UDP port of the VXLAN tunnels between machines (default 14789).
+    pub(super) vxlan_port: Option<Spanned<u16>>,
+}
+
+/// `[machines.NAME]`: how the coordinator reaches a machine, and the address its tunnels use.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMachine {
+    /// An SSH destination (`root@10.1.0.2`, a `Host` of ssh_config); absent for the coordinator itself.
+    pub(super) ssh: Option<Spanned<String>>,
+    /// Its address on the network between the machines: VXLAN's local and remote end.
+    pub(super) underlay: Spanned<String>,
+    /// How to run `lab` there, as shell words (default `lab`).
+    pub(super) command: Option<Spanned<String>>,
+    /// Options given to ssh before the destination (`["-F", "lab.ssh_config"]`).
+    #[serde(default)]
+    pub(super) ssh_options: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -56,6 +76,8 @@ pub(super) struct RawImpair {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawHost {
     pub(super) name: Spanned<String>,
+    /// The machine (of `[machines]`) the host runs on; the coordinator when absent.
+    pub(super) machine: Option<Spanned<String>>,
     pub(super) hostname: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) aliases: Vec<Spanned<String>>,

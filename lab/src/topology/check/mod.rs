@@ -10,13 +10,14 @@ use std::path::Path;
 
 use super::diagnostics::Checker;
 use super::raw::{RawHost, RawTopology};
-use super::{Host, Segment, Topology};
+use super::{Host, Machine, Segment, Topology};
 
 mod filesystem;
 mod firewall;
 mod hosts;
 mod impair;
 mod interfaces;
+mod machines;
 mod names;
 mod naming;
 mod probes;
@@ -40,19 +41,26 @@ impl Checker<'_> {
         self.check_lab_name(&lab, raw.name.span());
         let impair_backend = self.check_impair_backend(raw.impair_backend.as_ref());
         let segments = self.check_segments(&raw.segments);
+        let machines = self.check_machines(&raw.machines);
         let mut claimed = Claimed::default();
-        let hosts = (raw.hosts.iter().enumerate())
-            .map(|(h, raw_host)| self.check_host(h, raw_host, &segments, &mut claimed))
+        let hosts: Vec<Host> = (raw.hosts.iter().enumerate())
+            .map(|(h, raw_host)| self.check_host(h, raw_host, &segments, &machines, &mut claimed))
             .collect();
+        self.check_coordinator_underlay(&raw.hosts, &hosts, &machines);
+        let vxlan_port = self.check_vxlan_port(raw.vxlan_port.as_ref());
         let names = self.check_names(&raw.names, &mut claimed.etc_names);
         let mut topology = Topology {
             name: lab,
             source: source.to_path_buf(),
+            text: self.text().to_string(),
             segments,
             hosts,
             names,
             tls: raw.tls,
             impair_backend,
+            machines,
+            vxlan_port,
+            machine: None,
         };
         self.check_probes(&raw.hosts, &mut topology);
         self.check_files_and_placeholders(&raw.hosts, &mut topology);
@@ -60,8 +68,16 @@ impl Checker<'_> {
     }
 
     /// A host without its probes, which wait until every name of the lab is known.
-    fn check_host(&mut self, h: usize, raw: &RawHost, segments: &[Segment], claimed: &mut Claimed) -> Host {
+    fn check_host(
+        &mut self,
+        h: usize,
+        raw: &RawHost,
+        segments: &[Segment],
+        machines: &[Machine],
+        claimed: &mut Claimed,
+    ) -> Host {
         let (name, hostname) = self.check_host_identity(h, raw, claimed);
+        let machine = self.check_host_machine(h, raw.machine.as_ref(), machines);
         let interfaces = self.check_interfaces(h, &name, &raw.interfaces, segments, &mut claimed.addresses);
         let routes = self.check_routes(h, &name, &raw.routes, &interfaces);
         let sysctls = self.check_sysctls(h, &raw.sysctls);
@@ -70,6 +86,7 @@ impl Checker<'_> {
         let filesystem = self.check_filesystem(h, raw.filesystem.as_ref());
         Host {
             name,
+            machine,
             hostname,
             aliases: raw.aliases.iter().map(|a| a.get_ref().clone()).collect(),
             interfaces,

@@ -67,6 +67,7 @@ impl Checker<'_> {
             mtu: seg.mtu.as_ref().map(|m| *m.get_ref()),
             vlan: seg.vlan.as_ref().map(|v| *v.get_ref()),
             impair: self.check_impair(seg.impair.as_ref(), &field("impair")),
+            stretch: None,
         }
     }
 
