@@ -10,6 +10,7 @@ use lab::Topology;
 
 pub mod failover;
 pub mod impair;
+pub mod machines;
 pub mod scenarios;
 pub mod stack;
 pub mod vrrp;

@@ -95,15 +95,51 @@ impl Timeline {
         })
     }
 
-    /// Human-readable: seconds since the first event, then the event.
+    /// Human-readable: seconds since the first event, then the event. An event from another machine of a spread
+    /// lab names its machine and its stamp's uncertainty on this machine's clock; `~` marks an event whose order
+    /// against an event of another clock is within their uncertainties (the order shown is not known to be right).
     pub fn text(&self) -> String {
         let start = self.events.first().map_or(0, |e| e.at_ns);
+        let uncertain = self.uncertain_order();
         let mut out = String::new();
-        for event in &self.events {
+        for (event, uncertain) in self.events.iter().zip(uncertain) {
             let seconds = (event.at_ns - start) as f64 / 1e9;
-            let _ = writeln!(out, "{seconds:>11.6}s  {event}");
+            let mark = if uncertain { '~' } else { ' ' };
+            let clock = match &event.clock {
+                Some(c) => format!("[{} ±{:.3} ms] ", c.machine, c.uncertainty_ns as f64 / 1e6),
+                None => String::new(),
+            };
+            let _ = writeln!(out, "{seconds:>11.6}s {mark}{clock}{event}");
         }
         out
+    }
+
+    /// For each event, whether an event stamped by another machine's clock lies within their combined uncertainty
+    /// of it: their true order is not known.
+    pub fn uncertain_order(&self) -> Vec<bool> {
+        fn clock(e: &Event) -> (Option<&str>, u64) {
+            e.clock.as_ref().map_or((None, 0), |c| (Some(c.machine.as_str()), c.uncertainty_ns))
+        }
+        let widest = self.events.iter().map(|e| clock(e).1).max().unwrap_or(0);
+        let mut uncertain = vec![false; self.events.len()];
+        if widest == 0 {
+            return uncertain;
+        }
+        for (i, event) in self.events.iter().enumerate() {
+            let (machine, uncertainty) = clock(event);
+            for (j, later) in self.events.iter().enumerate().skip(i + 1) {
+                let gap = later.at_ns - event.at_ns;
+                if gap > uncertainty + widest {
+                    break;
+                }
+                let (other, other_uncertainty) = clock(later);
+                if other != machine && gap <= uncertainty + other_uncertainty {
+                    uncertain[i] = true;
+                    uncertain[j] = true;
+                }
+            }
+        }
+        uncertain
     }
 
     /// One JSON object per line.
@@ -344,6 +380,31 @@ pub fn without_console_date(line: &str) -> &str {
 mod tests {
     use super::*;
     use crate::events::samples::{event, output};
+
+    #[test]
+    fn an_order_within_the_clocks_uncertainty_is_marked() {
+        let fault = |at_ms, host: &str| event(at_ms, host, EventKind::Fault { fault: "crash".into() });
+        let remote = |at_ms, host: &str, machine: &str| Event {
+            clock: Some(crate::events::RemoteClock {
+                machine: machine.into(),
+                uncertainty_ns: 2_000_000,
+            }),
+            ..fault(at_ms, host)
+        };
+        // a (here) and b (m2, ±2 ms) 1 ms apart: either may be first. c 10 ms later is not in doubt, nor are two
+        // events of one machine's clock, whatever their distance.
+        let timeline = Timeline::new(vec![
+            fault(100, "a"),
+            remote(101, "b", "m2"),
+            fault(110, "c"),
+            remote(120, "d", "m3"),
+            remote(121, "e", "m3"),
+        ]);
+        assert_eq!(timeline.uncertain_order(), [true, true, false, false, false]);
+        let text = timeline.text();
+        assert!(text.contains("0.001000s ~[m2 ±2.000 ms] b: fault: crash"), "{text}");
+        assert!(text.contains("0.010000s  c: fault: crash"), "{text}");
+    }
 
     fn style() -> SnapshotStyle {
         SnapshotStyle {
