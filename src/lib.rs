@@ -170,17 +170,20 @@ pub fn run_tests(tests: &[(&'static str, fn())], threads: usize) -> ! {
     let trials = tests
         .iter()
         .map(|&(name, test)| {
-            libtest_mimic::Trial::test(name, move || {
-                std::panic::catch_unwind(test).map_err(|panic| {
-                    let text = panic
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_else(|| "panicked".into());
-                    libtest_mimic::Failed::from(text)
-                })
-            })
+            libtest_mimic::Trial::test(name, move || as_trial(test))
         })
         .collect();
     libtest_mimic::run(&arguments, trials).exit()
+}
+
+/// Runs `test` as a libtest-mimic trial: a panic fails it with the panic's message.
+pub fn as_trial(test: fn()) -> Result<(), libtest_mimic::Failed> {
+    std::panic::catch_unwind(test).map_err(|panic| {
+        let text = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "panicked".into());
+        libtest_mimic::Failed::from(text)
+    })
 }

@@ -144,6 +144,7 @@ impl Lab {
     /// built at once; any failure takes every part down.
     fn up_spread(topology: &Topology, placement: Placement, cancel: &Cancel) -> Result<Lab, LabError> {
         check_privileges()?;
+        let started = Instant::now();
         let mut prepared = machines::spread::prepare(topology, &placement).map_err(LabError::Machines)?;
         let events = Arc::new(EventLog::default());
         let given = Given {
@@ -176,6 +177,13 @@ impl Lab {
                     parts,
                 });
                 lab.save_state()?;
+                lab.events.push(
+                    None,
+                    EventKind::LabUp {
+                        lab: topology.name.clone(),
+                        build_ms: started.elapsed().as_secs_f64() * 1e3,
+                    },
+                );
                 Ok(lab)
             }
             (Ok(lab), Err(e)) => {
@@ -231,14 +239,16 @@ impl Lab {
         lab.start_services(cancel)?;
         lab.state.phase = Phase::Up;
         lab.save_state()?;
-        let build_ms = started.elapsed().as_secs_f64() * 1e3;
-        lab.events.push(
-            None,
-            EventKind::LabUp {
-                lab: topology.name.clone(),
-                build_ms,
-            },
-        );
+        // A spread lab is up when every part is: its coordinator says so then.
+        if lab.state.remotes.is_empty() {
+            lab.events.push(
+                None,
+                EventKind::LabUp {
+                    lab: topology.name.clone(),
+                    build_ms: started.elapsed().as_secs_f64() * 1e3,
+                },
+            );
+        }
         // Probes start once the lab is up: what they see is the running lab, not its construction.
         lab.start_probes()?;
         Ok(lab)
@@ -444,14 +454,27 @@ impl Lab {
             return self.inject_here(hosts, fault);
         };
         let routed = spread.route(hosts, fault)?;
-        for (machine, targets, fault) in routed {
+        let (here, remote): (Vec<_>, Vec<_>) = routed.into_iter().partition(|(machine, ..)| machine.is_none());
+        // The other machines at once (each is an SSH session: seconds on a slow machine), this one meanwhile.
+        let remote_done = std::thread::scope(|scope| {
+            let threads: Vec<_> = (remote.iter())
+                .filter_map(|(machine, targets, fault)| Some((spread.part(machine)?, targets, fault)))
+                .map(|(part, targets, fault)| {
+                    scope.spawn(move || {
+                        let targets: Vec<&str> = targets.iter().map(String::as_str).collect();
+                        part.fault(&targets, &fault.words())
+                    })
+                })
+                .collect();
+            (threads.into_iter())
+                .map(|t| t.join().unwrap_or_else(|_| Err(io::Error::other("a fault's session panicked"))))
+                .collect::<io::Result<Vec<()>>>()
+        });
+        for (_, targets, fault) in here {
             let targets: Vec<&str> = targets.iter().map(String::as_str).collect();
-            match self.spread.as_ref().and_then(|s| s.part(&machine)) {
-                Some(part) => part.fault(&targets, &fault.words())?,
-                None => self.inject_here(&targets, &fault)?,
-            }
+            self.inject_here(&targets, &fault)?;
         }
-        Ok(())
+        remote_done.map(drop)
     }
 
     fn inject_here(&mut self, hosts: &[&str], fault: &Fault) -> io::Result<()> {

@@ -87,6 +87,11 @@ impl Ssh {
         let said = said.trim();
         let said = said.strip_prefix("lab: ").unwrap_or(said);
         let message = match output.status.code() {
+            // ssh's own failure, or the remote command killed by a signal (ssh says nothing then).
+            Some(255) if said.is_empty() => format!(
+                "machine {} ({}): ssh failed: unreachable, or `lab {what}` there died of a signal",
+                self.machine, self.destination
+            ),
             Some(255) => format!("machine {} ({}) is unreachable over SSH: {said}", self.machine, self.destination),
             _ => format!("machine {}: `lab {what}` failed ({}): {said}", self.machine, output.status),
         };
