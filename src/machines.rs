@@ -43,6 +43,16 @@ impl Machines {
         )
     }
 
+    /// How the lab reaches machine `name` (what its `[machines]` entry says).
+    pub fn ssh_access(&self, name: &str) -> lab::machines::ssh::Ssh {
+        lab::machines::ssh::Ssh {
+            machine: name.to_string(),
+            destination: name.to_string(),
+            options: vec!["-F".into(), self.ssh_config.display().to_string()],
+            command: Machines::lab_command(),
+        }
+    }
+
     /// A `[machines]` entry for machine `name`.
     pub fn entry(&self, name: &str, underlay: Ipv4Addr) -> String {
         format!(
