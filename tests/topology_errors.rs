@@ -34,6 +34,8 @@ invalid!(
     bad_values,
     host_files,
     impairments,
+    machines,
+    coordinator_underlay,
 );
 
 #[test]

@@ -472,7 +472,7 @@ fn ls() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, serde::Deserialize)]
 struct Status {
     lab: String,
     phase: state::Phase,
@@ -481,16 +481,19 @@ struct Status {
     hosts: Vec<HostStatus>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, serde::Deserialize)]
 struct HostStatus {
     host: String,
+    /// The machine it runs on, in a lab spread over machines (`None`: this one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    machine: Option<String>,
     hostname: String,
     netns: String,
     interfaces: Vec<InterfaceStatus>,
     services: Vec<state::ServiceRecord>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, serde::Deserialize)]
 struct InterfaceStatus {
     name: String,
     segment: String,
@@ -537,11 +540,15 @@ fn lab_status(paths: &LabPaths) -> anyhow::Result<Status> {
             .collect();
         hosts.push(HostStatus {
             host: host.clone(),
+            machine: None,
             hostname: record.hostname.clone(),
             netns: namespace.name,
             interfaces,
             services,
         });
+    }
+    for remote in &state.remotes {
+        hosts.extend(remote_hosts(remote, &state.name)?);
     }
     Ok(Status {
         lab: state.name.clone(),
@@ -550,6 +557,19 @@ fn lab_status(paths: &LabPaths) -> anyhow::Result<Status> {
         runner_pid: state.runner_pid,
         hosts,
     })
+}
+
+/// The hosts of a part on another machine, as its `lab status` there says.
+fn remote_hosts(remote: &crate::machines::remote::RemoteRecord, lab: &str) -> anyhow::Result<Vec<HostStatus>> {
+    let output = remote.ssh.run(&["status", lab, "--json"], None)?;
+    let parts: Vec<Status> = serde_json::from_slice(&output.stdout)
+        .map_err(|e| anyhow::anyhow!("machine {}: its `lab status` said something else ({e})", remote.ssh.machine))?;
+    Ok((parts.into_iter().flat_map(|p| p.hosts))
+        .map(|h| HostStatus {
+            machine: Some(remote.ssh.machine.clone()),
+            ..h
+        })
+        .collect())
 }
 
 fn status(lab: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
@@ -605,7 +625,8 @@ fn print_status(lab: Status) {
     };
     println!("lab {} ({:?}, {runner})", lab.lab, lab.phase);
     for host in lab.hosts {
-        println!("  {} (hostname {}, netns {})", host.host, host.hostname, host.netns);
+        let machine = host.machine.map(|m| format!(", machine {m}")).unwrap_or_default();
+        println!("  {} (hostname {}, netns {}{machine})", host.host, host.hostname, host.netns);
         for i in host.interfaces {
             let state = match i.up {
                 Some(true) => "up",
@@ -758,6 +779,9 @@ fn capture(lab: &str, segment: &str, write: &Path, count: Option<u64>) -> anyhow
         .values()
         .flat_map(|h| h.interfaces.iter().map(|i| i.segment.as_str()))
         .collect();
+    if !segments.contains(segment) && !state.remotes.is_empty() {
+        return capture_elsewhere(&state, segment, write, count);
+    }
     if !segments.contains(segment) {
         let known: Vec<&str> = segments.into_iter().collect();
         anyhow::bail!("lab {lab} has no segment `{segment}` (segments: {})", known.join(", "));
@@ -785,6 +809,42 @@ fn capture(lab: &str, segment: &str, write: &Path, count: Option<u64>) -> anyhow
         eprintln!("{written} frames written to {}", write.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The capture of a segment this machine's part does not have, from the first other machine whose part does.
+fn capture_elsewhere(state: &LabState, segment: &str, write: &Path, count: Option<u64>) -> anyhow::Result<ExitCode> {
+    let count = count.map(|c| c.to_string());
+    let mut args = vec!["capture", &state.name, segment, "-w", "-"];
+    if let Some(count) = &count {
+        args.extend(["-c", count]);
+    }
+    let out: Stdio = if write == Path::new("-") {
+        Stdio::inherit()
+    } else {
+        std::fs::File::create(write)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", write.display()))?
+            .into()
+    };
+    let mut out = Some(out);
+    for remote in &state.remotes {
+        let mut child = remote.ssh.lab(&args, false);
+        child.stdin(Stdio::null()).stderr(Stdio::piped());
+        if let Some(out) = out.take() {
+            child.stdout(out);
+        }
+        let output = child.output()?;
+        let said = String::from_utf8_lossy(&output.stderr);
+        if output.status.success() || !said.contains("has no segment") {
+            eprint!("{said}");
+            return Ok(if output.status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
+        // The stdout went with the first attempt: later ones write to a fresh handle on the same file.
+        out = Some(match write == Path::new("-") {
+            true => Stdio::inherit(),
+            false => std::fs::OpenOptions::new().write(true).truncate(true).open(write)?.into(),
+        });
+    }
+    anyhow::bail!("lab {} has no segment `{segment}` on any machine", state.name)
 }
 
 fn exec(lab: &str, host: &str, command: Vec<String>) -> anyhow::Result<ExitCode> {

@@ -207,6 +207,82 @@ impl PartSpec {
 mod tests {
     use super::*;
 
+    const SPREAD: &str = r#"
+name = "spread"
+[[segments]]
+name = "lan"
+subnet = "10.0.0.0/24"
+[[segments]]
+name = "back"
+subnet = "10.1.0.0/24"
+[machines.here]
+underlay = "192.0.2.10"
+[machines.m1]
+ssh = "root@192.0.2.1"
+underlay = "192.0.2.1"
+[machines.m2]
+ssh = "m2"
+underlay = "192.0.2.2"
+[[hosts]]
+name = "a"
+interfaces = [{ segment = "lan", address = "10.0.0.2/24" }]
+[[hosts]]
+name = "b"
+machine = "m1"
+interfaces = [{ segment = "lan", address = "10.0.0.3/24" }, { segment = "back", address = "10.1.0.3/24" }]
+[[hosts]]
+name = "c"
+machine = "m1"
+interfaces = [{ segment = "back", address = "10.1.0.4/24" }]
+[[hosts]]
+name = "d"
+machine = "m2"
+interfaces = [{ segment = "lan", address = "10.0.0.5/24" }]
+"#;
+
+    #[test]
+    fn each_machine_builds_its_hosts_and_tunnels_its_stretched_segments() {
+        let topology = Topology::parse(SPREAD, "spread.toml").unwrap();
+        let placement = Placement::of(&topology);
+        assert!(placement.is_spread());
+        let remote: Vec<&str> = placement.remote.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(remote, ["m1", "m2"]);
+        let mtus = placement
+            .stretched_mtus(&topology, &BTreeMap::from([(None, 1500), (Some("m1".into()), 9000)]))
+            .unwrap();
+        // lan spans here, m1 and m2 (m2's MTU unknown: 1500); back is m1's alone.
+        assert_eq!(mtus, BTreeMap::from([("lan".to_string(), 1450)]));
+
+        let m1 = placement.part(&topology, Some("m1"), &mtus);
+        let hosts: Vec<&str> = m1.hosts.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(hosts, ["b", "c"]);
+        assert_eq!(m1.machine.as_deref(), Some("m1"));
+        let lan = m1.segment("lan").unwrap();
+        let stretch = lan.stretch.as_ref().unwrap();
+        assert_eq!(stretch.local, "192.0.2.1".parse::<std::net::Ipv4Addr>().unwrap());
+        let peers: Vec<&str> = stretch.peers.iter().map(|(m, _)| m.as_str()).collect();
+        assert_eq!(peers, ["here", "m2"]);
+        assert_eq!(stretch.vni, vni("spread", "lan"));
+        assert_eq!(lan.mtu, Some(1450));
+        assert!(m1.segment("back").unwrap().stretch.is_none());
+        // The other machines' hosts are still names in /etc/hosts.
+        assert!(m1.etc_hosts().contains("10.0.0.2\ta"), "{}", m1.etc_hosts());
+
+        let here = placement.part(&topology, None, &mtus);
+        let hosts: Vec<&str> = here.hosts.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(hosts, ["a"]);
+        assert!(here.segment("back").is_none());
+        assert_eq!(here.machine.as_deref(), Some("here"));
+    }
+
+    #[test]
+    fn a_segment_asking_more_than_its_tunnel_leaves_is_refused() {
+        let text = SPREAD.replace("subnet = \"10.0.0.0/24\"", "subnet = \"10.0.0.0/24\"\nmtu = 1500");
+        let topology = Topology::parse(&text, "spread.toml").unwrap();
+        let error = Placement::of(&topology).stretched_mtus(&topology, &BTreeMap::new()).unwrap_err();
+        assert!(error.contains("asks for MTU 1500") && error.contains("leaves 1450"), "{error}");
+    }
+
     #[test]
     fn the_vni_is_the_lab_and_segment_s_own() {
         assert_eq!(vni("vlan", "vlan"), vni("vlan", "vlan"));
