@@ -45,14 +45,8 @@ fn main() {
     println!("\nsegment between a and b: both on m1 (local) or a on m1 and b on m2 (stretched over VXLAN)");
     let local = pair(&machines, "m1");
     let stretched = pair(&machines, "m2");
-    println!(
-        "{:<36} {:>12} {:>14}",
-        "segment", "ping RTT avg", "TCP throughput"
-    );
-    println!(
-        "{:<36} {:>9.3} ms {:>9.1} Mbit/s",
-        "local (bridge)", local.0, local.1
-    );
+    println!("{:<36} {:>12} {:>14}", "segment", "ping RTT avg", "TCP throughput");
+    println!("{:<36} {:>9.3} ms {:>9.1} Mbit/s", "local (bridge)", local.0, local.1);
     println!(
         "{:<36} {:>9.3} ms {:>9.1} Mbit/s   RTT {:.2}x, throughput {:.2}x local",
         "stretched (VXLAN, MTU 1450)",
@@ -90,7 +84,8 @@ fn clock(machines: &Machines, name: &str, estimates: usize) {
     let offsets: Vec<_> = (0..estimates).map(|_| session.estimate().unwrap()).collect();
     let mut uncertainties: Vec<u64> = offsets.iter().map(|o| o.uncertainty_ns).collect();
     uncertainties.sort();
-    let spread = offsets.iter().map(|o| o.offset_ns).max().unwrap() - offsets.iter().map(|o| o.offset_ns).min().unwrap();
+    let spread =
+        offsets.iter().map(|o| o.offset_ns).max().unwrap() - offsets.iter().map(|o| o.offset_ns).min().unwrap();
     let under = uncertainties.iter().filter(|u| **u < 1_000_000).count();
     println!(
         "{:<8} {:>13.3} ms {:>13.3} ms {:>13.3} ms {:>12} of {}",
@@ -128,28 +123,24 @@ fn pair(machines: &Machines, b_machine: &str) -> (f64, f64) {
         .and_then(|v| v.split('/').nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("ping said {ping}"));
-    let server = std::thread::scope(|scope| {
+    // socat on b counts what one connection brings; a on m1 sends 16 MiB once b listens (its session over SSH
+    // takes seconds to start), timing only the attempt that got through.
+    let (nanos, received) = std::thread::scope(|scope| {
         let server = scope.spawn(|| {
-            lab.exec("b", &["timeout", "120", "busybox", "nc", "-l", "-p", "5001"])
-                .map(|o| o.stdout.len())
+            let count = "timeout 180 socat -u TCP-LISTEN:5001,reuseaddr - | wc -c";
+            lab.exec("b", &["sh", "-c", count]).unwrap()
         });
-        std::thread::sleep(Duration::from_secs(8));
-        let client = lab
-            .exec(
-                "a",
-                &[
-                    "sh",
-                    "-c",
-                    "s=$(date +%s%N); dd if=/dev/zero bs=64k count=256 2>/dev/null | busybox nc -w 10 10.9.0.3 5001; \
-                     e=$(date +%s%N); echo $((e - s))",
-                ],
-            )
-            .unwrap();
-        let nanos: f64 = String::from_utf8_lossy(&client.stdout).trim().parse().unwrap();
-        let received = server.join().unwrap().unwrap();
+        let send = "for i in $(seq 300); do s=$(date +%s%N); \
+                    if dd if=/dev/zero bs=64k count=256 2>/dev/null | socat -u - TCP:10.9.0.3:5001 2>/dev/null; \
+                    then e=$(date +%s%N); echo $((e - s)); exit 0; fi; sleep 0.2; done; exit 1";
+        let client = lab.exec("a", &["sh", "-c", send]).unwrap();
+        let said = String::from_utf8_lossy(&client.stdout).to_string();
+        let nanos: f64 = said.trim().parse().unwrap_or_else(|_| panic!("a said {said:?}"));
+        let server = server.join().unwrap();
+        let count = String::from_utf8_lossy(&server.stdout).to_string();
+        let received: usize = count.trim().parse().unwrap_or_else(|_| panic!("b said {count:?}"));
         (nanos, received)
     });
-    let (nanos, received) = server;
     assert_eq!(received, 256 * 65536, "b received {received} bytes");
     lab.down().unwrap();
     (average, received as f64 * 8.0 / nanos * 1e3)

@@ -169,9 +169,7 @@ pub fn run_tests(tests: &[(&'static str, fn())], threads: usize) -> ! {
     arguments.test_threads = arguments.test_threads.or(Some(threads));
     let trials = tests
         .iter()
-        .map(|&(name, test)| {
-            libtest_mimic::Trial::test(name, move || as_trial(test))
-        })
+        .map(|&(name, test)| libtest_mimic::Trial::test(name, move || as_trial(test)))
         .collect();
     libtest_mimic::run(&arguments, trials).exit()
 }

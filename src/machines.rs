@@ -64,7 +64,10 @@ impl Machines {
 
     /// The `[machines]` table of every machine.
     pub fn table(&self) -> String {
-        self.machines.iter().map(|(name, address)| self.entry(name, *address)).collect()
+        self.machines
+            .iter()
+            .map(|(name, address)| self.entry(name, *address))
+            .collect()
     }
 
     /// `text` (a topology file's) with each host put on the machine `place` gives it, and the machines' table
@@ -105,6 +108,8 @@ impl Machines {
         let command = format!(
             "ls -d /run/lab/{lab} /run/netns/{lab}-* /etc/netns/{lab}-* 2>/dev/null; ip netns list | grep '^{lab}-' || true"
         );
-        String::from_utf8_lossy(&self.ssh(name, &command).stdout).trim().to_string()
+        String::from_utf8_lossy(&self.ssh(name, &command).stdout)
+            .trim()
+            .to_string()
     }
 }

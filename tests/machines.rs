@@ -22,10 +22,19 @@ const STARTUP: Duration = Duration::from_secs(180);
 
 fn main() {
     let tests: &[(&str, fn())] = &[
-        ("1_the_seed_split_across_three_machines", seed_split_across_three_machines),
+        (
+            "1_the_seed_split_across_three_machines",
+            seed_split_across_three_machines,
+        ),
         ("2_an_underlay_cut_splits_the_brain", underlay_cut_splits_the_brain),
-        ("3_unready_machines_fail_before_anything_is_built", unready_machines_fail_before_building),
-        ("4_a_machine_dying_during_up_leaves_nothing", machine_dying_during_up_leaves_nothing),
+        (
+            "3_unready_machines_fail_before_anything_is_built",
+            unready_machines_fail_before_building,
+        ),
+        (
+            "4_a_machine_dying_during_up_leaves_nothing",
+            machine_dying_during_up_leaves_nothing,
+        ),
     ];
     let mut arguments = libtest_mimic::Arguments::from_args();
     arguments.test_threads = Some(1);
@@ -67,7 +76,9 @@ fn wait(lab: &Lab, after_ns: u64, limit: Duration, what: &str, wanted: impl Fn(&
 }
 
 fn wait_state(lab: &Lab, host: &str, state: &str, after_ns: u64, limit: Duration) -> Event {
-    wait(lab, after_ns, limit, &format!("{host} entering {state}"), |e| is_state(e, host, state))
+    wait(lab, after_ns, limit, &format!("{host} entering {state}"), |e| {
+        is_state(e, host, state)
+    })
 }
 
 fn fault(lab: &mut Lab, targets: &str, words: &str) -> Event {
@@ -112,13 +123,18 @@ fn redis_through_vip(lab: &Lab, arguments: &[&str], expected: &str, limit: Durat
         if said.trim() == expected {
             return;
         }
-        assert!(started.elapsed() < limit, "redis-cli {arguments:?} said {said:?} for {limit:?}");
+        assert!(
+            started.elapsed() < limit,
+            "redis-cli {arguments:?} said {said:?} for {limit:?}"
+        );
         std::thread::sleep(Duration::from_secs(1));
     }
 }
 
 fn mac_of(lab: &Lab, host: &str) -> String {
-    text(&lab.exec(host, &["cat", "/sys/class/net/eth0/address"]).unwrap()).trim().to_string()
+    text(&lab.exec(host, &["cat", "/sys/class/net/eth0/address"]).unwrap())
+        .trim()
+        .to_string()
 }
 
 fn no_leftovers(machines: &Machines, lab: &str) {
@@ -126,7 +142,10 @@ fn no_leftovers(machines: &Machines, lab: &str) {
         let left = machines.leftovers(machine, lab);
         assert!(left.is_empty(), "lab {lab} left on {machine}: {left}");
     }
-    assert!(!std::path::Path::new("/run/lab").join(lab).exists(), "lab {lab} left its run directory here");
+    assert!(
+        !std::path::Path::new("/run/lab").join(lab).exists(),
+        "lab {lab} left its run directory here"
+    );
 }
 
 /// The seed's experiment with its hosts on three machines: set and get through the VIP, the election across
@@ -164,8 +183,20 @@ fn seed_split_across_three_machines() {
     redis_through_vip(&lab, &["GET", "scott"], "tiger", SLACK * 3);
 
     let start = fault(&mut lab, "haproxy1", "start vrrpd");
-    wait_state(&lab, "haproxy1", "MASTER", start.at_ns, MASTER_DOWN_INTERVAL + SLACK + STARTUP);
-    wait_state(&lab, "haproxy2", "BACKUP", start.at_ns, MASTER_DOWN_INTERVAL + SLACK + STARTUP);
+    wait_state(
+        &lab,
+        "haproxy1",
+        "MASTER",
+        start.at_ns,
+        MASTER_DOWN_INTERVAL + SLACK + STARTUP,
+    );
+    wait_state(
+        &lab,
+        "haproxy2",
+        "BACKUP",
+        start.at_ns,
+        MASTER_DOWN_INTERVAL + SLACK + STARTUP,
+    );
 
     let timeline = lab.timeline();
     let story = timeline.text();
@@ -173,8 +204,9 @@ fn seed_split_across_three_machines() {
         assert!(story.contains(&format!("machine {machine}'s clock is")), "{story}");
         assert!(story.contains(&format!("[{machine} ±")), "{story}");
     }
-    let offsets: Vec<String> = story.lines().filter(|l| l.contains("'s clock is")).map(str::to_string).collect();
-    println!("{}", offsets.join("\n"));
+    // The last estimate of each machine's clock, for the log.
+    let offsets: Vec<&str> = story.lines().filter(|l| l.contains("'s clock is")).collect();
+    println!("{}", offsets[offsets.len().saturating_sub(3)..].join("\n"));
     lab.down().unwrap();
     no_leftovers(&machines, &name);
 }
@@ -197,10 +229,21 @@ fn underlay_cut_splits_the_brain() {
         .timeline()
         .find(|e| e.at_ns >= cut.at_ns && is_state(e, "haproxy1", "BACKUP"))
         .count();
-    assert_eq!(stepped_back, 0, "haproxy1 left MASTER during the cut:\n{}", lab.timeline().text());
+    assert_eq!(
+        stepped_back,
+        0,
+        "haproxy1 left MASTER during the cut:\n{}",
+        lab.timeline().text()
+    );
 
     let mend = fault(&mut lab, "m2", "mend");
-    let backup = wait_state(&lab, "haproxy2", "BACKUP", mend.at_ns.max(master.at_ns), Duration::from_secs(1) + SLACK * 2);
+    let backup = wait_state(
+        &lab,
+        "haproxy2",
+        "BACKUP",
+        mend.at_ns.max(master.at_ns),
+        Duration::from_secs(1) + SLACK * 2,
+    );
     assert!(backup.at_ns > master.at_ns);
     lab.down().unwrap();
     no_leftovers(&machines, &name);
@@ -215,8 +258,14 @@ fn unready_machines_fail_before_building() {
     let place = |host: &str| if host == "haproxy2" { "m9" } else { seed_place(host) };
     let gone = machines.spread(&std::fs::read_to_string(&path).unwrap(), place)
         + &machines.entry("m9", "192.168.77.99".parse().unwrap());
-    let topology = Topology::parse(&gone, &path).unwrap().renamed(&halab_tests::unique_name("gone")).unwrap();
-    let error = Lab::up(&topology).err().expect("a lab on an unreachable machine").to_string();
+    let topology = Topology::parse(&gone, &path)
+        .unwrap()
+        .renamed(&halab_tests::unique_name("gone"))
+        .unwrap();
+    let error = Lab::up(&topology)
+        .err()
+        .expect("a lab on an unreachable machine")
+        .to_string();
     assert!(error.contains("machine m9 (m9) is unreachable"), "{error}");
     no_leftovers(&machines, &topology.name);
 
@@ -230,7 +279,10 @@ fn unready_machines_fail_before_building() {
     assert!(restored.status.success(), "{}", text(&restored));
     let error = result.expect("a lab on a machine without VXLAN");
     assert!(error.contains("machine m2") && error.contains("vxlan"), "{error}");
-    assert!(!error.contains("machine m1") && !error.contains("machine m3"), "{error}");
+    assert!(
+        !error.contains("machine m1") && !error.contains("machine m3"),
+        "{error}"
+    );
     no_leftovers(&machines, &topology.name);
 }
 

@@ -373,7 +373,10 @@ fn topologies() -> anyhow::Result<ExitCode> {
 }
 
 fn machine_report(underlay: std::net::Ipv4Addr) -> anyhow::Result<ExitCode> {
-    println!("{}", serde_json::to_string(&crate::machines::report::this_machine(underlay))?);
+    println!(
+        "{}",
+        serde_json::to_string(&crate::machines::report::this_machine(underlay))?
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -562,8 +565,12 @@ fn lab_status(paths: &LabPaths) -> anyhow::Result<Status> {
 /// The hosts of a part on another machine, as its `lab status` there says.
 fn remote_hosts(remote: &crate::machines::remote::RemoteRecord, lab: &str) -> anyhow::Result<Vec<HostStatus>> {
     let output = remote.ssh.run(&["status", lab, "--json"], None)?;
-    let parts: Vec<Status> = serde_json::from_slice(&output.stdout)
-        .map_err(|e| anyhow::anyhow!("machine {}: its `lab status` said something else ({e})", remote.ssh.machine))?;
+    let parts: Vec<Status> = serde_json::from_slice(&output.stdout).map_err(|e| {
+        anyhow::anyhow!(
+            "machine {}: its `lab status` said something else ({e})",
+            remote.ssh.machine
+        )
+    })?;
     Ok((parts.into_iter().flat_map(|p| p.hosts))
         .map(|h| HostStatus {
             machine: Some(remote.ssh.machine.clone()),
@@ -626,7 +633,10 @@ fn print_status(lab: Status) {
     println!("lab {} ({:?}, {runner})", lab.lab, lab.phase);
     for host in lab.hosts {
         let machine = host.machine.map(|m| format!(", machine {m}")).unwrap_or_default();
-        println!("  {} (hostname {}, netns {}{machine})", host.host, host.hostname, host.netns);
+        println!(
+            "  {} (hostname {}, netns {}{machine})",
+            host.host, host.hostname, host.netns
+        );
         for i in host.interfaces {
             let state = match i.up {
                 Some(true) => "up",
@@ -836,12 +846,20 @@ fn capture_elsewhere(state: &LabState, segment: &str, write: &Path, count: Optio
         let said = String::from_utf8_lossy(&output.stderr);
         if output.status.success() || !said.contains("has no segment") {
             eprint!("{said}");
-            return Ok(if output.status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+            return Ok(if output.status.success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
         }
         // The stdout went with the first attempt: later ones write to a fresh handle on the same file.
         out = Some(match write == Path::new("-") {
             true => Stdio::inherit(),
-            false => std::fs::OpenOptions::new().write(true).truncate(true).open(write)?.into(),
+            false => std::fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(write)?
+                .into(),
         });
     }
     anyhow::bail!("lab {} has no segment `{segment}` on any machine", state.name)

@@ -282,7 +282,10 @@ impl Fault {
             Fault::Heal => vec!["heal".into()],
             Fault::Cut { one_way, to } => {
                 let flag = one_way.then(|| "--one-way".to_string());
-                std::iter::once("cut".into()).chain(flag).chain([to.join(",")]).collect()
+                std::iter::once("cut".into())
+                    .chain(flag)
+                    .chain([to.join(",")])
+                    .collect()
             }
             Fault::Mend { to } if to.is_empty() => vec!["mend".into()],
             Fault::Mend { to } => vec!["mend".into(), to.join(",")],
@@ -558,7 +561,10 @@ impl<'a> Injection<'a> {
         let here = self.topology.machine.as_deref();
         let Some(here) = here.filter(|here| machines == [*here]) else {
             return Err(invalid(match here {
-                None => format!("lab {} is not spread over machines: no underlay to cut", self.plan.lab()),
+                None => format!(
+                    "lab {} is not spread over machines: no underlay to cut",
+                    self.plan.lab()
+                ),
                 Some(here) => format!("this part of lab {} is machine {here}'s", self.plan.lab()),
             }));
         };

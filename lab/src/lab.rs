@@ -224,13 +224,14 @@ impl Lab {
         };
         // From here on, dropping `lab` removes whatever exists.
         lab.save_state()?;
-        lab.build(cancel, given.tls).map_err(|source| match cancel.is_cancelled() {
-            true => LabError::Interrupted(topology.name.clone()),
-            false => LabError::Build {
-                lab: topology.name.clone(),
-                source,
-            },
-        })?;
+        lab.build(cancel, given.tls)
+            .map_err(|source| match cancel.is_cancelled() {
+                true => LabError::Interrupted(topology.name.clone()),
+                false => LabError::Build {
+                    lab: topology.name.clone(),
+                    source,
+                },
+            })?;
         lab.start_observers()?;
         lab.impair_links().map_err(|source| LabError::Build {
             lab: topology.name.clone(),
@@ -454,25 +455,28 @@ impl Lab {
             return self.inject_here(hosts, fault);
         };
         let routed = spread.route(hosts, fault)?;
-        let (here, remote): (Vec<_>, Vec<_>) = routed.into_iter().partition(|(machine, ..)| machine.is_none());
+        let (here, remote): (Vec<_>, Vec<_>) = routed.into_iter().partition(|r| r.machine.is_none());
         // The other machines at once (each is an SSH session: seconds on a slow machine), this one meanwhile.
         let remote_done = std::thread::scope(|scope| {
             let threads: Vec<_> = (remote.iter())
-                .filter_map(|(machine, targets, fault)| Some((spread.part(machine)?, targets, fault)))
-                .map(|(part, targets, fault)| {
+                .filter_map(|routed| Some((spread.part(&routed.machine)?, routed)))
+                .map(|(part, routed)| {
                     scope.spawn(move || {
-                        let targets: Vec<&str> = targets.iter().map(String::as_str).collect();
-                        part.fault(&targets, &fault.words())
+                        let targets: Vec<&str> = routed.targets.iter().map(String::as_str).collect();
+                        part.fault(&targets, &routed.fault.words())
                     })
                 })
                 .collect();
             (threads.into_iter())
-                .map(|t| t.join().unwrap_or_else(|_| Err(io::Error::other("a fault's session panicked"))))
+                .map(|t| {
+                    t.join()
+                        .unwrap_or_else(|_| Err(io::Error::other("a fault's session panicked")))
+                })
                 .collect::<io::Result<Vec<()>>>()
         });
-        for (_, targets, fault) in here {
-            let targets: Vec<&str> = targets.iter().map(String::as_str).collect();
-            self.inject_here(&targets, &fault)?;
+        for routed in here {
+            let targets: Vec<&str> = routed.targets.iter().map(String::as_str).collect();
+            self.inject_here(&targets, &routed.fault)?;
         }
         remote_done.map(drop)
     }

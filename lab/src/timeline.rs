@@ -118,7 +118,9 @@ impl Timeline {
     /// of it: their true order is not known.
     pub fn uncertain_order(&self) -> Vec<bool> {
         fn clock(e: &Event) -> (Option<&str>, u64) {
-            e.clock.as_ref().map_or((None, 0), |c| (Some(c.machine.as_str()), c.uncertainty_ns))
+            e.clock
+                .as_ref()
+                .map_or((None, 0), |c| (Some(c.machine.as_str()), c.uncertainty_ns))
         }
         let widest = self.events.iter().map(|e| clock(e).1).max().unwrap_or(0);
         let mut uncertain = vec![false; self.events.len()];

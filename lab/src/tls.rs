@@ -58,7 +58,10 @@ impl Material {
         for file in &self.files {
             let plain = !file.name.is_empty()
                 && !file.name.starts_with('.')
-                && file.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+                && file
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
             if !plain || file.mode & !0o777 != 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,

@@ -133,7 +133,12 @@ impl Placement {
     ) -> Result<BTreeMap<String, u32>, String> {
         let mut mtus = BTreeMap::new();
         for (segment, on) in self.stretched() {
-            let smallest = on.iter().filter_map(|m| underlay_mtus.get(m)).min().copied().unwrap_or(1500);
+            let smallest = on
+                .iter()
+                .filter_map(|m| underlay_mtus.get(m))
+                .min()
+                .copied()
+                .unwrap_or(1500);
             let room = smallest.saturating_sub(VXLAN_OVERHEAD);
             let asked = topology.segment(segment).and_then(|s| s.mtu);
             match asked {
@@ -279,8 +284,13 @@ interfaces = [{ segment = "lan", address = "10.0.0.5/24" }]
     fn a_segment_asking_more_than_its_tunnel_leaves_is_refused() {
         let text = SPREAD.replace("subnet = \"10.0.0.0/24\"", "subnet = \"10.0.0.0/24\"\nmtu = 1500");
         let topology = Topology::parse(&text, "spread.toml").unwrap();
-        let error = Placement::of(&topology).stretched_mtus(&topology, &BTreeMap::new()).unwrap_err();
-        assert!(error.contains("asks for MTU 1500") && error.contains("leaves 1450"), "{error}");
+        let error = Placement::of(&topology)
+            .stretched_mtus(&topology, &BTreeMap::new())
+            .unwrap_err();
+        assert!(
+            error.contains("asks for MTU 1500") && error.contains("leaves 1450"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -131,11 +131,15 @@ pub fn check_machines(topology: &Topology, placement: &Placement) -> Result<Chec
             .collect();
         threads
             .into_iter()
-            .map(|(name, t)| (name, t.join().unwrap_or_else(|_| Err(io::Error::other("check panicked")))))
+            .map(|(name, t)| {
+                (
+                    name,
+                    t.join().unwrap_or_else(|_| Err(io::Error::other("check panicked"))),
+                )
+            })
             .collect()
     });
-    let underlays: BTreeMap<&str, Ipv4Addr> =
-        placement.remote.iter().map(|m| (m.name.as_str(), m.underlay)).collect();
+    let underlays: BTreeMap<&str, Ipv4Addr> = placement.remote.iter().map(|m| (m.name.as_str(), m.underlay)).collect();
     for (name, result) in results {
         match result {
             Ok((report, offset)) => {
@@ -236,9 +240,10 @@ impl ClockSession {
             )));
         }
         let received_ns = monotonic_ns();
-        let remote_ns = line.trim().parse().map_err(|_| {
-            io::Error::other(format!("machine {}: `lab clock` answered {line:?}", self.machine))
-        })?;
+        let remote_ns = line
+            .trim()
+            .parse()
+            .map_err(|_| io::Error::other(format!("machine {}: `lab clock` answered {line:?}", self.machine)))?;
         Ok(Exchange {
             sent_ns,
             remote_ns,

@@ -78,7 +78,10 @@ impl Prepared {
                 .collect();
             threads
                 .into_iter()
-                .map(|t| t.join().unwrap_or_else(|_| Err(io::Error::other("a part's start panicked"))))
+                .map(|t| {
+                    t.join()
+                        .unwrap_or_else(|_| Err(io::Error::other("a part's start panicked")))
+                })
                 .collect()
         });
         let (up, failed): (Vec<_>, Vec<_>) = results.into_iter().partition(|r| r.is_ok());
@@ -87,7 +90,11 @@ impl Prepared {
             return Ok(up);
         }
         take_down(up, DOWN_PATIENCE);
-        let why: Vec<String> = failed.into_iter().filter_map(Result::err).map(|e| e.to_string()).collect();
+        let why: Vec<String> = failed
+            .into_iter()
+            .filter_map(Result::err)
+            .map(|e| e.to_string())
+            .collect();
         Err(io::Error::other(why.join("; ")))
     }
 }
@@ -101,7 +108,11 @@ fn take_down(parts: Vec<RemotePart>, patience: Duration) -> Vec<io::Error> {
             .map(|part| scope.spawn(move || part.down(patience)))
             .collect();
         (threads.into_iter())
-            .filter_map(|t| t.join().unwrap_or_else(|_| Err(io::Error::other("a part's teardown panicked"))).err())
+            .filter_map(|t| {
+                t.join()
+                    .unwrap_or_else(|_| Err(io::Error::other("a part's teardown panicked")))
+                    .err()
+            })
             .collect()
     })
 }
@@ -112,6 +123,15 @@ pub struct Spread {
     pub topology: Topology,
     pub placement: Placement,
     pub parts: Vec<RemotePart>,
+}
+
+/// A fault as one part carries it out.
+pub struct Routed {
+    /// The part's machine (`None`: the coordinator's).
+    pub machine: Option<String>,
+    /// Its hosts (or, for an underlay fault, its machine).
+    pub targets: Vec<String>,
+    pub fault: Fault,
 }
 
 /// Where a host or machine lives, seen from the coordinator.
@@ -131,7 +151,9 @@ impl Spread {
 
     /// The part of `machine` (`None`: the coordinator).
     fn machine(&self, machine: Option<&str>) -> io::Result<Location<'_>> {
-        let Some(machine) = machine else { return Ok(Location::Here) };
+        let Some(machine) = machine else {
+            return Ok(Location::Here);
+        };
         if self.placement.coordinator.as_ref().is_some_and(|c| c.name == machine) {
             return Ok(Location::Here);
         }
@@ -146,21 +168,20 @@ impl Spread {
             })
     }
 
-    /// Each (machine, fault) a fault on `targets` comes to: a cut both ways becomes each side's one-way half, and
-    /// mending a machine mends the others' cuts toward it too. Other faults go to each host's part as they are.
-    pub fn route(&self, targets: &[&str], fault: &Fault) -> io::Result<Vec<(Option<String>, Vec<String>, Fault)>> {
+    /// Where a fault on `targets` goes: a cut both ways becomes each side's one-way half, and mending a machine
+    /// mends the others' cuts toward it too. Other faults go to each host's part as they are.
+    pub fn route(&self, targets: &[&str], fault: &Fault) -> io::Result<Vec<Routed>> {
         let mut routed = Vec::new();
         let machine_name = |name: &str| -> io::Result<Option<String>> {
-            if self.topology.machines.iter().any(|m| m.name == name) {
-                return Ok(self.machine(Some(name)).map(|l| match l {
-                    Location::Here => None,
-                    Location::Remote(part) => Some(part.machine().to_string()),
-                })?);
+            match self.machine(Some(name))? {
+                Location::Here => Ok(None),
+                Location::Remote(part) => Ok(Some(part.machine().to_string())),
             }
-            Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("lab {} has no machine `{name}`", self.topology.name),
-            ))
+        };
+        let routed_to = |machine, target: &str, fault| Routed {
+            machine,
+            targets: vec![target.to_string()],
+            fault,
         };
         match fault {
             Fault::Cut { one_way, to } => {
@@ -169,21 +190,21 @@ impl Spread {
                         one_way: true,
                         to: to.clone(),
                     };
-                    routed.push((machine_name(target)?, vec![target.to_string()], cut));
+                    routed.push(routed_to(machine_name(target)?, target, cut));
                     if !one_way {
                         for peer in to {
                             let back = Fault::Cut {
                                 one_way: true,
                                 to: vec![target.to_string()],
                             };
-                            routed.push((machine_name(peer)?, vec![peer.clone()], back));
+                            routed.push(routed_to(machine_name(peer)?, peer, back));
                         }
                     }
                 }
             }
             Fault::Mend { to } => {
                 for target in targets {
-                    routed.push((machine_name(target)?, vec![target.to_string()], fault.clone()));
+                    routed.push(routed_to(machine_name(target)?, target, fault.clone()));
                     let peers: Vec<String> = match to.is_empty() {
                         true => self.peers_of(target),
                         false => to.clone(),
@@ -192,7 +213,7 @@ impl Spread {
                         let back = Fault::Mend {
                             to: vec![target.to_string()],
                         };
-                        routed.push((machine_name(&peer)?, vec![peer], back));
+                        routed.push(routed_to(machine_name(&peer)?, &peer, back));
                     }
                 }
             }
@@ -219,8 +240,12 @@ impl Spread {
                         ));
                     }
                 }
-                for (at, hosts) in by_part {
-                    routed.push((at, hosts, fault.clone()));
+                for (machine, targets) in by_part {
+                    routed.push(Routed {
+                        machine,
+                        targets,
+                        fault: fault.clone(),
+                    });
                 }
             }
         }

@@ -92,8 +92,14 @@ impl Ssh {
                 "machine {} ({}): ssh failed: unreachable, or `lab {what}` there died of a signal",
                 self.machine, self.destination
             ),
-            Some(255) => format!("machine {} ({}) is unreachable over SSH: {said}", self.machine, self.destination),
-            _ => format!("machine {}: `lab {what}` failed ({}): {said}", self.machine, output.status),
+            Some(255) => format!(
+                "machine {} ({}) is unreachable over SSH: {said}",
+                self.machine, self.destination
+            ),
+            _ => format!(
+                "machine {}: `lab {what}` failed ({}): {said}",
+                self.machine, output.status
+            ),
         };
         io::Error::other(message)
     }

@@ -17,12 +17,20 @@ impl Checker<'_> {
         for (name, machine) in raw {
             let field = |f: &str| format!("machines.{name}.{f}");
             if let Err(why) = check_identifier(name) {
-                self.report(machine.span(), &format!("machines.{name}"), format!("machine name `{name}` {why}"));
+                self.report(
+                    machine.span(),
+                    &format!("machines.{name}"),
+                    format!("machine name `{name}` {why}"),
+                );
             }
             let machine = machine.get_ref();
             let ssh = machine.ssh.as_ref().map(|ssh| {
                 if let Err(why) = check_ssh_word(ssh.get_ref()) {
-                    self.report(ssh.span(), &field("ssh"), format!("SSH destination `{}` {why}", ssh.get_ref()));
+                    self.report(
+                        ssh.span(),
+                        &field("ssh"),
+                        format!("SSH destination `{}` {why}", ssh.get_ref()),
+                    );
                 }
                 ssh.get_ref().clone()
             });
