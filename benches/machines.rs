@@ -123,23 +123,26 @@ fn pair(machines: &Machines, b_machine: &str) -> (f64, f64) {
         .and_then(|v| v.split('/').nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("ping said {ping}"));
-    // socat on b counts what one connection brings; a on m1 sends 16 MiB once b listens (its session over SSH
-    // takes seconds to start), timing only the attempt that got through.
+    // socat on b times what one connection brings, from its first byte to its end (the sender's own time would end
+    // while megabytes still sit in socket buffers); a on m1 sends 16 MiB once b listens (its session over SSH
+    // takes seconds to start).
     let (nanos, received) = std::thread::scope(|scope| {
         let server = scope.spawn(|| {
-            let count = "timeout 180 socat -u TCP-LISTEN:5001,reuseaddr - | wc -c";
+            let count = "timeout 180 socat -u TCP-LISTEN:5001,reuseaddr - | \
+                         { head -c 1 >/dev/null; s=$(date +%s%N); n=$(wc -c); e=$(date +%s%N); \
+                         echo $((n + 1)) $((e - s)); }";
             lab.exec("b", &["sh", "-c", count]).unwrap()
         });
-        let send = "for i in $(seq 300); do s=$(date +%s%N); \
+        let send = "for i in $(seq 300); do \
                     if dd if=/dev/zero bs=64k count=256 2>/dev/null | socat -u - TCP:10.9.0.3:5001 2>/dev/null; \
-                    then e=$(date +%s%N); echo $((e - s)); exit 0; fi; sleep 0.2; done; exit 1";
+                    then exit 0; fi; sleep 0.2; done; exit 1";
         let client = lab.exec("a", &["sh", "-c", send]).unwrap();
-        let said = String::from_utf8_lossy(&client.stdout).to_string();
-        let nanos: f64 = said.trim().parse().unwrap_or_else(|_| panic!("a said {said:?}"));
+        assert!(client.status.success(), "a could not send");
         let server = server.join().unwrap();
-        let count = String::from_utf8_lossy(&server.stdout).to_string();
-        let received: usize = count.trim().parse().unwrap_or_else(|_| panic!("b said {count:?}"));
-        (nanos, received)
+        let said = String::from_utf8_lossy(&server.stdout).to_string();
+        let numbers: Vec<f64> = said.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+        assert_eq!(numbers.len(), 2, "b said {said:?}");
+        (numbers[1], numbers[0] as usize)
     });
     assert_eq!(received, 256 * 65536, "b received {received} bytes");
     lab.down().unwrap();

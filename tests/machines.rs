@@ -32,7 +32,11 @@ fn main() {
             unready_machines_fail_before_building,
         ),
         (
-            "4_a_machine_dying_during_up_leaves_nothing",
+            "4_a_killed_coordinator_leaves_nothing",
+            killed_coordinator_leaves_nothing,
+        ),
+        (
+            "5_a_machine_dying_during_up_leaves_nothing",
             machine_dying_during_up_leaves_nothing,
         ),
     ];
@@ -81,21 +85,37 @@ fn wait_state(lab: &Lab, host: &str, state: &str, after_ns: u64, limit: Duration
     })
 }
 
-fn fault(lab: &mut Lab, targets: &str, words: &str) -> Event {
+/// Injects a fault and returns its events (`count` of them: a cut both ways is two halves), each stamped on the
+/// machine that carried it out, in time order.
+fn fault_events(lab: &mut Lab, targets: &str, words: &str, count: usize) -> Vec<Event> {
     let words: Vec<String> = words.split_whitespace().map(str::to_string).collect();
     let before = lab.events().end();
     let targets: Vec<&str> = targets.split(',').collect();
     lab.inject(&targets, &Fault::parse(&words).unwrap()).unwrap();
-    // The fault's own event, stamped on the machine that carried it out.
-    let events = lab.events().since(before, Duration::ZERO).events;
-    events
-        .into_iter()
-        .find(|e| matches!(e.kind, EventKind::Fault { .. }))
-        .or_else(|| {
-            lab.events()
-                .wait_for(SLACK, |e| matches!(e.kind, EventKind::Fault { .. }) && e.at_ns > 0)
-        })
-        .expect("the fault's event")
+    // Remote events arrive a moment after the fault's SSH session ends.
+    let deadline = std::time::Instant::now() + SLACK;
+    let mut cursor = before;
+    let mut found = Vec::new();
+    while found.len() < count {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        assert!(
+            !left.is_zero(),
+            "{count} `{}` fault events, {} seen",
+            words[0],
+            found.len()
+        );
+        let batch = lab.events().since(cursor, left);
+        cursor = batch.next;
+        found.extend(batch.events.into_iter().filter(
+            |e| matches!(&e.kind, EventKind::Fault { fault } if fault.split_whitespace().any(|w| w == words[0])),
+        ));
+    }
+    found.sort_by_key(|e| e.at_ns);
+    found
+}
+
+fn fault(lab: &mut Lab, targets: &str, words: &str) -> Event {
+    fault_events(lab, targets, words, 1).remove(0)
 }
 
 fn elapsed(from: &Event, to: &Event) -> Duration {
@@ -205,8 +225,10 @@ fn seed_split_across_three_machines() {
         assert!(story.contains(&format!("[{machine} ±")), "{story}");
     }
     // The last estimate of each machine's clock, for the log.
-    let offsets: Vec<&str> = story.lines().filter(|l| l.contains("'s clock is")).collect();
-    println!("{}", offsets[offsets.len().saturating_sub(3)..].join("\n"));
+    for machine in ["m1", "m2", "m3"] {
+        let wanted = format!("machine {machine}'s clock is");
+        println!("{}", story.lines().rfind(|l| l.contains(&wanted)).unwrap());
+    }
     lab.down().unwrap();
     no_leftovers(&machines, &name);
 }
@@ -221,12 +243,13 @@ fn underlay_cut_splits_the_brain() {
     let first = wait_state(&lab, "haproxy1", "MASTER", 0, STARTUP);
     wait_state(&lab, "haproxy2", "BACKUP", first.at_ns.saturating_sub(1), STARTUP);
 
-    let cut = fault(&mut lab, "m2", "cut m3");
+    // Two halves: m2 stops sending to m3, and m3 to m2.
+    let halves = fault_events(&mut lab, "m2", "cut m3", 2);
+    let (cut, cut_done) = (&halves[0], &halves[1]);
     let master = wait_state(&lab, "haproxy2", "MASTER", cut.at_ns, MASTER_DOWN_INTERVAL + SLACK * 2);
     // haproxy1 stays master all along: a split brain.
     std::thread::sleep(Duration::from_secs(3));
-    let stepped_back = lab
-        .timeline()
+    let stepped_back = (lab.timeline())
         .find(|e| e.at_ns >= cut.at_ns && is_state(e, "haproxy1", "BACKUP"))
         .count();
     assert_eq!(
@@ -241,10 +264,28 @@ fn underlay_cut_splits_the_brain() {
         &lab,
         "haproxy2",
         "BACKUP",
-        mend.at_ns.max(master.at_ns),
+        mend.at_ns,
         Duration::from_secs(1) + SLACK * 2,
     );
     assert!(backup.at_ns > master.at_ns);
+    // While cut, neither machine's wire saw the other side's adverts (each its own side's, yes).
+    let timeline = lab.timeline();
+    let heard = |machine: &str, from: &str| {
+        (timeline.find(|e| e.at_ns > cut_done.at_ns + 100_000_000 && e.at_ns < mend.at_ns))
+            .filter(|e| e.clock.as_ref().is_some_and(|c| c.machine == machine))
+            .filter(|e| matches!(&e.kind, EventKind::Vrrp { from: f, .. } if f.to_string() == from))
+            .count()
+    };
+    assert_eq!(heard("m2", "10.0.0.23"), 0, "m2 saw haproxy2's adverts during the cut");
+    assert_eq!(heard("m3", "10.0.0.21"), 0, "m3 saw haproxy1's adverts during the cut");
+    assert!(
+        heard("m3", "10.0.0.23") > 0,
+        "m3 saw none of haproxy2's own adverts during the cut"
+    );
+    assert!(
+        heard("m2", "10.0.0.21") > 0,
+        "m2 saw none of haproxy1's own adverts during the cut"
+    );
     lab.down().unwrap();
     no_leftovers(&machines, &name);
 }
@@ -284,6 +325,56 @@ fn unready_machines_fail_before_building() {
         "{error}"
     );
     no_leftovers(&machines, &topology.name);
+}
+
+/// The coordinator's runner (a detached `lab up`) killed outright: each part hears its session end and takes itself
+/// down, and `lab down` on the coordinator removes what is left here and asks every machine.
+fn killed_coordinator_leaves_nothing() {
+    let machines = Machines::get();
+    let lab_binary = halab_tests::workspace_binary("lab");
+    let name = halab_tests::unique_name("killed");
+    // A file beside the topology it spreads, so `{dir}` is the same; removed at once (the parts get its text).
+    let source = halab_tests::workspace_file("topologies/vlan-vrrp.toml");
+    let spread_text = machines.spread(&std::fs::read_to_string(&source).unwrap(), seed_place);
+    let file = source.with_file_name(format!(".{name}.toml"));
+    std::fs::write(&file, spread_text).unwrap();
+    let up = std::process::Command::new(&lab_binary)
+        .args(["up", "--detach", "--name", &name])
+        .arg(&file)
+        .output()
+        .unwrap();
+    std::fs::remove_file(&file).unwrap();
+    assert!(up.status.success(), "{}", text(&up));
+    let paths = lab::names::LabPaths::new(&name).unwrap();
+    let state = lab::state::LabState::load(&paths).unwrap();
+    assert_eq!(state.remotes.len(), 3, "{:?}", state.remotes);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(state.runner_pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // The parts go when their sessions end (or, were the network gone too, when the heartbeats stop).
+    let patience = lab::machines::remote::HEARTBEAT_PATIENCE + SLACK * 3;
+    let started = std::time::Instant::now();
+    for (machine, _) in &machines.machines {
+        loop {
+            let left = machines.leftovers(machine, &name);
+            if left.is_empty() {
+                break;
+            }
+            assert!(
+                started.elapsed() < patience,
+                "lab {name} still on {machine} after {patience:?}: {left}"
+            );
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+    let down = std::process::Command::new(&lab_binary)
+        .args(["down", &name])
+        .output()
+        .unwrap();
+    assert!(down.status.success(), "{}", text(&down));
+    no_leftovers(&machines, &name);
 }
 
 /// m2 powers off while the lab is being built: `lab up` fails, and nothing of the lab is left on the others (nor

@@ -382,7 +382,7 @@ fn machine_report(underlay: std::net::Ipv4Addr) -> anyhow::Result<ExitCode> {
 
 /// `lab part`: this machine's part of a spread lab, in the foreground of its coordinator's SSH session.
 fn part() -> anyhow::Result<ExitCode> {
-    use crate::machines::remote::{HEARTBEAT_PATIENCE, INSTANCE_PREFIX};
+    use crate::machines::remote::{Outbox, HEARTBEAT_PATIENCE};
     lab::check_privileges()?;
     let mut input = io::stdin().lock();
     let mut line = String::new();
@@ -406,10 +406,8 @@ fn part() -> anyhow::Result<ExitCode> {
     });
     drop(input);
     let lab = Lab::up_machine_part(&spec, &signals.cancel)?;
-    let mut out = io::stdout();
-    writeln!(out, "{INSTANCE_PREFIX}{}", lab.state().instance)?;
-    out.flush()?;
-    supervisor::supervise(lab, signals, EventSink::new(Box::new(out), true))?;
+    // Events go out through a bounded queue: a stalled session never stalls the part.
+    supervisor::supervise(lab, signals, EventSink::new(Box::new(Outbox::new(io::stdout())), true))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -428,26 +426,12 @@ fn down(labs: Vec<String>, all: bool, patience: Duration, instance: Option<&str>
     }
     let mut failed = false;
     for lab in paths {
-        if let Some(instance) = instance {
-            match state::recorded_instance(&lab) {
-                None => {
-                    println!("lab {} is not here: nothing to take down", lab.lab());
-                    continue;
-                }
-                Some(recorded) if recorded != instance => {
-                    eprintln!(
-                        "lab: {}: the lab of that name here is another instance ({recorded}, not {instance}): left \
-                         alone",
-                        lab.lab()
-                    );
-                    failed = true;
-                    continue;
-                }
-                Some(_) => {}
-            }
-        }
-        match teardown::down(&lab, patience) {
+        match teardown::down(&lab, patience, instance) {
             Ok(how) => println!("lab {} is down ({how})", lab.lab()),
+            // A coordinator asking for its part: the part took itself down, or never got as far as a record.
+            Err(e) if instance.is_some() && e.kind() == io::ErrorKind::NotFound => {
+                println!("lab {} is not here: nothing to take down", lab.lab())
+            }
             Err(e) => {
                 eprintln!("lab: {}: {e}", lab.lab());
                 failed = true;
@@ -551,7 +535,10 @@ fn lab_status(paths: &LabPaths) -> anyhow::Result<Status> {
         });
     }
     for remote in &state.remotes {
-        hosts.extend(remote_hosts(remote, &state.name)?);
+        match remote_hosts(remote, &state.name) {
+            Ok(theirs) => hosts.extend(theirs),
+            Err(e) => eprintln!("lab: {e}"),
+        }
     }
     Ok(Status {
         lab: state.name.clone(),
@@ -564,7 +551,7 @@ fn lab_status(paths: &LabPaths) -> anyhow::Result<Status> {
 
 /// The hosts of a part on another machine, as its `lab status` there says.
 fn remote_hosts(remote: &crate::machines::remote::RemoteRecord, lab: &str) -> anyhow::Result<Vec<HostStatus>> {
-    let output = remote.ssh.run(&["status", lab, "--json"], None)?;
+    let output = remote.ssh.run(&["status", lab, "--json"])?;
     let parts: Vec<Status> = serde_json::from_slice(&output.stdout).map_err(|e| {
         anyhow::anyhow!(
             "machine {}: its `lab status` said something else ({e})",
@@ -606,7 +593,7 @@ fn faults(lab: &str, json: bool) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&faults)?);
         return Ok(ExitCode::SUCCESS);
     }
-    if faults.partitions.is_empty() && faults.links.is_empty() {
+    if faults.partitions.is_empty() && faults.links.is_empty() && faults.underlay_cuts.is_empty() {
         println!("lab {}: no network fault in force", paths.lab());
         return Ok(ExitCode::SUCCESS);
     }
@@ -616,6 +603,9 @@ fn faults(lab: &str, json: bool) -> anyhow::Result<ExitCode> {
     println!("lab {} (impairment backend: {backend})", paths.lab());
     for (from, to) in &faults.partitions {
         println!("  partition  {from} -> {to}");
+    }
+    for to in &faults.underlay_cuts {
+        println!("  underlay cut  this machine -> {to}");
     }
     for link in &faults.links {
         let (host, interface, direction) = (&link.host, &link.interface, link.direction);

@@ -129,6 +129,19 @@ pub enum EventKind {
         outage_ms: f64,
         failed: u32,
     },
+    /// A part of a lab spread over machines is up on its machine (its own `lab up`).
+    PartUp {
+        machine: String,
+        build_ms: f64,
+    },
+    /// A part took itself down (its own `lab down`).
+    PartDown {
+        machine: String,
+    },
+    /// A part's session with the coordinator ended: taken down, or lost (the machine or the network went away).
+    PartEnded {
+        machine: String,
+    },
     /// A machine's clock, estimated again: ahead of the coordinator's by `offset_ns`, give or take
     /// `uncertainty_ns` (see `machines::clock`).
     ClockOffset {
@@ -252,6 +265,11 @@ impl std::fmt::Display for Event {
                 f,
                 "{host} probe {probe} ({target}): answers again after {outage_ms:.1} ms ({failed} attempts failed)"
             ),
+            EventKind::PartUp { machine, build_ms } => {
+                write!(f, "{host}: machine {machine}'s part is up (built in {build_ms:.1} ms)")
+            }
+            EventKind::PartDown { machine } => write!(f, "{host}: machine {machine}'s part is down"),
+            EventKind::PartEnded { machine } => write!(f, "{host}: machine {machine}'s part has ended"),
             EventKind::ClockOffset {
                 machine,
                 offset_ns,

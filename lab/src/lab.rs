@@ -102,6 +102,8 @@ struct Given {
     /// The other machines' parts, recorded before they are built.
     remotes: Vec<crate::machines::remote::RemoteRecord>,
     events: Option<Arc<EventLog>>,
+    /// The instance id the coordinator chose for this part.
+    instance: Option<String>,
 }
 
 /// A link as the kernel reports it inside a host.
@@ -132,9 +134,16 @@ impl Lab {
 
     /// A machine's part of a lab spread over machines, as its coordinator asked for it (`lab part`).
     pub fn up_machine_part(spec: &PartSpec, cancel: &Cancel) -> Result<Lab, LabError> {
+        if spec.instance.is_empty() || !spec.instance.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(LabError::Permission(format!(
+                "`{}` is not an instance id",
+                spec.instance
+            )));
+        }
         let topology = spec.part()?;
         let given = Given {
             tls: spec.tls.clone(),
+            instance: Some(spec.instance.clone()),
             ..Given::default()
         };
         Lab::up_part(&topology, given, cancel)
@@ -151,10 +160,11 @@ impl Lab {
             tls: prepared.tls.clone(),
             remotes: prepared.records.clone(),
             events: Some(events.clone()),
+            instance: None,
         };
         let local = prepared.local.clone();
         let (lab, parts) = std::thread::scope(|scope| {
-            let remote = scope.spawn(|| prepared.start_parts(&events));
+            let remote = scope.spawn(|| prepared.start_parts(&events, cancel));
             let lab = Lab::up_part(&local, given, cancel);
             let parts = remote
                 .join()
@@ -188,7 +198,10 @@ impl Lab {
             }
             (Ok(lab), Err(e)) => {
                 drop(lab);
-                Err(build_error(e))
+                match e.kind() {
+                    io::ErrorKind::Interrupted => Err(LabError::Interrupted(topology.name.clone())),
+                    _ => Err(build_error(e)),
+                }
             }
             (Err(e), Ok(parts)) => {
                 let spread = Spread {
@@ -210,6 +223,9 @@ impl Lab {
         let run_dir = create_run_dir(&plan.paths)?;
         let mut state = initial_state(topology, &plan, run_dir, cancel.on_signals);
         state.remotes = given.remotes;
+        if let Some(instance) = given.instance {
+            state.instance = instance;
+        }
         let mut lab = Lab {
             state,
             topology: topology.clone(),
@@ -456,7 +472,7 @@ impl Lab {
         };
         let routed = spread.route(hosts, fault)?;
         let (here, remote): (Vec<_>, Vec<_>) = routed.into_iter().partition(|r| r.machine.is_none());
-        // The other machines at once (each is an SSH session: seconds on a slow machine), this one meanwhile.
+        // The other machines at once (each is an SSH session: seconds on a slow machine), then this one.
         let remote_done = std::thread::scope(|scope| {
             let threads: Vec<_> = (remote.iter())
                 .filter_map(|routed| Some((spread.part(&routed.machine)?, routed)))

@@ -218,6 +218,24 @@ impl LabState {
                 }
             }
         }
+        for (n, remote) in self.remotes.iter().enumerate() {
+            let ssh = &remote.ssh;
+            if ssh.destination.is_empty() || ssh.destination.starts_with('-') {
+                return Err(format!(
+                    "remotes[{n}].ssh.destination: `{}` is not an SSH destination",
+                    ssh.destination
+                ));
+            }
+            if remote.instance.is_empty() || !remote.instance.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!(
+                    "remotes[{n}].instance: `{}` is not an instance id",
+                    remote.instance
+                ));
+            }
+            for host in &remote.hosts {
+                names::check_host(host).map_err(|e| format!("remotes[{n}].hosts: {e}"))?;
+            }
+        }
         Ok(())
     }
 

@@ -59,12 +59,21 @@ impl std::fmt::Display for DownOutcome {
 /// (so it can never act later), and the lab is removed from what its record and run directory prove its own. A
 /// runner that does not stop on signals (a program using the library) is left running; its own teardown later
 /// finds a run directory that is no longer its own and touches nothing.
-pub fn down(paths: &LabPaths, patience: Duration) -> io::Result<DownOutcome> {
+///
+/// With `instance` (a coordinator taking its part on this machine down), only the lab of that instance is: another
+/// lab of the same name is left alone.
+pub fn down(paths: &LabPaths, patience: Duration, instance: Option<&str>) -> io::Result<DownOutcome> {
     let state = match LabState::load(paths) {
         Ok(state) => state,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return remove_empty_run_dir(paths),
         Err(e) => return Err(e),
     };
+    if let Some(instance) = instance.filter(|i| *i != state.instance) {
+        return Err(io::Error::other(format!(
+            "the lab of that name here is another instance ({}, not {instance}): left alone",
+            state.instance
+        )));
+    }
     let mut killed = false;
     let mut runner_left = false;
     if state.runner_alive() {
@@ -82,14 +91,27 @@ pub fn down(paths: &LabPaths, patience: Duration) -> io::Result<DownOutcome> {
             runner_left = true;
         }
     }
+    // The parts on other machines took themselves down when the runner's sessions ended (or within their
+    // heartbeat's patience); `lab down` there, at once on every machine, removes whatever a part could not. First,
+    // while this machine's record still says where they are.
+    let unreachable: Vec<String> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (state.remotes.iter())
+            .map(|r| scope.spawn(move || crate::machines::remote::down_recorded(r, paths.lab(), patience)))
+            .collect();
+        (threads.into_iter().zip(&state.remotes))
+            .filter_map(|(t, r)| match t.join() {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(format!(
+                    "{e} (by hand: `lab down {} --instance {}` there)",
+                    paths.lab(),
+                    r.instance
+                )),
+                Err(_) => Some(format!("machine {}: panicked", r.ssh.machine)),
+            })
+            .collect()
+    });
     let hosts: Vec<String> = state.hosts.keys().cloned().collect();
     remove(paths, &hosts, Some(&state.instance), state.etc_hosts)?;
-    // The parts on other machines took themselves down when the runner's sessions ended (or within their
-    // heartbeat's patience); `lab down` there removes whatever a part could not.
-    let unreachable: Vec<String> = (state.remotes.iter())
-        .filter_map(|r| crate::machines::remote::down_recorded(r, paths.lab(), patience).err())
-        .map(|e| e.to_string())
-        .collect();
     if !unreachable.is_empty() {
         return Err(io::Error::other(format!(
             "this machine's part is down; on other machines: {}",

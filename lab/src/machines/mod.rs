@@ -86,10 +86,8 @@ impl Placement {
         let here = machine.map(str::to_string);
         let mut part = topology.clone();
         let (hosts, elsewhere): (Vec<_>, Vec<_>) = part.hosts.into_iter().partition(|h| h.machine == here);
-        for host in &elsewhere {
-            for (name, address) in etc_names(host) {
-                part.names.insert(name, address);
-            }
+        for (address, names) in elsewhere.iter().flat_map(|h| h.etc_entries()) {
+            part.names.extend(names.into_iter().map(|name| (name, address)));
         }
         part.hosts = hosts;
         let used: BTreeSet<&str> = part
@@ -156,21 +154,6 @@ impl Placement {
     }
 }
 
-/// The names /etc/hosts gives a host's addresses (see [`Topology::etc_hosts`]).
-fn etc_names(host: &crate::topology::Host) -> Vec<(String, std::net::Ipv4Addr)> {
-    let mut names = Vec::new();
-    for (i, interface) in host.interfaces.iter().enumerate() {
-        if i == 0 {
-            names.push((host.hostname.clone(), interface.address));
-            names.push((host.name.clone(), interface.address));
-            names.extend(host.aliases.iter().map(|a| (a.clone(), interface.address)));
-        } else {
-            names.push((format!("{}-{}", host.name, interface.name), interface.address));
-        }
-    }
-    names
-}
-
 /// A segment's VNI: the same on every machine, and different between labs sharing machines and a UDP port (the
 /// kernel refuses a second device with a VNI a socket already has). FNV-1a of `lab/segment`, in 24 bits, never 0.
 pub fn vni(lab: &str, segment: &str) -> u32 {
@@ -197,6 +180,9 @@ pub struct PartSpec {
     pub mtus: BTreeMap<String, u32>,
     /// The lab's TLS material, made once on the coordinator so every machine trusts one CA.
     pub tls: Option<crate::tls::Material>,
+    /// The part's instance id, chosen (and recorded) by the coordinator before the part is built, so that its
+    /// `lab down --instance` there can never take down another lab of the same name.
+    pub instance: String,
 }
 
 impl PartSpec {

@@ -18,9 +18,6 @@ use super::ssh::Ssh;
 use super::PartSpec;
 use crate::events::{Event, EventKind, EventLog, RemoteClock};
 
-/// The line a part prints first: the instance of its lab, which `lab down --instance` checks.
-pub const INSTANCE_PREFIX: &str = "instance ";
-
 /// The coordinator writes an empty line to each part this often; a part that hears nothing for
 /// [`HEARTBEAT_PATIENCE`] takes itself down (its coordinator died, or the network between them did, and closing
 /// the session may never reach it).
@@ -31,8 +28,8 @@ pub const HEARTBEAT_PATIENCE: Duration = Duration::from_secs(15);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemoteRecord {
     pub ssh: Ssh,
-    /// The part's lab instance there, once it has said.
-    pub instance: Option<String>,
+    /// The part's lab instance there, chosen by the coordinator.
+    pub instance: String,
     /// The hosts it runs.
     pub hosts: Vec<String>,
 }
@@ -51,8 +48,14 @@ pub struct RemotePart {
 
 impl RemotePart {
     /// Starts the part and returns once it is up (its `lab_up` event has arrived), or with why not: what the part
-    /// said on stderr, or that the session ended.
-    pub fn start(ssh: Ssh, spec: &PartSpec, offset: Offset, events: Arc<EventLog>) -> io::Result<RemotePart> {
+    /// said on stderr, that the session ended, or that `cancel` was set (the part is then told to stop).
+    pub fn start(
+        ssh: Ssh,
+        spec: &PartSpec,
+        offset: Offset,
+        events: Arc<EventLog>,
+        cancel: &crate::lab::Cancel,
+    ) -> io::Result<RemotePart> {
         let mut session = ssh
             .lab(&["part"], false)
             .stdin(Stdio::piped())
@@ -65,10 +68,15 @@ impl RemotePart {
         let said = Arc::new(Mutex::new(String::new()));
         let collect = {
             let said = said.clone();
+            // What it says, up to [`SAID_LIMIT`]; the rest is read and dropped, so the part never blocks on it.
             std::thread::spawn(move || {
-                let mut text = String::new();
-                let _ = BufReader::new(stderr).read_to_string(&mut text);
-                said.lock().unwrap_or_else(PoisonError::into_inner).push_str(&text);
+                let mut kept = Vec::new();
+                let mut stderr = stderr;
+                let _ = (&mut stderr).take(SAID_LIMIT).read_to_end(&mut kept);
+                said.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push_str(&String::from_utf8_lossy(&kept));
+                let _ = io::copy(&mut stderr, &mut io::sink());
             })
         };
         let spec_line = serde_json::to_string(spec).map_err(io::Error::other)? + "\n";
@@ -88,7 +96,7 @@ impl RemotePart {
         };
         let mut part = RemotePart {
             ssh,
-            instance: String::new(),
+            instance: spec.instance.clone(),
             lab: spec.lab.clone(),
             session,
             stdin,
@@ -96,21 +104,30 @@ impl RemotePart {
             stop,
             threads: vec![reader, heartbeat],
         };
-        let mut instance = None;
-        for message in up_rx {
-            match message {
-                PartSays::Instance(id) => instance = Some(id),
-                PartSays::Up => {
-                    part.instance = instance.unwrap_or_default();
+        loop {
+            match up_rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(()) => {
                     part.threads.push(collect);
                     part.keep_clock(events);
                     return Ok(part);
                 }
+                Err(mpsc::RecvTimeoutError::Timeout) if cancel.is_cancelled() => {
+                    // Told to stop, the part removes what it built and its session ends.
+                    part.close_stdin();
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
         }
         let _ = collect.join();
         part.stop.store(true, Ordering::SeqCst);
         let status = part.session.wait()?;
+        if cancel.is_cancelled() {
+            return Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                format!("machine {}: interrupted", part.ssh.machine),
+            ));
+        }
         let said = said.lock().unwrap_or_else(PoisonError::into_inner).clone();
         let output = Output {
             status,
@@ -164,7 +181,7 @@ impl RemotePart {
     pub fn record(&self, hosts: Vec<String>) -> RemoteRecord {
         RemoteRecord {
             ssh: self.ssh.clone(),
-            instance: Some(self.instance.clone()),
+            instance: self.instance.clone(),
             hosts,
         }
     }
@@ -185,7 +202,7 @@ impl RemotePart {
         let hosts = hosts.join(",");
         let mut args = vec!["fault", &self.lab, &hosts];
         args.extend(words.iter().map(String::as_str));
-        self.ssh.run(&args, None).map(drop)
+        self.ssh.run(&args).map(drop)
     }
 
     /// Takes the part down: its session's stdin closes, and the part removes itself. If the session is gone,
@@ -245,11 +262,8 @@ fn beat(stdin: &Mutex<Option<ChildStdin>>, stop: &AtomicBool) {
 /// after a part's session was lost. A part that left nothing is fine.
 pub fn down_recorded(record: &RemoteRecord, lab: &str, patience: Duration) -> io::Result<()> {
     let timeout = format!("{}", patience.as_secs_f64());
-    let mut args = vec!["down", lab, "--timeout", &timeout];
-    if let Some(instance) = &record.instance {
-        args.extend(["--instance", instance]);
-    }
-    record.ssh.run(&args, None).map(drop)
+    let args = ["down", lab, "--timeout", &timeout, "--instance", &record.instance];
+    record.ssh.run(&args).map(drop)
 }
 
 pub fn clock_event(machine: &str, offset: &Offset) -> EventKind {
@@ -260,39 +274,97 @@ pub fn clock_event(machine: &str, offset: &Offset) -> EventKind {
     }
 }
 
-enum PartSays {
-    Instance(String),
-    Up,
+/// A part's way out to its coordinator: what the part writes is queued, up to [`OUTBOX_LIMIT`] flushes, and
+/// written by a thread of its own; when the queue is full (the session stalled), writes are dropped and counted, so
+/// the part's loop never blocks on its output and always hears its stop.
+pub struct Outbox {
+    pending: Vec<u8>,
+    queue: mpsc::SyncSender<Vec<u8>>,
+    dropped: u64,
 }
 
-/// The part's stdout: its instance, then its events, each put on the coordinator's clock with the offset's
-/// uncertainty. Other lines (the part's closing words) are not events.
-fn read_part(
-    stdout: impl BufRead,
-    machine: &str,
-    offset: &Mutex<Offset>,
-    events: &EventLog,
-    says: mpsc::Sender<PartSays>,
-) {
-    for line in stdout.lines() {
-        let Ok(line) = line else { return };
-        if let Some(instance) = line.strip_prefix(INSTANCE_PREFIX) {
-            let _ = says.send(PartSays::Instance(instance.trim().to_string()));
-            continue;
+pub const OUTBOX_LIMIT: usize = 4096;
+
+impl Outbox {
+    pub fn new(mut out: impl Write + Send + 'static) -> Outbox {
+        let (queue, items) = mpsc::sync_channel::<Vec<u8>>(OUTBOX_LIMIT);
+        std::thread::spawn(move || {
+            for item in items {
+                if out.write_all(&item).and_then(|()| out.flush()).is_err() {
+                    return;
+                }
+            }
+        });
+        Outbox {
+            pending: Vec::new(),
+            queue,
+            dropped: 0,
         }
-        let Ok(mut event) = serde_json::from_str::<Event>(&line) else {
-            continue;
-        };
+    }
+}
+
+impl Write for Outbox {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.pending.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let item = std::mem::take(&mut self.pending);
+        match self.queue.try_send(item) {
+            Ok(()) => Ok(()),
+            Err(mpsc::TrySendError::Full(_)) => {
+                self.dropped += 1;
+                Ok(())
+            }
+            Err(mpsc::TrySendError::Disconnected(_)) => Err(io::ErrorKind::BrokenPipe.into()),
+        }
+    }
+}
+
+/// How much of what a part says on stderr is kept for an error message.
+const SAID_LIMIT: u64 = 64 * 1024;
+
+/// The part's stdout: its events, each put on the coordinator's clock with the offset's uncertainty; its own
+/// `lab up` and `lab down` become the part's (the lab is up when every part is, which the coordinator says). Other
+/// lines (the part's closing words) are not events. When the stream ends, whether asked to or not, that is an event
+/// too: a part that went away is on the timeline.
+fn read_part(stdout: impl BufRead, machine: &str, offset: &Mutex<Offset>, events: &EventLog, up: mpsc::Sender<()>) {
+    let to_local = |mut event: Event| {
         let offset = *offset.lock().unwrap_or_else(PoisonError::into_inner);
         event.at_ns = offset.to_local(event.at_ns);
         event.clock = Some(RemoteClock {
             machine: machine.to_string(),
             uncertainty_ns: offset.uncertainty_ns,
         });
-        let up = matches!(event.kind, EventKind::LabUp { .. });
-        events.push_event(event);
-        if up {
-            let _ = says.send(PartSays::Up);
+        event
+    };
+    for line in stdout.split(b'\n') {
+        let Ok(line) = line else { break };
+        let Ok(mut event) = serde_json::from_slice::<Event>(&line) else {
+            continue;
+        };
+        let part_up = matches!(event.kind, EventKind::LabUp { .. });
+        event.kind = match event.kind {
+            EventKind::LabUp { build_ms, .. } => EventKind::PartUp {
+                machine: machine.to_string(),
+                build_ms,
+            },
+            EventKind::LabDown { .. } => EventKind::PartDown {
+                machine: machine.to_string(),
+            },
+            kind => kind,
+        };
+        events.push_event(to_local(event));
+        if part_up {
+            let _ = up.send(());
         }
     }
+    let ended = EventKind::PartEnded {
+        machine: machine.to_string(),
+    };
+    events.push(None, ended);
 }

@@ -190,7 +190,7 @@ fn verdict(name: &str, underlay: Ipv4Addr, report: &MachineReport) -> Vec<String
 
 /// The report of one machine, and its clock offset.
 fn check_one(ssh: &Ssh, underlay: Ipv4Addr) -> io::Result<(MachineReport, Offset)> {
-    let output = ssh.run(&["machine-report", "--underlay", &underlay.to_string()], None)?;
+    let output = ssh.run(&["machine-report", "--underlay", &underlay.to_string()])?;
     let report: MachineReport = serde_json::from_slice(&output.stdout).map_err(|e| {
         io::Error::other(format!(
             "machine {}: its `lab machine-report` answered something else than a report ({e}): is `{}` this \

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use super::ssh::Ssh;
 use super::{PartSpec, Placement};
 use crate::events::EventLog;
 use crate::fault::Fault;
+use crate::lab::Cancel;
 use crate::topology::Topology;
 
 /// What building a spread lab needs, once every machine has passed its checks.
@@ -44,9 +46,10 @@ pub fn prepare(topology: &Topology, placement: &Placement) -> Result<Prepared, V
             .filter(|h| h.machine.as_ref() == Some(&machine.name))
             .map(|h| h.name.clone())
             .collect();
+        let instance = crate::state::new_instance();
         records.push(RemoteRecord {
             ssh: ssh.clone(),
-            instance: None,
+            instance: instance.clone(),
             hosts,
         });
         let spec = PartSpec {
@@ -57,6 +60,7 @@ pub fn prepare(topology: &Topology, placement: &Placement) -> Result<Prepared, V
             impair_backend: topology.impair_backend,
             mtus: mtus.clone(),
             tls: tls.clone(),
+            instance,
         };
         starts.push((ssh, spec, checked.offsets[&machine.name]));
     }
@@ -69,20 +73,41 @@ pub fn prepare(topology: &Topology, placement: &Placement) -> Result<Prepared, V
 }
 
 impl Prepared {
-    /// Starts every remote part at once; all of them, or none (those up are taken down again when one fails).
-    pub fn start_parts(&mut self, events: &Arc<EventLog>) -> io::Result<Vec<RemotePart>> {
+    /// Starts every remote part at once; all of them, or none: when one fails (or `cancel` is set), the others
+    /// are told to stop, and those already up are taken down again.
+    pub fn start_parts(&mut self, events: &Arc<EventLog>, cancel: &Cancel) -> io::Result<Vec<RemotePart>> {
         let starts = std::mem::take(&mut self.starts);
+        let stop = Cancel::default();
+        let started = AtomicBool::new(false);
         let results: Vec<io::Result<RemotePart>> = std::thread::scope(|scope| {
+            scope.spawn(|| {
+                while !started.load(Ordering::SeqCst) {
+                    if cancel.is_cancelled() {
+                        stop.cancel();
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            });
             let threads: Vec<_> = (starts.into_iter())
-                .map(|(ssh, spec, offset)| scope.spawn(move || RemotePart::start(ssh, &spec, offset, events.clone())))
+                .map(|(ssh, spec, offset)| {
+                    let stop = &stop;
+                    scope.spawn(move || {
+                        let result = RemotePart::start(ssh, &spec, offset, events.clone(), stop);
+                        if result.is_err() {
+                            stop.cancel();
+                        }
+                        result
+                    })
+                })
                 .collect();
-            threads
-                .into_iter()
+            let results = (threads.into_iter())
                 .map(|t| {
                     t.join()
                         .unwrap_or_else(|_| Err(io::Error::other("a part's start panicked")))
                 })
-                .collect()
+                .collect();
+            started.store(true, Ordering::SeqCst);
+            results
         });
         let (up, failed): (Vec<_>, Vec<_>) = results.into_iter().partition(|r| r.is_ok());
         let up: Vec<RemotePart> = up.into_iter().filter_map(Result::ok).collect();
@@ -90,12 +115,17 @@ impl Prepared {
             return Ok(up);
         }
         take_down(up, DOWN_PATIENCE);
-        let why: Vec<String> = failed
-            .into_iter()
-            .filter_map(Result::err)
+        // The parts that failed, not those stopped because of them.
+        let errors: Vec<io::Error> = failed.into_iter().filter_map(Result::err).collect();
+        let kind = match errors.iter().all(|e| e.kind() == io::ErrorKind::Interrupted) {
+            true => io::ErrorKind::Interrupted,
+            false => io::ErrorKind::Other,
+        };
+        let why: Vec<String> = (errors.iter())
+            .filter(|e| kind == io::ErrorKind::Interrupted || e.kind() != io::ErrorKind::Interrupted)
             .map(|e| e.to_string())
             .collect();
-        Err(io::Error::other(why.join("; ")))
+        Err(io::Error::new(kind, why.join("; ")))
     }
 }
 

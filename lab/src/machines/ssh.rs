@@ -1,7 +1,7 @@
 //! Running `lab` on another machine: OpenSSH's client, in batch mode, with the machine's own options first (ssh
 //! keeps the first value it is given for an option, so the topology's `ssh_options` override these defaults).
 
-use std::io::{self, Write};
+use std::io;
 use std::process::{Command, Output, Stdio};
 
 use serde::{Deserialize, Serialize};
@@ -59,22 +59,14 @@ impl Ssh {
         command
     }
 
-    /// Runs `lab ARGS...` there to the end, with `input` on its stdin; a failure (ssh's or the command's) names the
-    /// machine and carries what the command said on stderr.
-    pub fn run(&self, args: &[&str], input: Option<&[u8]>) -> io::Result<Output> {
-        let mut child = self
+    /// Runs `lab ARGS...` there to the end; a failure (ssh's or the command's) names the machine and carries what
+    /// the command said on stderr.
+    pub fn run(&self, args: &[&str]) -> io::Result<Output> {
+        let output = self
             .lab(args, false)
-            .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
+            .stdin(Stdio::null())
+            .output()
             .map_err(|e| io::Error::new(e.kind(), format!("machine {}: running ssh: {e}", self.machine)))?;
-        if let Some(input) = input {
-            let mut stdin = child.stdin.take().expect("piped");
-            // A command that exits without reading is reported by its status, not by this write.
-            let _ = stdin.write_all(input);
-        }
-        let output = child.wait_with_output()?;
         if output.status.success() {
             return Ok(output);
         }

@@ -116,6 +116,28 @@ pub struct Host {
     pub files: Vec<PlacedFile>,
 }
 
+impl Host {
+    /// Its lines of /etc/hosts: the first address carries its hostname, name and aliases; further interfaces are
+    /// `<host>-<interface>`.
+    pub fn etc_entries(&self) -> Vec<(Ipv4Addr, Vec<String>)> {
+        (self.interfaces.iter().enumerate())
+            .map(|(i, iface)| {
+                let mut names = Vec::new();
+                if i == 0 {
+                    names.push(self.hostname.clone());
+                    if self.name != self.hostname {
+                        names.push(self.name.clone());
+                    }
+                    names.extend(self.aliases.iter().cloned());
+                } else {
+                    names.push(format!("{}-{}", self.name, iface.name));
+                }
+                (iface.address, names)
+            })
+            .collect()
+    }
+}
+
 /// A host's own filesystem, as `crate::hostfs` builds it: private /run, /tmp, /etc and /var, plus what the topology
 /// adds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -446,18 +468,8 @@ impl Topology {
     pub fn etc_hosts(&self) -> String {
         let mut out = String::from("127.0.0.1\tlocalhost\n");
         for host in &self.hosts {
-            for (i, iface) in host.interfaces.iter().enumerate() {
-                let mut names = Vec::new();
-                if i == 0 {
-                    names.push(host.hostname.clone());
-                    if host.name != host.hostname {
-                        names.push(host.name.clone());
-                    }
-                    names.extend(host.aliases.iter().cloned());
-                } else {
-                    names.push(format!("{}-{}", host.name, iface.name));
-                }
-                out.push_str(&format!("{}\t{}\n", iface.address, names.join(" ")));
+            for (address, names) in host.etc_entries() {
+                out.push_str(&format!("{address}\t{}\n", names.join(" ")));
             }
         }
         for (name, addr) in &self.names {
