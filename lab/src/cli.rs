@@ -818,20 +818,18 @@ fn capture_elsewhere(state: &LabState, segment: &str, write: &Path, count: Optio
     if let Some(count) = &count {
         args.extend(["-c", count]);
     }
-    let out: Stdio = if write == Path::new("-") {
-        Stdio::inherit()
-    } else {
-        std::fs::File::create(write)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", write.display()))?
-            .into()
+    // A fresh handle per attempt (a machine without the segment writes nothing before it says so).
+    let destination = || -> anyhow::Result<Stdio> {
+        Ok(match write == Path::new("-") {
+            true => Stdio::inherit(),
+            false => std::fs::File::create(write)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", write.display()))?
+                .into(),
+        })
     };
-    let mut out = Some(out);
     for remote in &state.remotes {
         let mut child = remote.ssh.lab(&args, false);
-        child.stdin(Stdio::null()).stderr(Stdio::piped());
-        if let Some(out) = out.take() {
-            child.stdout(out);
-        }
+        child.stdin(Stdio::null()).stdout(destination()?).stderr(Stdio::piped());
         let output = child.output()?;
         let said = String::from_utf8_lossy(&output.stderr);
         if output.status.success() || !said.contains("has no segment") {
@@ -842,15 +840,6 @@ fn capture_elsewhere(state: &LabState, segment: &str, write: &Path, count: Optio
                 ExitCode::FAILURE
             });
         }
-        // The stdout went with the first attempt: later ones write to a fresh handle on the same file.
-        out = Some(match write == Path::new("-") {
-            true => Stdio::inherit(),
-            false => std::fs::OpenOptions::new()
-                .write(true)
-                .truncate(true)
-                .open(write)?
-                .into(),
-        });
     }
     anyhow::bail!("lab {} has no segment `{segment}` on any machine", state.name)
 }

@@ -177,10 +177,6 @@ impl Lab {
         };
         match (lab, parts) {
             (Ok(mut lab), Ok(parts)) => {
-                lab.state.remotes = (parts.iter())
-                    .zip(&prepared.records)
-                    .map(|(part, record)| part.record(record.hosts.clone()))
-                    .collect();
                 lab.spread = Some(Spread {
                     topology: topology.clone(),
                     placement,

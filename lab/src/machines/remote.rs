@@ -178,14 +178,6 @@ impl RemotePart {
         &self.ssh.machine
     }
 
-    pub fn record(&self, hosts: Vec<String>) -> RemoteRecord {
-        RemoteRecord {
-            ssh: self.ssh.clone(),
-            instance: self.instance.clone(),
-            hosts,
-        }
-    }
-
     /// `argv` in `host`, to the end.
     pub fn exec(&self, host: &str, argv: &[&str]) -> io::Result<Output> {
         let mut args = vec!["exec", &self.lab, host, "--"];
@@ -228,7 +220,7 @@ impl RemotePart {
         if ended.is_some_and(|s| s.success()) {
             return Ok(());
         }
-        down_recorded(&self.record(Vec::new()), &self.lab, patience)
+        down_there(&self.ssh, &self.instance, &self.lab, patience)
     }
 }
 
@@ -261,9 +253,13 @@ fn beat(stdin: &Mutex<Option<ChildStdin>>, stop: &AtomicBool) {
 /// `lab down` of a recorded part on its machine: what the coordinator does for a lab whose runner was killed, and
 /// after a part's session was lost. A part that left nothing is fine.
 pub fn down_recorded(record: &RemoteRecord, lab: &str, patience: Duration) -> io::Result<()> {
+    down_there(&record.ssh, &record.instance, lab, patience)
+}
+
+fn down_there(ssh: &Ssh, instance: &str, lab: &str, patience: Duration) -> io::Result<()> {
     let timeout = format!("{}", patience.as_secs_f64());
-    let args = ["down", lab, "--timeout", &timeout, "--instance", &record.instance];
-    record.ssh.run(&args).map(drop)
+    ssh.run(&["down", lab, "--timeout", &timeout, "--instance", instance])
+        .map(drop)
 }
 
 pub fn clock_event(machine: &str, offset: &Offset) -> EventKind {

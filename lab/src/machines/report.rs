@@ -14,7 +14,6 @@ use super::clock::{Exchange, Offset, EXCHANGES};
 use super::ssh::Ssh;
 use super::Placement;
 use crate::events::monotonic_ns;
-use crate::topology::Topology;
 
 /// The kernel features a part needs, as the modules that provide them, and what for.
 pub const FEATURES: [(&str, &str); 4] = [
@@ -108,15 +107,12 @@ pub struct Checked {
 
 /// Checks every machine of `placement` in parallel; every problem found, each naming its machine, or what the
 /// build needs from them.
-pub fn check_machines(topology: &Topology, placement: &Placement) -> Result<Checked, Vec<String>> {
+pub fn check_machines(placement: &Placement) -> Result<Checked, Vec<String>> {
     let mut problems = Vec::new();
     let mut checked = Checked::default();
     if let Some(coordinator) = &placement.coordinator {
         let report = this_machine(coordinator.underlay);
-        let mut found = verdict(&coordinator.name, coordinator.underlay, &report);
-        // The coordinator runs this very `lab`.
-        found.retain(|p| !p.contains("version"));
-        problems.extend(found);
+        problems.extend(verdict(&coordinator.name, coordinator.underlay, &report));
         if let Some((_, mtu)) = report.underlay {
             checked.underlay_mtus.insert(None, mtu);
         }
@@ -150,11 +146,6 @@ pub fn check_machines(topology: &Topology, placement: &Placement) -> Result<Chec
                 checked.offsets.insert(name, offset);
             }
             Err(e) => problems.push(e.to_string()),
-        }
-    }
-    if problems.is_empty() {
-        if let Err(e) = placement.stretched_mtus(topology, &checked.underlay_mtus) {
-            problems.push(e);
         }
     }
     match problems.is_empty() {

@@ -30,7 +30,7 @@ pub struct Prepared {
 
 /// Checks every machine and computes every part; every problem found, each naming its machine, if any.
 pub fn prepare(topology: &Topology, placement: &Placement) -> Result<Prepared, Vec<String>> {
-    let checked = check_machines(topology, placement)?;
+    let checked = check_machines(placement)?;
     let mtus = placement
         .stretched_mtus(topology, &checked.underlay_mtus)
         .map_err(|e| vec![e])?;
@@ -170,6 +170,16 @@ pub enum Location<'a> {
     Remote(&'a RemotePart),
 }
 
+impl Location<'_> {
+    /// The machine of a remote part, as [`Routed::machine`] names it.
+    fn part_name(&self) -> Option<String> {
+        match self {
+            Location::Here => None,
+            Location::Remote(part) => Some(part.machine().to_string()),
+        }
+    }
+}
+
 impl Spread {
     /// The part running `host` (which the whole topology has).
     pub fn host(&self, host: &str) -> io::Result<Location<'_>> {
@@ -202,12 +212,7 @@ impl Spread {
     /// mends the others' cuts toward it too. Other faults go to each host's part as they are.
     pub fn route(&self, targets: &[&str], fault: &Fault) -> io::Result<Vec<Routed>> {
         let mut routed = Vec::new();
-        let machine_name = |name: &str| -> io::Result<Option<String>> {
-            match self.machine(Some(name))? {
-                Location::Here => Ok(None),
-                Location::Remote(part) => Ok(Some(part.machine().to_string())),
-            }
-        };
+        let machine_name = |name: &str| self.machine(Some(name)).map(|l| l.part_name());
         let routed_to = |machine, target: &str, fault| Routed {
             machine,
             targets: vec![target.to_string()],
@@ -250,16 +255,15 @@ impl Spread {
             _ => {
                 let mut by_part: BTreeMap<Option<String>, Vec<String>> = BTreeMap::new();
                 for host in targets {
-                    let at = match self.host(host)? {
-                        Location::Here => None,
-                        Location::Remote(part) => Some(part.machine().to_string()),
-                    };
-                    by_part.entry(at).or_default().push(host.to_string());
+                    by_part
+                        .entry(self.host(host)?.part_name())
+                        .or_default()
+                        .push(host.to_string());
                 }
                 if let Fault::Partition { from, .. } = fault {
                     let apart = by_part.len() > 1
                         || from.iter().any(|other| {
-                            let at = self.topology.host(other).map(|h| self.where_name(h.machine.as_deref()));
+                            let at = self.host(other).ok().map(|l| l.part_name());
                             at.is_some_and(|at| !by_part.contains_key(&at))
                         });
                     if apart {
@@ -280,14 +284,6 @@ impl Spread {
             }
         }
         Ok(routed)
-    }
-
-    /// The name a host's part goes by in [`Spread::route`]: `None` for the coordinator's.
-    fn where_name(&self, machine: Option<&str>) -> Option<String> {
-        match self.machine(machine) {
-            Ok(Location::Remote(part)) => Some(part.machine().to_string()),
-            _ => None,
-        }
     }
 
     /// The machines sharing a stretched segment with `machine`.
